@@ -1,0 +1,332 @@
+//! Access tokens: RS256 JWTs (RFC 7519, RFC 7518 §3.3) with a `kid` header, verifiable by anyone
+//! holding the published JWKS (RFC 7517). RS256 is the default because API Gateway's built-in JWT
+//! authorizer accepts only RSA keys.
+//!
+//! A key set may hold several keys (rotation): the newest signs, all are published and accepted
+//! until removed. The `kid` is the key's RFC 7638 SHA-256 thumbprint.
+
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Clock skew tolerated when checking `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 5;
+
+/// The claims of a Tollgate access token. Times are Unix seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer (`TOLLGATE_ISSUER`).
+    pub iss: String,
+    /// Audience (`TOLLGATE_AUDIENCE`).
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    /// The session id the token was issued for.
+    pub sid: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before (= `iat`).
+    pub nbf: i64,
+    /// Expiry (`iat` + access-token TTL).
+    pub exp: i64,
+    /// Unique token id (UUIDv7).
+    pub jti: String,
+    /// The plan id the user had at issue time (`free` without a subscription).
+    pub plan: String,
+    /// The plan's tier rank (0 for `free`).
+    pub tier: u32,
+    /// The plan's entitlements: flags (`true`) and numeric limits.
+    pub entitlements: BTreeMap<String, serde_json::Value>,
+}
+
+/// The stored form of the signing keys (the Secrets Manager secret's JSON, or the dev server's
+/// `jwt-keys.json`): `{"keys": [{"private_key_pem": "-----BEGIN PRIVATE KEY-----…", "created_at": 1763712000}]}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SigningKeyFile {
+    /// The keys, in any order; the one with the greatest `created_at` signs.
+    pub keys: Vec<StoredSigningKey>,
+}
+
+/// One RSA private key in PKCS#8 PEM, and when it was created (Unix seconds).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredSigningKey {
+    /// PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) PEM of an RSA key of 2048+ bits.
+    pub private_key_pem: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+}
+
+impl SigningKeyFile {
+    /// A file holding one freshly generated RSA-2048 key created at `now`.
+    ///
+    /// # Errors
+    /// [`KeySetError::Generate`] if key generation fails.
+    pub fn generate(now: i64) -> Result<Self, KeySetError> {
+        Ok(Self {
+            keys: vec![generate_key(now)?],
+        })
+    }
+
+    /// This file with one more freshly generated key, which becomes the signing key; keys older
+    /// than `keep_after` (Unix seconds) are dropped, but never the previous signing key.
+    ///
+    /// # Errors
+    /// [`KeySetError::Generate`] if key generation fails.
+    pub fn rotated(mut self, now: i64, keep_after: i64) -> Result<Self, KeySetError> {
+        let newest = self.keys.iter().map(|k| k.created_at).max().unwrap_or(i64::MIN);
+        self.keys.retain(|k| k.created_at >= keep_after || k.created_at == newest);
+        self.keys.push(generate_key(now)?);
+        Ok(self)
+    }
+}
+
+fn generate_key(now: i64) -> Result<StoredSigningKey, KeySetError> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use base64::Engine as _;
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|_| KeySetError::Generate)?;
+    let der: Pkcs8V1Der<'static> = pair.as_der().map_err(|_| KeySetError::Generate)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(StoredSigningKey {
+        private_key_pem: pem,
+        created_at: now,
+    })
+}
+
+/// Why a key set could not be built or a token not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySetError {
+    /// The key set JSON does not parse.
+    #[error("signing key set is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A key is not a usable RSA private key (message never includes key material).
+    #[error("signing key {index} is not a usable RSA private key")]
+    BadKey {
+        /// Position in the file.
+        index: usize,
+    },
+    /// The set holds no key.
+    #[error("signing key set is empty")]
+    Empty,
+    /// Generating a key failed.
+    #[error("could not generate an RSA key")]
+    Generate,
+    /// Signing failed.
+    #[error("could not sign an access token")]
+    Sign,
+}
+
+/// Why an access token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Malformed, wrong algorithm, unknown `kid`, bad signature, wrong `iss`/`aud`, or not yet valid.
+    #[error("access token is invalid")]
+    Invalid,
+    /// Past `exp`.
+    #[error("access token has expired")]
+    Expired,
+}
+
+struct VerifyingKey {
+    kid: String,
+    key: DecodingKey,
+}
+
+/// The loaded signing and verification keys, and the published JWKS.
+pub struct KeySet {
+    signing_kid: String,
+    signing_key: EncodingKey,
+    verifying: Vec<VerifyingKey>,
+    jwks: JwkSet,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("signing_kid", &self.signing_kid)
+            .field("kids", &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    /// Parses the key set JSON (see [`SigningKeyFile`]) for tokens with `iss = issuer` and
+    /// `aud = audience`.
+    ///
+    /// # Errors
+    /// [`KeySetError`] if the JSON or any key is unusable, or there is no key.
+    pub fn from_json(json: &str, issuer: &str, audience: &str) -> Result<Self, KeySetError> {
+        let file: SigningKeyFile = serde_json::from_str(json)?;
+        Self::from_file(&file, issuer, audience)
+    }
+
+    /// Builds the key set from parsed keys.
+    ///
+    /// # Errors
+    /// [`KeySetError`] if any key is unusable or there is none.
+    pub fn from_file(file: &SigningKeyFile, issuer: &str, audience: &str) -> Result<Self, KeySetError> {
+        let mut loaded = Vec::with_capacity(file.keys.len());
+        for (index, stored) in file.keys.iter().enumerate() {
+            let bad = || KeySetError::BadKey { index };
+            let encoding = EncodingKey::from_rsa_pem(stored.private_key_pem.as_bytes()).map_err(|_| bad())?;
+            let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|_| bad())?;
+            let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|_| bad())?;
+            jwk.common.key_id = Some(kid.clone());
+            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+            jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| bad())?;
+            loaded.push((stored.created_at, kid, encoding, decoding, jwk));
+        }
+        // Newest first; the first signs.
+        loaded.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut iter = loaded.into_iter();
+        let (_, signing_kid, signing_key, first_decoding, first_jwk) = iter.next().ok_or(KeySetError::Empty)?;
+        let mut verifying = vec![VerifyingKey {
+            kid: signing_kid.clone(),
+            key: first_decoding,
+        }];
+        let mut jwks = vec![first_jwk];
+        for (_, kid, _, decoding, jwk) in iter {
+            verifying.push(VerifyingKey { kid, key: decoding });
+            jwks.push(jwk);
+        }
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        Ok(Self {
+            signing_kid,
+            signing_key,
+            verifying,
+            jwks: JwkSet { keys: jwks },
+            validation,
+        })
+    }
+
+    /// The `kid` of the signing key.
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    /// Signs `claims` with the newest key (RS256, `kid` header, `typ: JWT`).
+    ///
+    /// # Errors
+    /// [`KeySetError::Sign`] if the crypto backend fails.
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeySetError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.signing_kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.signing_key).map_err(|_| KeySetError::Sign)
+    }
+
+    /// Verifies signature, `kid`, `iss`, `aud`, `exp` and `nbf` (with [`LEEWAY_SECONDS`]) and
+    /// returns the claims.
+    ///
+    /// # Errors
+    /// [`TokenError::Expired`] past `exp`; [`TokenError::Invalid`] for anything else.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = self
+            .verifying
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::Invalid)?;
+        jsonwebtoken::decode::<AccessClaims>(token, &key.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+
+    /// The public keys as a JWKS document (`{"keys": [{"kty":"RSA","kid":…,"use":"sig","alg":"RS256","n":…,"e":…}]}`).
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::LazyLock;
+
+    // RSA key generation is slow-ish; share one file across the tests of this module.
+    static FILE: LazyLock<SigningKeyFile> = LazyLock::new(|| SigningKeyFile::generate(1_000).expect("generate"));
+
+    fn claims(now: i64, ttl: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "https://auth.example.com".into(),
+            aud: "tollgate".into(),
+            sub: "u1".into(),
+            sid: "s1".into(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+            jti: "j1".into(),
+            plan: "free".into(),
+            tier: 0,
+            entitlements: BTreeMap::new(),
+        }
+    }
+
+    fn now() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    #[test]
+    fn signed_tokens_verify_and_carry_the_kid() {
+        let keys = KeySet::from_file(&FILE, "https://auth.example.com", "tollgate").expect("keys");
+        let token = keys.sign(&claims(now(), 900)).expect("sign");
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.kid.as_deref(), Some(keys.signing_kid()));
+        assert_eq!(keys.verify(&token).expect("valid").sub, "u1");
+    }
+
+    #[test]
+    fn expired_tampered_and_foreign_tokens_are_refused() {
+        let keys = KeySet::from_file(&FILE, "https://auth.example.com", "tollgate").expect("keys");
+        let expired = keys.sign(&claims(now() - 1_000, 900)).expect("sign");
+        assert_eq!(keys.verify(&expired), Err(TokenError::Expired));
+        let token = keys.sign(&claims(now(), 900)).expect("sign");
+        let mut tampered = token.clone();
+        tampered.replace_range(tampered.len() - 4.., "AAAA");
+        assert_eq!(keys.verify(&tampered), Err(TokenError::Invalid));
+        let other_aud = KeySet::from_file(&FILE, "https://auth.example.com", "other").expect("keys");
+        assert_eq!(other_aud.verify(&token), Err(TokenError::Invalid));
+        assert_eq!(keys.verify("not.a.jwt"), Err(TokenError::Invalid));
+        // alg=none is refused.
+        assert_eq!(keys.verify("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9."), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn rotation_publishes_both_keys_and_signs_with_the_newest() {
+        let old = KeySet::from_file(&FILE, "i:x", "a").expect("keys");
+        let old_token = old.sign(&AccessClaims { iss: "i:x".into(), aud: "a".into(), ..claims(now(), 900) }).expect("sign");
+        let rotated = FILE.clone().rotated(2_000, 0).expect("rotate");
+        let keys = KeySet::from_file(&rotated, "i:x", "a").expect("keys");
+        assert_eq!(keys.jwks().keys.len(), 2);
+        assert_ne!(keys.signing_kid(), old.signing_kid());
+        assert!(keys.verify(&old_token).is_ok(), "tokens of the old key still verify");
+    }
+
+    #[test]
+    fn bad_key_files_are_errors() {
+        assert!(matches!(KeySet::from_json("{", "i", "a"), Err(KeySetError::Json(_))));
+        assert!(matches!(KeySet::from_json(r#"{"keys":[]}"#, "i", "a"), Err(KeySetError::Empty)));
+        let bad = r#"{"keys":[{"private_key_pem":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n","created_at":1}]}"#;
+        assert!(matches!(KeySet::from_json(bad, "i", "a"), Err(KeySetError::BadKey { index: 0 })));
+    }
+}

@@ -1,0 +1,171 @@
+//! Typed configuration, read once per cold start from the environment and validated as a whole.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `TOLLGATE_ISSUER` | `http://127.0.0.1:3000` | `iss` of access tokens; base of the OIDC discovery URLs |
+//! | `TOLLGATE_AUDIENCE` | `tollgate` | `aud` of access tokens |
+//! | `TOLLGATE_ACCESS_TOKEN_TTL_SECONDS` | `900` | access-token lifetime (15 min, DESIGN §5) |
+//! | `TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS` | `2592000` | session idle timeout (30 d) |
+//! | `TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS` | `7776000` | session absolute lifetime (90 d) |
+//! | `TOLLGATE_REFRESH_REUSE_GRACE_SECONDS` | `10` | grace window after rotation |
+//! | `TOLLGATE_MAX_BODY_BYTES` | `16384` | request body cap; larger bodies get 413 |
+//! | `TOLLGATE_COOKIE_SECURE` | `true` | whether the refresh cookie carries `Secure` |
+//! | `TOLLGATE_TABLE_NAME` | `tollgate` | DynamoDB table (Lambda) |
+//! | `TOLLGATE_JWT_KEYS_SECRET_ID` | `tollgate/jwt-keys` | Secrets Manager id of the signing key set (Lambda) |
+
+use crate::domain::SessionPolicy;
+use std::collections::HashMap;
+
+/// Everything configurable, validated. Lifetimes are seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `iss` claim and OIDC issuer (no trailing slash).
+    pub issuer: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl: i64,
+    /// Session lifetimes and grace window.
+    pub session: SessionPolicy,
+    /// Maximum request body in bytes.
+    pub max_body_bytes: usize,
+    /// Whether the refresh cookie is `Secure`.
+    pub cookie_secure: bool,
+    /// DynamoDB table name.
+    pub table_name: String,
+    /// Secrets Manager id (name or ARN) of the JWT signing key set.
+    pub jwt_keys_secret_id: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:3000".to_owned(),
+            audience: "tollgate".to_owned(),
+            access_token_ttl: 900,
+            session: SessionPolicy::default(),
+            max_body_bytes: 16 * 1024,
+            cookie_secure: true,
+            table_name: "tollgate".to_owned(),
+            jwt_keys_secret_id: "tollgate/jwt-keys".to_owned(),
+        }
+    }
+}
+
+/// Every problem found in the configuration, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads the process environment. See the module docs for names and defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable that does not parse or is out of range.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Reads configuration from a map of variables (the environment in production; a literal map
+    /// in tests).
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem at once.
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let d = Self::default();
+        let text = |name: &str, default: &str| -> String {
+            vars.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let mut seconds = |name: &str, default: i64, min: i64, max: i64| -> i64 {
+            match vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+                None => default,
+                Some(raw) => match raw.parse::<i64>() {
+                    Ok(v) if (min..=max).contains(&v) => v,
+                    _ => {
+                        problems.push(format!("{name}={raw:?}: expected a whole number of seconds in {min}..={max}"));
+                        default
+                    }
+                },
+            }
+        };
+        let access_token_ttl = seconds("TOLLGATE_ACCESS_TOKEN_TTL_SECONDS", d.access_token_ttl, 60, 86_400);
+        let idle_timeout = seconds("TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS", d.session.idle_timeout, 60, 400 * 86_400);
+        let absolute_lifetime = seconds("TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS", d.session.absolute_lifetime, 60, 400 * 86_400);
+        let reuse_grace = seconds("TOLLGATE_REFRESH_REUSE_GRACE_SECONDS", d.session.reuse_grace, 0, 300);
+        let max_body = seconds("TOLLGATE_MAX_BODY_BYTES", d.max_body_bytes as i64, 1_024, 6 * 1024 * 1024);
+        let cookie_secure = match text("TOLLGATE_COOKIE_SECURE", "true").to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => {
+                problems.push(format!("TOLLGATE_COOKIE_SECURE={other:?}: expected true or false"));
+                true
+            }
+        };
+        let issuer = text("TOLLGATE_ISSUER", &d.issuer).trim_end_matches('/').to_owned();
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            problems.push(format!("TOLLGATE_ISSUER={issuer:?}: expected an http(s) URL"));
+        }
+        if idle_timeout > absolute_lifetime {
+            problems.push("TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS exceeds TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS".to_owned());
+        }
+        let config = Self {
+            issuer,
+            audience: text("TOLLGATE_AUDIENCE", &d.audience),
+            access_token_ttl,
+            session: SessionPolicy {
+                idle_timeout,
+                absolute_lifetime,
+                reuse_grace,
+            },
+            max_body_bytes: usize::try_from(max_body).unwrap_or(d.max_body_bytes),
+            cookie_secure,
+            table_name: text("TOLLGATE_TABLE_NAME", &d.table_name),
+            jwt_keys_secret_id: text("TOLLGATE_JWT_KEYS_SECRET_ID", &d.jwt_keys_secret_id),
+        };
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        assert_eq!(Config::from_vars(HashMap::new()).expect("valid"), Config::default());
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let err = Config::from_vars(vars(&[
+            ("TOLLGATE_ACCESS_TOKEN_TTL_SECONDS", "soon"),
+            ("TOLLGATE_COOKIE_SECURE", "maybe"),
+            ("TOLLGATE_ISSUER", "ftp://x"),
+        ]))
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn values_are_read_and_trimmed() {
+        let c = Config::from_vars(vars(&[
+            ("TOLLGATE_ISSUER", "https://auth.example.com/"),
+            ("TOLLGATE_REFRESH_REUSE_GRACE_SECONDS", " 3 "),
+        ]))
+        .expect("valid");
+        assert_eq!(c.issuer, "https://auth.example.com");
+        assert_eq!(c.session.reuse_grace, 3);
+    }
+}

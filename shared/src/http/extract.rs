@@ -1,0 +1,135 @@
+//! Request extractors: JSON bodies with the project's limits and errors, bearer authentication,
+//! the `User-Agent`.
+
+use super::ApiError;
+use crate::auth::AccessClaims;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use http::{header, request::Parts, HeaderMap};
+use serde::de::DeserializeOwned;
+
+/// A JSON body: `Content-Type: application/json` required (415), at most
+/// `TOLLGATE_MAX_BODY_BYTES` (413), syntactically valid and of the expected shape (400).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+/// Like [`JsonBody`], but an empty body (no `Content-Length` or zero bytes) is `None` — for
+/// routes that also accept their input in a cookie.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+async fn read_body(req: Request, limit: usize) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::PayloadTooLarge);
+        }
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return ApiError::PayloadTooLarge;
+            }
+            source = err.source();
+        }
+        ApiError::MalformedJson("the body could not be read".into())
+    })?;
+    Ok((parts.headers, bytes))
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json's message names the position and expected shape, never values.
+        ApiError::MalformedJson(e.to_string())
+    })
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let (_, bytes) = read_body(req, state.config().max_body_bytes).await?;
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let (_, bytes) = read_body(req, state.config().max_body_bytes).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
+        }
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse(&bytes).map(|v| OptionalJsonBody(Some(v)))
+    }
+}
+
+/// The verified claims of the request's `Authorization: Bearer <access token>`.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub AccessClaims);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::MissingBearer)?;
+        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingBearer)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::MissingBearer);
+        }
+        state
+            .auth()
+            .verify_access_token(token.trim())
+            .map(Authenticated)
+            .map_err(ApiError::from)
+    }
+}
+
+/// The request's `User-Agent`, if any.
+#[derive(Debug, Clone)]
+pub struct UserAgent(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(UserAgent(
+            parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ))
+    }
+}

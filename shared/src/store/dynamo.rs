@@ -1,0 +1,343 @@
+//! The DynamoDB store: the single table of DESIGN §4 through `aws-sdk-dynamodb`.
+//!
+//! Items are the domain records serialised with `serde_dynamo`, plus `PK`/`SK`. Uniqueness (the
+//! email claim) and rotation are conditional writes; signup is one `TransactWriteItems`. Reads are
+//! strongly consistent. [`table_definition`] is the one place the table's shape is written in code.
+
+use super::{keys, SessionStore, StoreError, UserStore};
+use crate::domain::{RevokeReason, Session, SessionId, TokenHash, User, UserId};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The table's key schema, attribute definitions, billing mode and TTL attribute, for creating it
+/// in tests and local runs. `template.yaml` declares the same shape for AWS.
+pub struct TableDefinition {
+    /// `PK` (HASH, S) and `SK` (RANGE, S).
+    pub key_schema: Vec<KeySchemaElement>,
+    /// The two string key attributes.
+    pub attributes: Vec<AttributeDefinition>,
+    /// Pay per request (no capacity to pay for when idle).
+    pub billing_mode: BillingMode,
+    /// [`keys::TTL_ATTRIBUTE`] (Unix seconds).
+    pub ttl_attribute: &'static str,
+}
+
+/// The single table's definition (DESIGN §4).
+///
+/// # Panics
+/// Never: the builders are given every required field.
+pub fn table_definition() -> TableDefinition {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("name and type are set")
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("name and type are set")
+    };
+    TableDefinition {
+        key_schema: vec![key(keys::PK, KeyType::Hash), key(keys::SK, KeyType::Range)],
+        attributes: vec![attr(keys::PK), attr(keys::SK)],
+        billing_mode: BillingMode::PayPerRequest,
+        ttl_attribute: keys::TTL_ATTRIBUTE,
+    }
+}
+
+/// Creates the table (and enables TTL) if it does not exist. For tests and local runs; in AWS
+/// the table comes from `template.yaml`.
+///
+/// # Errors
+/// [`StoreError`] if DynamoDB refuses.
+pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    if client.describe_table().table_name(table).send().await.is_ok() {
+        return Ok(());
+    }
+    let def = table_definition();
+    let created = client
+        .create_table()
+        .table_name(table)
+        .set_key_schema(Some(def.key_schema))
+        .set_attribute_definitions(Some(def.attributes))
+        .billing_mode(def.billing_mode)
+        .send()
+        .await;
+    if let Err(e) = created {
+        if e.code() != Some("ResourceInUseException") {
+            return Err(classify(e));
+        }
+    }
+    let ttl = TimeToLiveSpecification::builder()
+        .attribute_name(def.ttl_attribute)
+        .enabled(true)
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Maps an SDK error to a [`StoreError`]: failed conditions are conflicts; throttling, timeouts
+/// and transport failures are retryable; the rest is internal.
+fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().unwrap_or_default().to_owned();
+    match code.as_str() {
+        "ConditionalCheckFailedException" => StoreError::Conflict("condition_failed"),
+        "TransactionCanceledException" => {
+            let message = err.message().unwrap_or_default();
+            if message.contains("ConditionalCheckFailed") {
+                StoreError::Conflict("condition_failed")
+            } else {
+                StoreError::Unavailable(format!("transaction canceled: {message}"))
+            }
+        }
+        "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded"
+        | "InternalServerError" | "ServiceUnavailable" | "TransactionConflictException" => StoreError::Unavailable(code),
+        _ => match err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                StoreError::Unavailable(format!("{err:?}").chars().take(300).collect())
+            }
+            other => StoreError::Internal(format!("{code}: {}", other.message().unwrap_or("dynamodb error"))),
+        },
+    }
+}
+
+fn to_item<T: Serialize>(key: &(String, String), value: &T) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+    item.insert(keys::PK.to_owned(), AttributeValue::S(key.0.clone()));
+    item.insert(keys::SK.to_owned(), AttributeValue::S(key.1.clone()));
+    Ok(item)
+}
+
+fn from_item<T: DeserializeOwned>(mut item: Item) -> Result<T, StoreError> {
+    item.remove(keys::PK);
+    item.remove(keys::SK);
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| StoreError::Internal(format!("undecodable item: {e}")))
+}
+
+#[derive(Serialize, Deserialize)]
+struct EmailClaim {
+    user_id: UserId,
+}
+
+/// DynamoDB implementation of [`UserStore`] and [`SessionStore`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    /// A store over `table` using `client` (built once per cold start).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The SDK client, e.g. to warm the connection at init.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Opens the HTTPS connection to DynamoDB ahead of the first request (a `DescribeTable`),
+    /// so the first user request does not pay for TLS set-up (DESIGN §9).
+    ///
+    /// # Errors
+    /// [`StoreError`] if DynamoDB cannot be reached or the table does not exist.
+    pub async fn warm(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: (String, String)) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, AttributeValue::S(key.0))
+            .key(keys::SK, AttributeValue::S(key.1))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item.map(from_item).transpose()
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        let user_item = to_item(&keys::user(&user.id), user)?;
+        let claim_item = to_item(&keys::email_claim(user.email().normalized()), &EmailClaim { user_id: user.id })?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(put(user_item)?)
+            .transact_items(put(claim_item)?)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict("email_taken")),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.get(keys::user(id)).await
+    }
+
+    async fn find_user_id_by_email(&self, normalized_email: &str) -> Result<Option<UserId>, StoreError> {
+        Ok(self
+            .get::<EmailClaim>(keys::email_claim(normalized_email))
+            .await?
+            .map(|c| c.user_id))
+    }
+
+    async fn update_user(&self, user: &User, expected_version: u64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&keys::user(&user.id), user)?))
+            .condition_expression("attribute_exists(PK) AND version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(expected_version.to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match classify(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("stale_version"),
+                other => other,
+            })
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&keys::session(&session.user_id, &session.id), session)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match classify(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("session_exists"),
+                other => other,
+            })
+    }
+
+    async fn get_session(&self, user_id: &UserId, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.get(keys::session(user_id, id)).await
+    }
+
+    async fn rotate_session(&self, next: &Session, expected_current: &TokenHash) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&keys::session(&next.user_id, &next.id), next)?))
+            .condition_expression("attribute_exists(PK) AND current_hash = :h AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":h", AttributeValue::S(expected_current.0.clone()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match classify(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("session_changed"),
+                other => other,
+            })
+    }
+
+    async fn revoke_session(&self, user_id: &UserId, id: &SessionId, at: i64, reason: RevokeReason) -> Result<(), StoreError> {
+        let (pk, sk) = keys::session(user_id, id);
+        let reason = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(reason).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, AttributeValue::S(pk))
+            .key(keys::SK, AttributeValue::S(sk))
+            .update_expression("SET revoked_at = :at, revoked_reason = :r")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+            .expression_attribute_values(":r", reason)
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) => Ok(()),
+            // Either absent or already revoked: tell them apart with a read.
+            Err(StoreError::Conflict(_)) => match self.get_session(user_id, id).await? {
+                Some(_) => Ok(()),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, StoreError> {
+        let mut sessions = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", AttributeValue::S(keys::user_pk(user_id)))
+                .expression_attribute_values(":prefix", AttributeValue::S(keys::SESSION_PREFIX.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                sessions.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(sessions)
+    }
+}
