@@ -1,1 +1,88 @@
-fn main() {}
+//! Criterion benchmarks of the hot paths: argon2id hash and verify, access-token sign and
+//! verify, RSA key parsing (what `jsonwebtoken::encode` does per signature), and a full refresh
+//! rotation on the in-memory embedded store. Run: `cargo bench -p tollgate --bench auth`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tollgate::auth::{AccessClaims, KeySet, PasswordHasher, SigningKeyFile};
+use tollgate::{AppState, Clock, Config, SystemClock};
+
+fn claims(now: i64) -> AccessClaims {
+    AccessClaims {
+        iss: "http://127.0.0.1:3000".into(),
+        aud: "tollgate".into(),
+        sub: "0190f1b2-0000-7000-8000-000000000000".into(),
+        sid: "0190f1b2-0000-7000-8000-000000000001".into(),
+        iat: now,
+        nbf: now,
+        exp: now + 900,
+        jti: "0190f1b2-0000-7000-8000-000000000002".into(),
+        plan: "free".into(),
+        tier: 0,
+        entitlements: BTreeMap::new(),
+    }
+}
+
+fn password(c: &mut Criterion) {
+    let hasher = PasswordHasher::new();
+    let phc = hasher.hash(b"correct horse battery staple").expect("hash");
+    let mut g = c.benchmark_group("argon2id");
+    g.sample_size(30);
+    g.bench_function("hash", |b| {
+        b.iter(|| hasher.hash(b"correct horse battery staple").expect("hash"))
+    });
+    g.bench_function("verify", |b| {
+        b.iter(|| hasher.verify(b"correct horse battery staple", &phc))
+    });
+    g.finish();
+}
+
+fn tokens(c: &mut Criterion) {
+    let file = SigningKeyFile::generate(0).expect("key");
+    let keys = KeySet::from_file(&file, "http://127.0.0.1:3000", "tollgate").expect("keys");
+    let now = SystemClock.now();
+    let token = keys.sign(&claims(now)).expect("sign");
+    let mut g = c.benchmark_group("access_token");
+    g.bench_function("sign_rs256", |b| {
+        b.iter(|| keys.sign(&claims(now)).expect("sign"))
+    });
+    g.bench_function("verify_rs256", |b| {
+        b.iter(|| keys.verify(&token, now).expect("verify"))
+    });
+    let pem = file.keys[0].private_key_pem.clone();
+    g.bench_function("parse_rsa_private_key", |b| {
+        b.iter(|| jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("pem"))
+    });
+    g.finish();
+}
+
+fn refresh(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state = AppState::in_memory(Config::default(), Arc::new(SystemClock)).expect("state");
+    let (_, tokens) = rt
+        .block_on(state.auth().signup(
+            "bench@example.com",
+            "correct horse battery staple".into(),
+            None,
+        ))
+        .expect("signup");
+    let mut current = tokens.refresh_token;
+    let mut g = c.benchmark_group("session");
+    g.bench_function("refresh_rotation_embedded", |b| {
+        b.iter(|| {
+            let issued = rt
+                .block_on(state.auth().refresh_token(&current))
+                .expect("refresh");
+            current = issued.refresh_token;
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, password, tokens, refresh);
+criterion_main!(benches);

@@ -83,31 +83,67 @@ impl Config {
         let mut seconds = |name: &str, default: i64, min: i64, max: i64| -> i64 {
             match vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
                 None => default,
-                Some(raw) => match raw.parse::<i64>() {
-                    Ok(v) if (min..=max).contains(&v) => v,
-                    _ => {
-                        problems.push(format!("{name}={raw:?}: expected a whole number of seconds in {min}..={max}"));
-                        default
+                Some(raw) => {
+                    match raw.parse::<i64>() {
+                        Ok(v) if (min..=max).contains(&v) => v,
+                        _ => {
+                            problems.push(format!("{name}={raw:?}: expected a whole number of seconds in {min}..={max}"));
+                            default
+                        }
                     }
-                },
+                }
             }
         };
-        let access_token_ttl = seconds("TOLLGATE_ACCESS_TOKEN_TTL_SECONDS", d.access_token_ttl, 60, 86_400);
-        let idle_timeout = seconds("TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS", d.session.idle_timeout, 60, 400 * 86_400);
-        let absolute_lifetime = seconds("TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS", d.session.absolute_lifetime, 60, 400 * 86_400);
-        let reuse_grace = seconds("TOLLGATE_REFRESH_REUSE_GRACE_SECONDS", d.session.reuse_grace, 0, 300);
-        let max_body = seconds("TOLLGATE_MAX_BODY_BYTES", d.max_body_bytes as i64, 1_024, 6 * 1024 * 1024);
-        let cookie_secure = match text("TOLLGATE_COOKIE_SECURE", "true").to_ascii_lowercase().as_str() {
+        let access_token_ttl = seconds(
+            "TOLLGATE_ACCESS_TOKEN_TTL_SECONDS",
+            d.access_token_ttl,
+            60,
+            86_400,
+        );
+        let idle_timeout = seconds(
+            "TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS",
+            d.session.idle_timeout,
+            60,
+            400 * 86_400,
+        );
+        let absolute_lifetime = seconds(
+            "TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS",
+            d.session.absolute_lifetime,
+            60,
+            400 * 86_400,
+        );
+        let reuse_grace = seconds(
+            "TOLLGATE_REFRESH_REUSE_GRACE_SECONDS",
+            d.session.reuse_grace,
+            0,
+            300,
+        );
+        let max_body = seconds(
+            "TOLLGATE_MAX_BODY_BYTES",
+            d.max_body_bytes as i64,
+            1_024,
+            6 * 1024 * 1024,
+        );
+        let cookie_secure = match text("TOLLGATE_COOKIE_SECURE", "true")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
             other => {
-                problems.push(format!("TOLLGATE_COOKIE_SECURE={other:?}: expected true or false"));
+                problems.push(format!(
+                    "TOLLGATE_COOKIE_SECURE={other:?}: expected true or false"
+                ));
                 true
             }
         };
-        let issuer = text("TOLLGATE_ISSUER", &d.issuer).trim_end_matches('/').to_owned();
+        let issuer = text("TOLLGATE_ISSUER", &d.issuer)
+            .trim_end_matches('/')
+            .to_owned();
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-            problems.push(format!("TOLLGATE_ISSUER={issuer:?}: expected an http(s) URL"));
+            problems.push(format!(
+                "TOLLGATE_ISSUER={issuer:?}: expected an http(s) URL"
+            ));
         }
         if idle_timeout > absolute_lifetime {
             problems.push("TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS exceeds TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS".to_owned());
@@ -139,12 +175,18 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_apply_when_unset() {
-        assert_eq!(Config::from_vars(HashMap::new()).expect("valid"), Config::default());
+        assert_eq!(
+            Config::from_vars(HashMap::new()).expect("valid"),
+            Config::default()
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub async fn run_http(routes: Router<AppState>) -> Result<(), lambda_http::Error
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_current_span(false)
         .without_time() // CloudWatch stamps each line
         .try_init();

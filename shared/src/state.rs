@@ -64,9 +64,16 @@ impl AppState {
     ///
     /// # Errors
     /// [`StartupError::Secret`] or [`StartupError::Keys`].
-    pub async fn load_keys(config: &Config, secrets: &dyn SecretSource) -> Result<Arc<KeySet>, StartupError> {
+    pub async fn load_keys(
+        config: &Config,
+        secrets: &dyn SecretSource,
+    ) -> Result<Arc<KeySet>, StartupError> {
         let json = secrets.get_secret(&config.jwt_keys_secret_id).await?;
-        Ok(Arc::new(KeySet::from_json(json.expose_secret(), &config.issuer, &config.audience)?))
+        Ok(Arc::new(KeySet::from_json(
+            json.expose_secret(),
+            &config.issuer,
+            &config.audience,
+        )?))
     }
 
     /// A state on an in-memory embedded store with a fresh key, the given clock and config: for
@@ -77,8 +84,18 @@ impl AppState {
     #[cfg(feature = "embedded")]
     pub fn in_memory(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let store = Arc::new(crate::store::embedded::EmbeddedStore::in_memory()?);
-        let keys = KeySet::from_file(&SigningKeyFile::generate(clock.now())?, &config.issuer, &config.audience)?;
-        Ok(Self::new(config, store.clone(), store, Arc::new(keys), clock))
+        let keys = KeySet::from_file(
+            &SigningKeyFile::generate(clock.now())?,
+            &config.issuer,
+            &config.audience,
+        )?;
+        Ok(Self::new(
+            config,
+            store.clone(),
+            store,
+            Arc::new(keys),
+            clock,
+        ))
     }
 
     /// The local state of the dev server: the embedded store in `<data_dir>/tollgate.redb` and the
@@ -88,22 +105,31 @@ impl AppState {
     /// # Errors
     /// [`StartupError`] if the directory, store or keys cannot be created or read.
     #[cfg(feature = "embedded")]
-    pub async fn embedded(config: Config, data_dir: &std::path::Path) -> Result<(Self, crate::store::embedded::EmbeddedStore), StartupError> {
+    pub async fn embedded(
+        config: Config,
+        data_dir: &std::path::Path,
+    ) -> Result<(Self, crate::store::embedded::EmbeddedStore), StartupError> {
         use crate::secrets::FileSecretSource;
-        let io = |what: &str, e: std::io::Error| StartupError::Io(format!("{what} {}: {e}", data_dir.display()));
+        let io = |what: &str, e: std::io::Error| {
+            StartupError::Io(format!("{what} {}: {e}", data_dir.display()))
+        };
         std::fs::create_dir_all(data_dir).map_err(|e| io("cannot create", e))?;
         let files = FileSecretSource::new(data_dir);
         let key_path = files.path(&config.jwt_keys_secret_id);
         if !key_path.exists() {
             let file = SigningKeyFile::generate(SystemClock.now())?;
-            let json = serde_json::to_string_pretty(&file).map_err(|e| StartupError::Io(e.to_string()))?;
+            let json =
+                serde_json::to_string_pretty(&file).map_err(|e| StartupError::Io(e.to_string()))?;
             write_private(&key_path, json.as_bytes()).map_err(|e| io("cannot write keys in", e))?;
             tracing::info!(path = %key_path.display(), "generated a development signing key");
         }
         let keys = Self::load_keys(&config, &files).await?;
         let store = crate::store::embedded::EmbeddedStore::open(&data_dir.join("tollgate.redb"))?;
         let shared = Arc::new(store.clone());
-        Ok((Self::new(config, shared.clone(), shared, keys, Arc::new(SystemClock)), store))
+        Ok((
+            Self::new(config, shared.clone(), shared, keys, Arc::new(SystemClock)),
+            store,
+        ))
     }
 
     /// The production state: DynamoDB store and Secrets Manager keys, with AWS clients built once
@@ -115,15 +141,25 @@ impl AppState {
     pub async fn from_env() -> Result<Self, StartupError> {
         let config = Config::from_env()?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = crate::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone());
-        let secrets = crate::secrets::aws::AwsSecretSource::new(aws_sdk_secretsmanager::Client::new(&aws));
+        let store = crate::store::dynamo::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            config.table_name.clone(),
+        );
+        let secrets =
+            crate::secrets::aws::AwsSecretSource::new(aws_sdk_secretsmanager::Client::new(&aws));
         let (keys, warmed) = tokio::join!(Self::load_keys(&config, &secrets), store.warm());
         if let Err(e) = warmed {
             // Not fatal: the first request retries the connection.
             tracing::warn!(error = %e, "could not warm the DynamoDB connection");
         }
         let store = Arc::new(store);
-        Ok(Self::new(config, store.clone(), store, keys?, Arc::new(SystemClock)))
+        Ok(Self::new(
+            config,
+            store.clone(),
+            store,
+            keys?,
+            Arc::new(SystemClock),
+        ))
     }
 }
 

@@ -17,14 +17,20 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
-    Router::new().route(JWKS_PATH, get(jwks)).route(DISCOVERY_PATH, get(discovery))
+    Router::new()
+        .route(JWKS_PATH, get(jwks))
+        .route(DISCOVERY_PATH, get(discovery))
 }
 
 /// Public keys may be cached for five minutes: rotation publishes a new key well before it signs.
 const CACHE: &str = "public, max-age=300";
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    ([(header::CACHE_CONTROL, CACHE)], Json(state.auth().keys().jwks())).into_response()
+    (
+        [(header::CACHE_CONTROL, CACHE)],
+        Json(state.auth().keys().jwks()),
+    )
+        .into_response()
 }
 
 async fn discovery(State(state): State<AppState>) -> Response {

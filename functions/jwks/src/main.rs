@@ -1,3 +1,4 @@
+//! The `jwks` Lambda: serves [`jwks::routes`] through API Gateway (HTTP API, payload v2).
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tollgate::lambda::run_http(jwks::routes()).await

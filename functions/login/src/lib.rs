@@ -27,10 +27,17 @@ pub struct LoginRequest {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, UserAgent(ua): UserAgent, JsonBody(req): JsonBody<LoginRequest>) -> Result<Response, ApiError> {
+async fn login(
+    State(state): State<AppState>,
+    UserAgent(ua): UserAgent,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
     let (_, tokens) = state.auth().login(&req.email, req.password, ua).await?;
     Ok((
-        [(header::SET_COOKIE, refresh_cookie(&tokens, state.config())), (header::CACHE_CONTROL, "no-store".parse().expect("static"))],
+        [
+            (header::SET_COOKIE, refresh_cookie(&tokens, state.config())),
+            (header::CACHE_CONTROL, "no-store".parse().expect("static")),
+        ],
         Json(TokenBody::from(&tokens)),
     )
         .into_response())

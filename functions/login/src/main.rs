@@ -1,3 +1,4 @@
+//! The `login` Lambda: serves [`login::routes`] through API Gateway (HTTP API, payload v2).
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tollgate::lambda::run_http(login::routes()).await

@@ -47,7 +47,11 @@ struct SignupResponse {
     tokens: TokenBody,
 }
 
-async fn signup(State(state): State<AppState>, UserAgent(ua): UserAgent, JsonBody(req): JsonBody<SignupRequest>) -> Result<Response, ApiError> {
+async fn signup(
+    State(state): State<AppState>,
+    UserAgent(ua): UserAgent,
+    JsonBody(req): JsonBody<SignupRequest>,
+) -> Result<Response, ApiError> {
     let (user, tokens) = state.auth().signup(&req.email, req.password, ua).await?;
     let body = SignupResponse {
         user: UserBody {
@@ -59,7 +63,10 @@ async fn signup(State(state): State<AppState>, UserAgent(ua): UserAgent, JsonBod
     };
     Ok((
         StatusCode::CREATED,
-        [(header::SET_COOKIE, refresh_cookie(&tokens, state.config())), (header::CACHE_CONTROL, "no-store".parse().expect("static"))],
+        [
+            (header::SET_COOKIE, refresh_cookie(&tokens, state.config())),
+            (header::CACHE_CONTROL, "no-store".parse().expect("static")),
+        ],
         Json(body),
     )
         .into_response())

@@ -29,7 +29,10 @@ struct MeBody {
     plan: String,
 }
 
-async fn me(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<Response, ApiError> {
+async fn me(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+) -> Result<Response, ApiError> {
     let me = state.auth().me(&claims).await?;
     let body = MeBody {
         id: me.user.id.to_string(),

@@ -1,3 +1,4 @@
+//! The `subscription-lookup` Lambda: serves [`subscription_lookup::routes`] through API Gateway (HTTP API, payload v2).
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tollgate::lambda::run_http(subscription_lookup::routes()).await

@@ -12,7 +12,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use tollgate::auth::AuthError;
-use tollgate::http::{clear_refresh_cookie, refresh_cookie, refresh_token_from_cookie, ApiError, OptionalJsonBody, TokenBody};
+use tollgate::http::{
+    clear_refresh_cookie, refresh_cookie, refresh_token_from_cookie, ApiError, OptionalJsonBody,
+    TokenBody,
+};
 use tollgate::AppState;
 
 /// Refresh path.
@@ -22,7 +25,9 @@ pub const LOGOUT_PATH: &str = "/auth/logout";
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
-    Router::new().route(REFRESH_PATH, post(refresh)).route(LOGOUT_PATH, post(logout))
+    Router::new()
+        .route(REFRESH_PATH, post(refresh))
+        .route(LOGOUT_PATH, post(logout))
 }
 
 /// Body of both routes; optional when the cookie is sent.
@@ -37,18 +42,33 @@ fn presented(headers: &HeaderMap, body: Option<RefreshRequest>) -> Result<String
         .ok_or(ApiError::Auth(AuthError::InvalidRefreshToken))
 }
 
-async fn refresh(State(state): State<AppState>, headers: HeaderMap, OptionalJsonBody(body): OptionalJsonBody<RefreshRequest>) -> Result<Response, ApiError> {
+async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OptionalJsonBody(body): OptionalJsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
     let token = presented(&headers, body)?;
     let tokens = state.auth().refresh_token(&token).await?;
     Ok((
-        [(header::SET_COOKIE, refresh_cookie(&tokens, state.config())), (header::CACHE_CONTROL, "no-store".parse().expect("static"))],
+        [
+            (header::SET_COOKIE, refresh_cookie(&tokens, state.config())),
+            (header::CACHE_CONTROL, "no-store".parse().expect("static")),
+        ],
         Json(TokenBody::from(&tokens)),
     )
         .into_response())
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap, OptionalJsonBody(body): OptionalJsonBody<RefreshRequest>) -> Result<Response, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OptionalJsonBody(body): OptionalJsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
     let token = presented(&headers, body)?;
     state.auth().logout(&token).await?;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_refresh_cookie(state.config()))]).into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, clear_refresh_cookie(state.config()))],
+    )
+        .into_response())
 }

@@ -18,7 +18,10 @@ pub fn app(state: AppState) -> Router {
     tollgate::http_app(routes(), state).layer(axum::middleware::from_fn(log_request))
 }
 
-async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();

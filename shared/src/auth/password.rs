@@ -57,7 +57,8 @@ impl PasswordHasher {
     /// A hasher at OWASP's argon2id parameters.
     pub fn new() -> Self {
         // The constants are valid argon2 parameters; `Params::DEFAULT` is the same triple.
-        let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_LEN)).unwrap_or(Params::DEFAULT);
+        let params =
+            Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_LEN)).unwrap_or(Params::DEFAULT);
         Self { params }
     }
 
@@ -71,7 +72,14 @@ impl PasswordHasher {
         let mut salt = [0u8; SALT_LEN];
         aws_lc_rs::rand::fill(&mut salt).map_err(|_| argon2::password_hash::Error::Crypto)?;
         let mut out = [0u8; OUTPUT_LEN];
-        compute(&self.params, Algorithm::Argon2id, Version::V0x13, password, &salt, &mut out)?;
+        compute(
+            &self.params,
+            Algorithm::Argon2id,
+            Version::V0x13,
+            password,
+            &salt,
+            &mut out,
+        )?;
         let salt_string = SaltString::encode_b64(&salt)?;
         let hash = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
@@ -90,9 +98,11 @@ impl PasswordHasher {
         let Ok(parsed) = PasswordHash::new(phc) else {
             return Verification::Mismatch;
         };
-        let (Ok(algorithm), Some(expected), Some(salt)) =
-            (Algorithm::try_from(parsed.algorithm), parsed.hash, parsed.salt)
-        else {
+        let (Ok(algorithm), Some(expected), Some(salt)) = (
+            Algorithm::try_from(parsed.algorithm),
+            parsed.hash,
+            parsed.salt,
+        ) else {
             return Verification::Mismatch;
         };
         let version = parsed
@@ -145,8 +155,13 @@ fn compute(
     salt: &[u8],
     out: &mut [u8],
 ) -> Result<(), argon2::password_hash::Error> {
-    let params = Params::new(params.m_cost(), params.t_cost(), params.p_cost(), Some(out.len()))
-        .map_err(argon2::password_hash::Error::from)?;
+    let params = Params::new(
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        Some(out.len()),
+    )
+    .map_err(argon2::password_hash::Error::from)?;
     let blocks_needed = params.block_count();
     // Refuse absurd stored parameters (over 1 GiB) instead of allocating them.
     if blocks_needed > 1024 * 1024 {
@@ -178,25 +193,41 @@ mod tests {
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
         assert_ne!(a, b, "salts differ");
         assert_eq!(h.verify(b"correct horse battery", &a), Verification::Valid);
-        assert_eq!(h.verify(b"correct horse batterY", &a), Verification::Mismatch);
+        assert_eq!(
+            h.verify(b"correct horse batterY", &a),
+            Verification::Mismatch
+        );
     }
 
     #[test]
     fn hashes_at_other_parameters_verify_and_ask_for_a_rehash() {
-        let old = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8_192, 1, 1, None).expect("params"));
+        let old = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8_192, 1, 1, None).expect("params"),
+        );
         let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
         let phc = argon2::PasswordHasher::hash_password(&old, b"pw-old-params", &salt)
             .expect("hash")
             .to_string();
         let h = PasswordHasher::new();
-        assert_eq!(h.verify(b"pw-old-params", &phc), Verification::ValidNeedsRehash);
+        assert_eq!(
+            h.verify(b"pw-old-params", &phc),
+            Verification::ValidNeedsRehash
+        );
         assert_eq!(h.verify(b"wrong", &phc), Verification::Mismatch);
     }
 
     #[test]
     fn garbage_hashes_are_mismatches_not_panics() {
         let h = PasswordHasher::new();
-        for phc in ["", "plain", "$argon2id$v=19$m=19456,t=2,p=1$", "$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "$bcrypt$xx"] {
+        for phc in [
+            "",
+            "plain",
+            "$argon2id$v=19$m=19456,t=2,p=1$",
+            "$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$bcrypt$xx",
+        ] {
             assert_eq!(h.verify(b"x", phc), Verification::Mismatch, "{phc}");
         }
     }
@@ -206,7 +237,10 @@ mod tests {
         let parsed = PasswordHash::new(DUMMY_PHC).expect("dummy parses");
         let params = Params::try_from(&parsed).expect("params");
         assert_eq!(parsed.algorithm, Algorithm::Argon2id.ident());
-        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (M_COST_KIB, T_COST, P_COST));
+        assert_eq!(
+            (params.m_cost(), params.t_cost(), params.p_cost()),
+            (M_COST_KIB, T_COST, P_COST)
+        );
         assert_eq!(parsed.hash.map(|o| o.len()), Some(OUTPUT_LEN));
     }
 }

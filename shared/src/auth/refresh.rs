@@ -47,7 +47,10 @@ impl RefreshToken {
     ///
     /// # Errors
     /// Only if the system random source fails.
-    pub fn generate(user_id: UserId, session_id: SessionId) -> Result<Self, aws_lc_rs::error::Unspecified> {
+    pub fn generate(
+        user_id: UserId,
+        session_id: SessionId,
+    ) -> Result<Self, aws_lc_rs::error::Unspecified> {
         let mut secret = [0u8; SECRET_LEN];
         aws_lc_rs::rand::fill(&mut secret)?;
         Ok(Self {
@@ -81,7 +84,12 @@ impl RefreshToken {
 
     /// The wire form `<user id>.<session id>.<secret>`.
     pub fn encode(&self) -> String {
-        format!("{}.{}.{}", self.user_id, self.session_id, B64.encode(self.secret))
+        format!(
+            "{}.{}.{}",
+            self.user_id,
+            self.session_id,
+            B64.encode(self.secret)
+        )
     }
 
     /// `SHA-256(secret)`, the stored form.
@@ -143,8 +151,16 @@ mod tests {
 
     #[test]
     fn malformed_tokens_do_not_parse() {
-        let t = RefreshToken::generate(UserId::new(), SessionId::new()).expect("rng").encode();
-        for bad in ["", "a.b.c", &format!("{t}.x"), &t[..t.len() - 2], "x".repeat(5000).as_str()] {
+        let t = RefreshToken::generate(UserId::new(), SessionId::new())
+            .expect("rng")
+            .encode();
+        for bad in [
+            "",
+            "a.b.c",
+            &format!("{t}.x"),
+            &t[..t.len() - 2],
+            "x".repeat(5000).as_str(),
+        ] {
             assert!(RefreshToken::parse(bad).is_none(), "{bad:?}");
         }
     }

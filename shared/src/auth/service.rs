@@ -6,7 +6,10 @@ use super::refresh::RefreshToken;
 use super::tokens::{AccessClaims, KeySet, TokenError};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{Email, Password, RefreshDecision, RevokeReason, Session, SessionId, User, UserId, UserStatus, ValidationError};
+use crate::domain::{
+    Email, Password, RefreshDecision, RevokeReason, Session, SessionId, User, UserId, UserStatus,
+    ValidationError,
+};
 use crate::store::{SessionStore, StoreError, UserStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,7 +120,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("keys", &self.keys).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,7 +160,12 @@ impl Auth {
     /// # Errors
     /// `Validation` (email syntax, password not 8..=128 characters — every field reported),
     /// `EmailTaken`, `Unavailable`, `Internal`.
-    pub async fn signup(&self, email: &str, password: String, user_agent: Option<String>) -> Result<(User, IssuedTokens), AuthError> {
+    pub async fn signup(
+        &self,
+        email: &str,
+        password: String,
+        user_agent: Option<String>,
+    ) -> Result<(User, IssuedTokens), AuthError> {
         let (email, password) = match (Email::parse(email), Password::parse(password)) {
             (Ok(e), Ok(p)) => (e, p),
             (e, p) => {
@@ -164,7 +174,12 @@ impl Auth {
             }
         };
         // Cheap early answer; the conditional write below is what enforces uniqueness.
-        if self.users.find_user_id_by_email(email.normalized()).await?.is_some() {
+        if self
+            .users
+            .find_user_id_by_email(email.normalized())
+            .await?
+            .is_some()
+        {
             return Err(AuthError::EmailTaken);
         }
         let password_hash = self.hash_password(password).await?;
@@ -196,7 +211,12 @@ impl Auth {
     ///
     /// # Errors
     /// `InvalidCredentials`, `AccountDisabled` (only after a correct password), `Unavailable`, `Internal`.
-    pub async fn login(&self, email: &str, password: String, user_agent: Option<String>) -> Result<(User, IssuedTokens), AuthError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        user_agent: Option<String>,
+    ) -> Result<(User, IssuedTokens), AuthError> {
         let user = match Email::parse(email) {
             Ok(email) => match self.users.find_user_id_by_email(email.normalized()).await? {
                 Some(id) => self.users.get_user(&id).await?,
@@ -230,7 +250,9 @@ impl Auth {
                     match self.users.update_user(&updated, expected).await {
                         Ok(()) => user = updated,
                         // A concurrent change wins; the next login rehashes.
-                        Err(e) => tracing::warn!(user_id = %user.id, error = %e, "password rehash not stored"),
+                        Err(e) => {
+                            tracing::warn!(user_id = %user.id, error = %e, "password rehash not stored")
+                        }
                     }
                 }
             }
@@ -269,8 +291,14 @@ impl Auth {
                     if user.status != UserStatus::Active {
                         return Err(AuthError::AccountDisabled);
                     }
-                    let next_token = RefreshToken::generate(user.id, session.id).map_err(|_| AuthError::Internal("rng".into()))?;
-                    let next = session.rotated(next_token.hash(), token.seal_successor(&next_token), now, &self.config.session);
+                    let next_token = RefreshToken::generate(user.id, session.id)
+                        .map_err(|_| AuthError::Internal("rng".into()))?;
+                    let next = session.rotated(
+                        next_token.hash(),
+                        token.seal_successor(&next_token),
+                        now,
+                        &self.config.session,
+                    );
                     match self.sessions.rotate_session(&next, &presented).await {
                         Ok(()) => return self.issue(&user, &next, next_token.encode(), now),
                         Err(StoreError::Conflict(_)) => {}
@@ -290,7 +318,9 @@ impl Auth {
                     return self.issue(&user, &session, successor.encode(), now);
                 }
                 RefreshDecision::Reuse => {
-                    self.sessions.revoke_session(&user.id, &session.id, now, RevokeReason::Reuse).await?;
+                    self.sessions
+                        .revoke_session(&user.id, &session.id, now, RevokeReason::Reuse)
+                        .await?;
                     tracing::warn!(user_id = %user.id, session_id = %session.id, "refresh token reuse detected: session revoked");
                     return Err(AuthError::RefreshTokenReused);
                 }
@@ -304,7 +334,9 @@ impl Auth {
                 .await?
                 .ok_or(AuthError::InvalidRefreshToken)?;
         }
-        Err(AuthError::Unavailable("session changed concurrently; retry".into()))
+        Err(AuthError::Unavailable(
+            "session changed concurrently; retry".into(),
+        ))
     }
 
     /// Revokes the session a refresh token belongs to. Logging out a revoked or expired session
@@ -325,9 +357,15 @@ impl Auth {
             RefreshDecision::Unknown => return Err(AuthError::InvalidRefreshToken),
             RefreshDecision::Revoked => return Ok(()),
             RefreshDecision::Reuse => RevokeReason::Reuse,
-            RefreshDecision::Rotate | RefreshDecision::GraceReplay | RefreshDecision::Expired => RevokeReason::Logout,
+            RefreshDecision::Rotate | RefreshDecision::GraceReplay | RefreshDecision::Expired => {
+                RevokeReason::Logout
+            }
         };
-        match self.sessions.revoke_session(&token.user_id, &token.session_id, now, reason).await {
+        match self
+            .sessions
+            .revoke_session(&token.user_id, &token.session_id, now, reason)
+            .await
+        {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -338,9 +376,11 @@ impl Auth {
     /// # Errors
     /// `InvalidAccessToken`.
     pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        self.keys.verify(token).map_err(|e| match e {
-            TokenError::Expired | TokenError::Invalid => AuthError::InvalidAccessToken,
-        })
+        self.keys
+            .verify(token, self.clock.now())
+            .map_err(|e| match e {
+                TokenError::Expired | TokenError::Invalid => AuthError::InvalidAccessToken,
+            })
     }
 
     /// The current user behind verified access-token claims. Also checks the token's session, so
@@ -350,15 +390,28 @@ impl Auth {
     /// # Errors
     /// `InvalidAccessToken` if the user or session is gone or revoked; `Unavailable`, `Internal`.
     pub async fn me(&self, claims: &AccessClaims) -> Result<Me, AuthError> {
-        let user_id: UserId = claims.sub.parse().map_err(|_| AuthError::InvalidAccessToken)?;
-        let session_id: SessionId = claims.sid.parse().map_err(|_| AuthError::InvalidAccessToken)?;
-        let (user, session) = tokio::join!(self.users.get_user(&user_id), self.sessions.get_session(&user_id, &session_id));
+        let user_id: UserId = claims
+            .sub
+            .parse()
+            .map_err(|_| AuthError::InvalidAccessToken)?;
+        let session_id: SessionId = claims
+            .sid
+            .parse()
+            .map_err(|_| AuthError::InvalidAccessToken)?;
+        let (user, session) = tokio::join!(
+            self.users.get_user(&user_id),
+            self.sessions.get_session(&user_id, &session_id)
+        );
         let (user, session) = (user?, session?);
         match (user, session) {
-            (Some(user), Some(session)) if session.revoked_at.is_none() && user.status == UserStatus::Active => Ok(Me {
-                user,
-                plan: claims.plan.clone(),
-            }),
+            (Some(user), Some(session))
+                if session.revoked_at.is_none() && user.status == UserStatus::Active =>
+            {
+                Ok(Me {
+                    user,
+                    plan: claims.plan.clone(),
+                })
+            }
             _ => Err(AuthError::InvalidAccessToken),
         }
     }
@@ -370,15 +423,33 @@ impl Auth {
             .map_err(|e| AuthError::Internal(format!("password hashing failed: {e}")))
     }
 
-    async fn start_session(&self, user: &User, user_agent: Option<String>) -> Result<IssuedTokens, AuthError> {
+    async fn start_session(
+        &self,
+        user: &User,
+        user_agent: Option<String>,
+    ) -> Result<IssuedTokens, AuthError> {
         let now = self.clock.now();
-        let token = RefreshToken::generate(user.id, SessionId::new()).map_err(|_| AuthError::Internal("rng".into()))?;
-        let session = Session::start(user.id, token.session_id, token.hash(), now, &self.config.session, user_agent);
+        let token = RefreshToken::generate(user.id, SessionId::new())
+            .map_err(|_| AuthError::Internal("rng".into()))?;
+        let session = Session::start(
+            user.id,
+            token.session_id,
+            token.hash(),
+            now,
+            &self.config.session,
+            user_agent,
+        );
         self.sessions.create_session(&session).await?;
         self.issue(user, &session, token.encode(), now)
     }
 
-    fn issue(&self, user: &User, session: &Session, refresh_token: String, now: i64) -> Result<IssuedTokens, AuthError> {
+    fn issue(
+        &self,
+        user: &User,
+        session: &Session,
+        refresh_token: String,
+        now: i64,
+    ) -> Result<IssuedTokens, AuthError> {
         let plan = PlanClaims::free();
         let claims = AccessClaims {
             iss: self.config.issuer.clone(),
@@ -393,7 +464,10 @@ impl Auth {
             tier: plan.tier,
             entitlements: plan.entitlements,
         };
-        let access_token = self.keys.sign(&claims).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let access_token = self
+            .keys
+            .sign(&claims)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
         Ok(IssuedTokens {
             access_token,
             expires_in: self.config.access_token_ttl,
@@ -404,7 +478,9 @@ impl Auth {
 }
 
 /// Runs CPU-bound work (argon2) off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AuthError::Internal(format!("blocking task failed: {e}")))

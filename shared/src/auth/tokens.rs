@@ -74,8 +74,14 @@ impl SigningKeyFile {
     /// # Errors
     /// [`KeySetError::Generate`] if key generation fails.
     pub fn rotated(mut self, now: i64, keep_after: i64) -> Result<Self, KeySetError> {
-        let newest = self.keys.iter().map(|k| k.created_at).max().unwrap_or(i64::MIN);
-        self.keys.retain(|k| k.created_at >= keep_after || k.created_at == newest);
+        let newest = self
+            .keys
+            .iter()
+            .map(|k| k.created_at)
+            .max()
+            .unwrap_or(i64::MIN);
+        self.keys
+            .retain(|k| k.created_at >= keep_after || k.created_at == newest);
         self.keys.push(generate_key(now)?);
         Ok(self)
     }
@@ -152,7 +158,10 @@ impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeySet")
             .field("signing_kid", &self.signing_kid)
-            .field("kids", &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>())
+            .field(
+                "kids",
+                &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -172,11 +181,16 @@ impl KeySet {
     ///
     /// # Errors
     /// [`KeySetError`] if any key is unusable or there is none.
-    pub fn from_file(file: &SigningKeyFile, issuer: &str, audience: &str) -> Result<Self, KeySetError> {
+    pub fn from_file(
+        file: &SigningKeyFile,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, KeySetError> {
         let mut loaded = Vec::with_capacity(file.keys.len());
         for (index, stored) in file.keys.iter().enumerate() {
             let bad = || KeySetError::BadKey { index };
-            let encoding = EncodingKey::from_rsa_pem(stored.private_key_pem.as_bytes()).map_err(|_| bad())?;
+            let encoding =
+                EncodingKey::from_rsa_pem(stored.private_key_pem.as_bytes()).map_err(|_| bad())?;
             let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|_| bad())?;
             let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|_| bad())?;
             jwk.common.key_id = Some(kid.clone());
@@ -186,9 +200,10 @@ impl KeySet {
             loaded.push((stored.created_at, kid, encoding, decoding, jwk));
         }
         // Newest first; the first signs.
-        loaded.sort_by(|a, b| b.0.cmp(&a.0));
+        loaded.sort_by_key(|k| std::cmp::Reverse(k.0));
         let mut iter = loaded.into_iter();
-        let (_, signing_kid, signing_key, first_decoding, first_jwk) = iter.next().ok_or(KeySetError::Empty)?;
+        let (_, signing_kid, signing_key, first_decoding, first_jwk) =
+            iter.next().ok_or(KeySetError::Empty)?;
         let mut verifying = vec![VerifyingKey {
             kid: signing_kid.clone(),
             key: first_decoding,
@@ -202,8 +217,9 @@ impl KeySet {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECONDS;
+        // `exp` and `nbf` are checked in `verify` against the injected clock, not the system time.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         Ok(Self {
             signing_kid,
             signing_key,
@@ -228,12 +244,12 @@ impl KeySet {
         jsonwebtoken::encode(&header, claims, &self.signing_key).map_err(|_| KeySetError::Sign)
     }
 
-    /// Verifies signature, `kid`, `iss`, `aud`, `exp` and `nbf` (with [`LEEWAY_SECONDS`]) and
-    /// returns the claims.
+    /// Verifies signature, `kid`, `iss` and `aud`, then `exp` and `nbf` against `now` (Unix
+    /// seconds) with [`LEEWAY_SECONDS`], and returns the claims.
     ///
     /// # Errors
     /// [`TokenError::Expired`] past `exp`; [`TokenError::Invalid`] for anything else.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Invalid);
@@ -244,12 +260,17 @@ impl KeySet {
             .iter()
             .find(|k| k.kid == kid)
             .ok_or(TokenError::Invalid)?;
-        jsonwebtoken::decode::<AccessClaims>(token, &key.key, &self.validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })
+            .map_err(|_| TokenError::Invalid)?;
+        let leeway = LEEWAY_SECONDS as i64;
+        if claims.nbf > now + leeway {
+            return Err(TokenError::Invalid);
+        }
+        if now > claims.exp + leeway {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 
     /// The public keys as a JWKS document (`{"keys": [{"kty":"RSA","kid":…,"use":"sig","alg":"RS256","n":…,"e":…}]}`).
@@ -264,7 +285,8 @@ mod tests {
     use std::sync::LazyLock;
 
     // RSA key generation is slow-ish; share one file across the tests of this module.
-    static FILE: LazyLock<SigningKeyFile> = LazyLock::new(|| SigningKeyFile::generate(1_000).expect("generate"));
+    static FILE: LazyLock<SigningKeyFile> =
+        LazyLock::new(|| SigningKeyFile::generate(1_000).expect("generate"));
 
     fn claims(now: i64, ttl: i64) -> AccessClaims {
         AccessClaims {
@@ -292,41 +314,69 @@ mod tests {
         let token = keys.sign(&claims(now(), 900)).expect("sign");
         let header = jsonwebtoken::decode_header(&token).expect("header");
         assert_eq!(header.kid.as_deref(), Some(keys.signing_kid()));
-        assert_eq!(keys.verify(&token).expect("valid").sub, "u1");
+        assert_eq!(keys.verify(&token, now()).expect("valid").sub, "u1");
     }
 
     #[test]
     fn expired_tampered_and_foreign_tokens_are_refused() {
         let keys = KeySet::from_file(&FILE, "https://auth.example.com", "tollgate").expect("keys");
         let expired = keys.sign(&claims(now() - 1_000, 900)).expect("sign");
-        assert_eq!(keys.verify(&expired), Err(TokenError::Expired));
+        assert_eq!(keys.verify(&expired, now()), Err(TokenError::Expired));
+        let future = keys.sign(&claims(now() + 60, 900)).expect("sign");
+        assert_eq!(
+            keys.verify(&future, now()),
+            Err(TokenError::Invalid),
+            "not yet valid"
+        );
         let token = keys.sign(&claims(now(), 900)).expect("sign");
         let mut tampered = token.clone();
         tampered.replace_range(tampered.len() - 4.., "AAAA");
-        assert_eq!(keys.verify(&tampered), Err(TokenError::Invalid));
-        let other_aud = KeySet::from_file(&FILE, "https://auth.example.com", "other").expect("keys");
-        assert_eq!(other_aud.verify(&token), Err(TokenError::Invalid));
-        assert_eq!(keys.verify("not.a.jwt"), Err(TokenError::Invalid));
+        assert_eq!(keys.verify(&tampered, now()), Err(TokenError::Invalid));
+        let other_aud =
+            KeySet::from_file(&FILE, "https://auth.example.com", "other").expect("keys");
+        assert_eq!(other_aud.verify(&token, now()), Err(TokenError::Invalid));
+        assert_eq!(keys.verify("not.a.jwt", now()), Err(TokenError::Invalid));
         // alg=none is refused.
-        assert_eq!(keys.verify("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9."), Err(TokenError::Invalid));
+        assert_eq!(
+            keys.verify("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.", now()),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
     fn rotation_publishes_both_keys_and_signs_with_the_newest() {
         let old = KeySet::from_file(&FILE, "i:x", "a").expect("keys");
-        let old_token = old.sign(&AccessClaims { iss: "i:x".into(), aud: "a".into(), ..claims(now(), 900) }).expect("sign");
+        let old_token = old
+            .sign(&AccessClaims {
+                iss: "i:x".into(),
+                aud: "a".into(),
+                ..claims(now(), 900)
+            })
+            .expect("sign");
         let rotated = FILE.clone().rotated(2_000, 0).expect("rotate");
         let keys = KeySet::from_file(&rotated, "i:x", "a").expect("keys");
         assert_eq!(keys.jwks().keys.len(), 2);
         assert_ne!(keys.signing_kid(), old.signing_kid());
-        assert!(keys.verify(&old_token).is_ok(), "tokens of the old key still verify");
+        assert!(
+            keys.verify(&old_token, now()).is_ok(),
+            "tokens of the old key still verify"
+        );
     }
 
     #[test]
     fn bad_key_files_are_errors() {
-        assert!(matches!(KeySet::from_json("{", "i", "a"), Err(KeySetError::Json(_))));
-        assert!(matches!(KeySet::from_json(r#"{"keys":[]}"#, "i", "a"), Err(KeySetError::Empty)));
+        assert!(matches!(
+            KeySet::from_json("{", "i", "a"),
+            Err(KeySetError::Json(_))
+        ));
+        assert!(matches!(
+            KeySet::from_json(r#"{"keys":[]}"#, "i", "a"),
+            Err(KeySetError::Empty)
+        ));
         let bad = r#"{"keys":[{"private_key_pem":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n","created_at":1}]}"#;
-        assert!(matches!(KeySet::from_json(bad, "i", "a"), Err(KeySetError::BadKey { index: 0 })));
+        assert!(matches!(
+            KeySet::from_json(bad, "i", "a"),
+            Err(KeySetError::BadKey { index: 0 })
+        ));
     }
 }

@@ -137,7 +137,15 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_rejected() {
-        for bad in ["", "   ", "ada", "ada@", "@example.com", "Ada <ada@example.com>", "ada@localhost"] {
+        for bad in [
+            "",
+            "   ",
+            "ada",
+            "ada@",
+            "@example.com",
+            "Ada <ada@example.com>",
+            "ada@localhost",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         let long = format!("{}@example.com", "a".repeat(250));
@@ -148,7 +156,10 @@ mod tests {
     fn password_length_is_counted_in_characters() {
         assert!(Password::parse("1234567".into()).is_err());
         assert!(Password::parse("12345678".into()).is_ok());
-        assert!(Password::parse("é".repeat(128)).is_ok(), "128 two-byte chars are allowed");
+        assert!(
+            Password::parse("é".repeat(128)).is_ok(),
+            "128 two-byte chars are allowed"
+        );
         assert!(Password::parse("a".repeat(129)).is_err());
     }
 

@@ -159,7 +159,12 @@ impl Session {
     }
 
     /// Decides what presenting a token with hash `presented` at `now` does.
-    pub fn decide(&self, presented: &TokenHash, now: i64, policy: &SessionPolicy) -> RefreshDecision {
+    pub fn decide(
+        &self,
+        presented: &TokenHash,
+        now: i64,
+        policy: &SessionPolicy,
+    ) -> RefreshDecision {
         if self.revoked_at.is_some() {
             return RefreshDecision::Revoked;
         }
@@ -287,7 +292,8 @@ mod tests {
             absolute_lifetime: 250,
             reuse_grace: 10,
         };
-        let s = session(0);
+        let s = Session::start(UserId::new(), SessionId::new(), h("t0"), 0, &p, None);
+        assert_eq!(s.expires_at, 100);
         assert_eq!(s.decide(&h("t0"), 99, &p), RefreshDecision::Rotate);
         assert_eq!(s.decide(&h("t0"), 100, &p), RefreshDecision::Expired);
         // Keep it busy: the absolute lifetime still ends it.

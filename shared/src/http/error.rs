@@ -57,23 +57,108 @@ impl ApiError {
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
         use AuthError as A;
-        let (status, code, detail, errors): (StatusCode, &'static str, String, Vec<ValidationError>) = match self {
-            Self::Auth(A::Validation(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "the request has invalid fields".into(), errors.clone()),
-            Self::Auth(A::EmailTaken) => (StatusCode::CONFLICT, "email_taken", "an account with this email already exists".into(), vec![]),
-            Self::Auth(A::InvalidCredentials) => (StatusCode::UNAUTHORIZED, "invalid_credentials", "email or password is incorrect".into(), vec![]),
-            Self::Auth(A::AccountDisabled) => (StatusCode::FORBIDDEN, "account_disabled", "this account is disabled".into(), vec![]),
-            Self::Auth(A::InvalidRefreshToken) => (StatusCode::UNAUTHORIZED, "invalid_refresh_token", "the refresh token is missing, malformed or unknown".into(), vec![]),
-            Self::Auth(A::RefreshTokenReused) => (StatusCode::UNAUTHORIZED, "refresh_token_reused", "this refresh token was already used; the session has been revoked".into(), vec![]),
-            Self::Auth(A::SessionExpired) => (StatusCode::UNAUTHORIZED, "session_expired", "the session has expired; log in again".into(), vec![]),
-            Self::Auth(A::SessionRevoked) => (StatusCode::UNAUTHORIZED, "session_revoked", "the session has been revoked; log in again".into(), vec![]),
-            Self::Auth(A::InvalidAccessToken) | Self::MissingBearer => (StatusCode::UNAUTHORIZED, "invalid_token", "a valid bearer access token is required".into(), vec![]),
-            Self::Auth(A::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is temporarily unavailable; retry".into(), vec![]),
-            Self::Auth(A::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), vec![]),
-            Self::MalformedJson(why) => (StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON for this endpoint: {why}"), vec![]),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".into(), vec![]),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json".into(), vec![]),
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route".into(), vec![]),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route".into(), vec![]),
+        let (status, code, detail, errors): (
+            StatusCode,
+            &'static str,
+            String,
+            Vec<ValidationError>,
+        ) = match self {
+            Self::Auth(A::Validation(errors)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "the request has invalid fields".into(),
+                errors.clone(),
+            ),
+            Self::Auth(A::EmailTaken) => (
+                StatusCode::CONFLICT,
+                "email_taken",
+                "an account with this email already exists".into(),
+                vec![],
+            ),
+            Self::Auth(A::InvalidCredentials) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "email or password is incorrect".into(),
+                vec![],
+            ),
+            Self::Auth(A::AccountDisabled) => (
+                StatusCode::FORBIDDEN,
+                "account_disabled",
+                "this account is disabled".into(),
+                vec![],
+            ),
+            Self::Auth(A::InvalidRefreshToken) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "the refresh token is missing, malformed or unknown".into(),
+                vec![],
+            ),
+            Self::Auth(A::RefreshTokenReused) => (
+                StatusCode::UNAUTHORIZED,
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been revoked".into(),
+                vec![],
+            ),
+            Self::Auth(A::SessionExpired) => (
+                StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "the session has expired; log in again".into(),
+                vec![],
+            ),
+            Self::Auth(A::SessionRevoked) => (
+                StatusCode::UNAUTHORIZED,
+                "session_revoked",
+                "the session has been revoked; log in again".into(),
+                vec![],
+            ),
+            Self::Auth(A::InvalidAccessToken) | Self::MissingBearer => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "a valid bearer access token is required".into(),
+                vec![],
+            ),
+            Self::Auth(A::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "a dependency is temporarily unavailable; retry".into(),
+                vec![],
+            ),
+            Self::Auth(A::Internal(_)) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+                vec![],
+            ),
+            Self::MalformedJson(why) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON for this endpoint: {why}"),
+                vec![],
+            ),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large".into(),
+                vec![],
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json".into(),
+                vec![],
+            ),
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route".into(),
+                vec![],
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route".into(),
+                vec![],
+            ),
         };
         Problem {
             kind: "about:blank",
@@ -93,11 +178,15 @@ impl IntoResponse for ApiError {
             // The cause goes to the log only; the body stays opaque.
             tracing::error!(error = %self, code = problem.code, "request failed");
         }
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

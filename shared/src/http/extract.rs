@@ -26,7 +26,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -98,13 +99,19 @@ pub struct Authenticated(pub AccessClaims);
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::MissingBearer)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingBearer)?;
+        let (scheme, token) = value
+            .trim()
+            .split_once(' ')
+            .ok_or(ApiError::MissingBearer)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::MissingBearer);
         }

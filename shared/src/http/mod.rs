@@ -7,4 +7,6 @@ mod tokens;
 
 pub use error::{method_not_allowed, not_found, ApiError, Problem};
 pub use extract::{Authenticated, JsonBody, OptionalJsonBody, UserAgent};
-pub use tokens::{clear_refresh_cookie, refresh_cookie, refresh_token_from_cookie, TokenBody, REFRESH_COOKIE};
+pub use tokens::{
+    clear_refresh_cookie, refresh_cookie, refresh_token_from_cookie, TokenBody, REFRESH_COOKIE,
+};

@@ -48,8 +48,10 @@ pub fn refresh_cookie(tokens: &IssuedTokens, config: &Config) -> HeaderValue {
 /// `Set-Cookie` that deletes the refresh cookie (logout).
 pub fn clear_refresh_cookie(config: &Config) -> HeaderValue {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{REFRESH_COOKIE}=; Path=/auth; Max-Age=0; HttpOnly{secure}; SameSite=Strict"))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&format!(
+        "{REFRESH_COOKIE}=; Path=/auth; Max-Age=0; HttpOnly{secure}; SameSite=Strict"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The refresh token from the request's `Cookie` headers, if present.
@@ -72,7 +74,10 @@ mod tests {
     #[test]
     fn cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; tollgate_refresh=abc.def; b=2"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tollgate_refresh=abc.def; b=2"),
+        );
         assert_eq!(refresh_token_from_cookie(&h).as_deref(), Some("abc.def"));
         assert_eq!(refresh_token_from_cookie(&HeaderMap::new()), None);
     }
@@ -87,7 +92,14 @@ mod tests {
         };
         let v = refresh_cookie(&t, &Config::default());
         let v = v.to_str().expect("ascii");
-        for part in ["tollgate_refresh=r", "Path=/auth", "Max-Age=60", "HttpOnly", "Secure", "SameSite=Strict"] {
+        for part in [
+            "tollgate_refresh=r",
+            "Path=/auth",
+            "Max-Age=60",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+        ] {
             assert!(v.contains(part), "{v} lacks {part}");
         }
     }

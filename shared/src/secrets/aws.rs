@@ -23,14 +23,17 @@ impl AwsSecretSource {
 impl SecretSource for AwsSecretSource {
     async fn get_secret(&self, name: &str) -> Result<SecretString, SecretError> {
         match self.client.get_secret_value().secret_id(name).send().await {
-            Ok(out) => out
-                .secret_string
-                .map(SecretString::from)
-                .ok_or_else(|| SecretError::Unavailable {
-                    name: name.to_owned(),
-                    reason: "secret has no string value".to_owned(),
-                }),
-            Err(e) if e.code() == Some("ResourceNotFoundException") => Err(SecretError::NotFound(name.to_owned())),
+            Ok(out) => {
+                out.secret_string
+                    .map(SecretString::from)
+                    .ok_or_else(|| SecretError::Unavailable {
+                        name: name.to_owned(),
+                        reason: "secret has no string value".to_owned(),
+                    })
+            }
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                Err(SecretError::NotFound(name.to_owned()))
+            }
             Err(e) => Err(SecretError::Unavailable {
                 name: name.to_owned(),
                 reason: e.code().unwrap_or("request failed").to_owned(),

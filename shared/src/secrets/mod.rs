@@ -45,7 +45,13 @@ impl EnvSecretSource {
     /// The variable name a secret name maps to.
     pub fn variable(name: &str) -> String {
         name.chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 }
@@ -84,7 +90,9 @@ impl SecretSource for FileSecretSource {
     async fn get_secret(&self, name: &str) -> Result<SecretString, SecretError> {
         match tokio::fs::read_to_string(self.path(name)).await {
             Ok(text) => Ok(SecretString::from(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SecretError::NotFound(name.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(SecretError::NotFound(name.to_owned()))
+            }
             Err(e) => Err(SecretError::Unavailable {
                 name: name.to_owned(),
                 reason: e.kind().to_string(),
@@ -99,14 +107,23 @@ mod tests {
 
     #[test]
     fn secret_names_map_to_variables_and_files() {
-        assert_eq!(EnvSecretSource::variable("tollgate/jwt-keys"), "TOLLGATE_JWT_KEYS");
+        assert_eq!(
+            EnvSecretSource::variable("tollgate/jwt-keys"),
+            "TOLLGATE_JWT_KEYS"
+        );
         let files = FileSecretSource::new("/data");
-        assert_eq!(files.path("tollgate/jwt-keys"), PathBuf::from("/data/jwt-keys.json"));
+        assert_eq!(
+            files.path("tollgate/jwt-keys"),
+            PathBuf::from("/data/jwt-keys.json")
+        );
     }
 
     #[tokio::test]
     async fn missing_file_is_not_found() {
         let files = FileSecretSource::new("/nonexistent-dir-for-tollgate-tests");
-        assert!(matches!(files.get_secret("x").await, Err(SecretError::NotFound(_))));
+        assert!(matches!(
+            files.get_secret("x").await,
+            Err(SecretError::NotFound(_))
+        ));
     }
 }

@@ -9,8 +9,8 @@ use crate::domain::{RevokeReason, Session, SessionId, TokenHash, User, UserId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -64,7 +64,13 @@ pub fn table_definition() -> TableDefinition {
 /// # Errors
 /// [`StoreError`] if DynamoDB refuses.
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    if client.describe_table().table_name(table).send().await.is_ok() {
+    if client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
     let def = table_definition();
@@ -114,19 +120,29 @@ where
                 StoreError::Unavailable(format!("transaction canceled: {message}"))
             }
         }
-        "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded"
-        | "InternalServerError" | "ServiceUnavailable" | "TransactionConflictException" => StoreError::Unavailable(code),
+        "ProvisionedThroughputExceededException"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "InternalServerError"
+        | "ServiceUnavailable"
+        | "TransactionConflictException" => StoreError::Unavailable(code),
         _ => match err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => {
                 StoreError::Unavailable(format!("{err:?}").chars().take(300).collect())
             }
-            other => StoreError::Internal(format!("{code}: {}", other.message().unwrap_or("dynamodb error"))),
+            other => StoreError::Internal(format!(
+                "{code}: {}",
+                other.message().unwrap_or("dynamodb error")
+            )),
         },
     }
 }
 
 fn to_item<T: Serialize>(key: &(String, String), value: &T) -> Result<Item, StoreError> {
-    let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(value)
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
     item.insert(keys::PK.to_owned(), AttributeValue::S(key.0.clone()));
     item.insert(keys::SK.to_owned(), AttributeValue::S(key.1.clone()));
     Ok(item)
@@ -135,7 +151,8 @@ fn to_item<T: Serialize>(key: &(String, String), value: &T) -> Result<Item, Stor
 fn from_item<T: DeserializeOwned>(mut item: Item) -> Result<T, StoreError> {
     item.remove(keys::PK);
     item.remove(keys::SK);
-    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| StoreError::Internal(format!("undecodable item: {e}")))
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+        .map_err(|e| StoreError::Internal(format!("undecodable item: {e}")))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -179,7 +196,10 @@ impl DynamoStore {
             .map_err(classify)
     }
 
-    async fn get<T: DeserializeOwned>(&self, key: (String, String)) -> Result<Option<T>, StoreError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        key: (String, String),
+    ) -> Result<Option<T>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -207,7 +227,10 @@ impl UserStore for DynamoStore {
             Ok(TransactWriteItem::builder().put(put).build())
         };
         let user_item = to_item(&keys::user(&user.id), user)?;
-        let claim_item = to_item(&keys::email_claim(user.email().normalized()), &EmailClaim { user_id: user.id })?;
+        let claim_item = to_item(
+            &keys::email_claim(user.email().normalized()),
+            &EmailClaim { user_id: user.id },
+        )?;
         match self
             .client
             .transact_write_items()
@@ -226,7 +249,10 @@ impl UserStore for DynamoStore {
         self.get(keys::user(id)).await
     }
 
-    async fn find_user_id_by_email(&self, normalized_email: &str) -> Result<Option<UserId>, StoreError> {
+    async fn find_user_id_by_email(
+        &self,
+        normalized_email: &str,
+    ) -> Result<Option<UserId>, StoreError> {
         Ok(self
             .get::<EmailClaim>(keys::email_claim(normalized_email))
             .await?
@@ -256,7 +282,10 @@ impl SessionStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(&keys::session(&session.user_id, &session.id), session)?))
+            .set_item(Some(to_item(
+                &keys::session(&session.user_id, &session.id),
+                session,
+            )?))
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await
@@ -267,16 +296,29 @@ impl SessionStore for DynamoStore {
             })
     }
 
-    async fn get_session(&self, user_id: &UserId, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_session(
+        &self,
+        user_id: &UserId,
+        id: &SessionId,
+    ) -> Result<Option<Session>, StoreError> {
         self.get(keys::session(user_id, id)).await
     }
 
-    async fn rotate_session(&self, next: &Session, expected_current: &TokenHash) -> Result<(), StoreError> {
+    async fn rotate_session(
+        &self,
+        next: &Session,
+        expected_current: &TokenHash,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(&keys::session(&next.user_id, &next.id), next)?))
-            .condition_expression("attribute_exists(PK) AND current_hash = :h AND attribute_not_exists(revoked_at)")
+            .set_item(Some(to_item(
+                &keys::session(&next.user_id, &next.id),
+                next,
+            )?))
+            .condition_expression(
+                "attribute_exists(PK) AND current_hash = :h AND attribute_not_exists(revoked_at)",
+            )
             .expression_attribute_values(":h", AttributeValue::S(expected_current.0.clone()))
             .send()
             .await
@@ -287,9 +329,16 @@ impl SessionStore for DynamoStore {
             })
     }
 
-    async fn revoke_session(&self, user_id: &UserId, id: &SessionId, at: i64, reason: RevokeReason) -> Result<(), StoreError> {
+    async fn revoke_session(
+        &self,
+        user_id: &UserId,
+        id: &SessionId,
+        at: i64,
+        reason: RevokeReason,
+    ) -> Result<(), StoreError> {
         let (pk, sk) = keys::session(user_id, id);
-        let reason = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(reason).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let reason = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(reason)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let result = self
             .client
             .update_item()
@@ -324,7 +373,10 @@ impl SessionStore for DynamoStore {
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
                 .expression_attribute_values(":pk", AttributeValue::S(keys::user_pk(user_id)))
-                .expression_attribute_values(":prefix", AttributeValue::S(keys::SESSION_PREFIX.to_owned()))
+                .expression_attribute_values(
+                    ":prefix",
+                    AttributeValue::S(keys::SESSION_PREFIX.to_owned()),
+                )
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -83,7 +83,8 @@ impl EmbeddedStore {
     pub fn spawn_flusher(&self) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(Self::FLUSH_INTERVAL_MS));
+            let mut tick =
+                tokio::time::interval(std::time::Duration::from_millis(Self::FLUSH_INTERVAL_MS));
             loop {
                 tick.tick().await;
                 let s = store.clone();
@@ -97,14 +98,22 @@ impl EmbeddedStore {
     fn get<T: DeserializeOwned>(&self, key: &(String, String)) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let table = txn.open_table(ITEMS).map_err(internal)?;
-        match table.get((key.0.as_str(), key.1.as_str())).map_err(internal)? {
-            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(internal),
+        match table
+            .get((key.0.as_str(), key.1.as_str()))
+            .map_err(internal)?
+        {
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(internal),
             None => Ok(None),
         }
     }
 
     /// Runs `f` in a write transaction; `f` returning an error aborts it (nothing is written).
-    fn write<R>(&self, f: impl FnOnce(&mut redb::Table<'_, (&str, &str), &[u8]>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut redb::Table<'_, (&str, &str), &[u8]>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let mut txn = self.db.begin_write().map_err(internal)?;
         txn.set_durability(Durability::None).map_err(internal)?;
         let result = {
@@ -116,18 +125,36 @@ impl EmbeddedStore {
     }
 }
 
-fn exists(table: &redb::Table<'_, (&str, &str), &[u8]>, key: &(String, String)) -> Result<bool, StoreError> {
-    Ok(table.get((key.0.as_str(), key.1.as_str())).map_err(internal)?.is_some())
+fn exists(
+    table: &redb::Table<'_, (&str, &str), &[u8]>,
+    key: &(String, String),
+) -> Result<bool, StoreError> {
+    Ok(table
+        .get((key.0.as_str(), key.1.as_str()))
+        .map_err(internal)?
+        .is_some())
 }
 
-fn read<T: DeserializeOwned>(table: &redb::Table<'_, (&str, &str), &[u8]>, key: &(String, String)) -> Result<Option<T>, StoreError> {
-    match table.get((key.0.as_str(), key.1.as_str())).map_err(internal)? {
-        Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(internal),
+fn read<T: DeserializeOwned>(
+    table: &redb::Table<'_, (&str, &str), &[u8]>,
+    key: &(String, String),
+) -> Result<Option<T>, StoreError> {
+    match table
+        .get((key.0.as_str(), key.1.as_str()))
+        .map_err(internal)?
+    {
+        Some(v) => serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(internal),
         None => Ok(None),
     }
 }
 
-fn put<T: Serialize>(table: &mut redb::Table<'_, (&str, &str), &[u8]>, key: &(String, String), value: &T) -> Result<(), StoreError> {
+fn put<T: Serialize>(
+    table: &mut redb::Table<'_, (&str, &str), &[u8]>,
+    key: &(String, String),
+    value: &T,
+) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(value).map_err(internal)?;
     table
         .insert((key.0.as_str(), key.1.as_str()), bytes.as_slice())
@@ -139,7 +166,7 @@ fn put<T: Serialize>(table: &mut redb::Table<'_, (&str, &str), &[u8]>, key: &(St
 impl UserStore for EmbeddedStore {
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let user_key = keys::user(&user.id);
-        let claim_key = keys::email_claim(&user.email().normalized().to_owned());
+        let claim_key = keys::email_claim(user.email().normalized());
         self.write(|t| {
             if exists(t, &user_key)? || exists(t, &claim_key)? {
                 return Err(StoreError::Conflict("email_taken"));
@@ -153,7 +180,10 @@ impl UserStore for EmbeddedStore {
         self.get(&keys::user(id))
     }
 
-    async fn find_user_id_by_email(&self, normalized_email: &str) -> Result<Option<UserId>, StoreError> {
+    async fn find_user_id_by_email(
+        &self,
+        normalized_email: &str,
+    ) -> Result<Option<UserId>, StoreError> {
         Ok(self
             .get::<EmailClaim>(&keys::email_claim(normalized_email))?
             .map(|c| c.user_id))
@@ -180,19 +210,37 @@ impl SessionStore for EmbeddedStore {
         })
     }
 
-    async fn get_session(&self, user_id: &UserId, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_session(
+        &self,
+        user_id: &UserId,
+        id: &SessionId,
+    ) -> Result<Option<Session>, StoreError> {
         self.get(&keys::session(user_id, id))
     }
 
-    async fn rotate_session(&self, next: &Session, expected_current: &TokenHash) -> Result<(), StoreError> {
+    async fn rotate_session(
+        &self,
+        next: &Session,
+        expected_current: &TokenHash,
+    ) -> Result<(), StoreError> {
         let key = keys::session(&next.user_id, &next.id);
         self.write(|t| match read::<Session>(t, &key)? {
-            Some(stored) if stored.revoked_at.is_none() && stored.current_hash == *expected_current => put(t, &key, next),
+            Some(stored)
+                if stored.revoked_at.is_none() && stored.current_hash == *expected_current =>
+            {
+                put(t, &key, next)
+            }
             _ => Err(StoreError::Conflict("session_changed")),
         })
     }
 
-    async fn revoke_session(&self, user_id: &UserId, id: &SessionId, at: i64, reason: RevokeReason) -> Result<(), StoreError> {
+    async fn revoke_session(
+        &self,
+        user_id: &UserId,
+        id: &SessionId,
+        at: i64,
+        reason: RevokeReason,
+    ) -> Result<(), StoreError> {
         let key = keys::session(user_id, id);
         self.write(|t| match read::<Session>(t, &key)? {
             None => Err(StoreError::NotFound),

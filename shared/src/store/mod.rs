@@ -49,7 +49,10 @@ pub trait UserStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
-    async fn find_user_id_by_email(&self, normalized_email: &str) -> Result<Option<UserId>, StoreError>;
+    async fn find_user_id_by_email(
+        &self,
+        normalized_email: &str,
+    ) -> Result<Option<UserId>, StoreError>;
 
     /// Replaces `user` if the stored version equals `expected_version`.
     ///
@@ -71,7 +74,11 @@ pub trait SessionStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
-    async fn get_session(&self, user_id: &UserId, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    async fn get_session(
+        &self,
+        user_id: &UserId,
+        id: &SessionId,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// Replaces the session with `next` if the stored one is not revoked and its current hash
     /// equals `expected_current` — the compare-and-swap that makes each token rotate once.
@@ -79,14 +86,24 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Conflict`] (`"session_changed"`) if the session is missing, revoked, or was
     /// rotated meanwhile; nothing is written then.
-    async fn rotate_session(&self, next: &Session, expected_current: &TokenHash) -> Result<(), StoreError>;
+    async fn rotate_session(
+        &self,
+        next: &Session,
+        expected_current: &TokenHash,
+    ) -> Result<(), StoreError>;
 
     /// Marks the session revoked at `at` (Unix seconds) for `reason`. Revoking a revoked session
     /// succeeds and keeps the first time and reason.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] if there is no such session.
-    async fn revoke_session(&self, user_id: &UserId, id: &SessionId, at: i64, reason: RevokeReason) -> Result<(), StoreError>;
+    async fn revoke_session(
+        &self,
+        user_id: &UserId,
+        id: &SessionId,
+        at: i64,
+        reason: RevokeReason,
+    ) -> Result<(), StoreError>;
 
     /// All sessions of a user, revoked ones included, oldest first.
     ///
