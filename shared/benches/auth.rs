@@ -54,6 +54,29 @@ fn tokens(c: &mut Criterion) {
     g.bench_function("parse_rsa_private_key", |b| {
         b.iter(|| jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("pem"))
     });
+    // What `jsonwebtoken::encode` does per call with the aws-lc backend, split in two: parsing
+    // the PKCS#1 DER into a key pair, and the RSA signature itself with a parsed key.
+    let der = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+        .expect("pem")
+        .as_bytes()
+        .to_vec();
+    g.bench_function("rsa_keypair_from_der", |b| {
+        b.iter(|| aws_lc_rs::signature::RsaKeyPair::from_der(&der).expect("der"))
+    });
+    let pair = aws_lc_rs::signature::RsaKeyPair::from_der(&der).expect("der");
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut sig = vec![0u8; pair.public_modulus_len()];
+    g.bench_function("rsa_sign_parsed_key", |b| {
+        b.iter(|| {
+            pair.sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &rng,
+                b"header.claims",
+                &mut sig,
+            )
+            .expect("sign")
+        })
+    });
     g.finish();
 }
 

@@ -12,6 +12,7 @@
 //! - [`lambda`] (feature `aws`): the Lambda entry helper every function's `main.rs` calls.
 
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod domain;
@@ -21,6 +22,7 @@ pub mod lambda;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;

@@ -15,6 +15,10 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// OIDC discovery path.
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
+/// checked against.
+pub const ROUTES: &[(&str, &str)] = &[("GET", JWKS_PATH), ("GET", DISCOVERY_PATH)];
+
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -15,6 +15,10 @@ use tollgate::AppState;
 /// The public path this function serves.
 pub const PATH: &str = "/auth/login";
 
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
+/// checked against.
+pub const ROUTES: &[(&str, &str)] = &[("POST", PATH)];
+
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, post(login))

@@ -16,6 +16,10 @@ use tollgate::AppState;
 /// The public path of the current-user route.
 pub const ME_PATH: &str = "/auth/me";
 
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
+/// checked against.
+pub const ROUTES: &[(&str, &str)] = &[("GET", ME_PATH)];
+
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new().route(ME_PATH, get(me))

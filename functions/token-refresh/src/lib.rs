@@ -23,6 +23,10 @@ pub const REFRESH_PATH: &str = "/auth/refresh";
 /// Logout path.
 pub const LOGOUT_PATH: &str = "/auth/logout";
 
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
+/// checked against.
+pub const ROUTES: &[(&str, &str)] = &[("POST", REFRESH_PATH), ("POST", LOGOUT_PATH)];
+
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new()

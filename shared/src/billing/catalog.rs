@@ -1,0 +1,315 @@
+//! The plan catalog: a TOML file (`infra/plans.toml`), loaded and validated at cold start
+//! (DESIGN §6). Every plan has an id, a name, a tier rank, entitlements (flags and numeric
+//! limits), trial days, a proration behaviour for plan changes, Stripe price ids per interval and
+//! a Whop plan id. `free` is the plan of everyone without access and must exist.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// A billing interval of a Stripe price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interval {
+    /// Monthly.
+    Month,
+    /// Yearly.
+    Year,
+}
+
+impl Interval {
+    /// `month` / `year`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Month => "month",
+            Self::Year => "year",
+        }
+    }
+}
+
+/// How a plan change is prorated: Stripe's `proration_behavior` values
+/// (docs.stripe.com/billing/subscriptions/prorations).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proration {
+    /// Credit and charge the difference on the next invoice (Stripe's default).
+    #[default]
+    CreateProrations,
+    /// Invoice the difference immediately.
+    AlwaysInvoice,
+    /// No proration: the new price applies from the next period.
+    None,
+}
+
+impl Proration {
+    /// Stripe's wire value.
+    pub fn as_stripe(self) -> &'static str {
+        match self {
+            Self::CreateProrations => "create_prorations",
+            Self::AlwaysInvoice => "always_invoice",
+            Self::None => "none",
+        }
+    }
+}
+
+/// One entitlement value: a feature flag or a numeric limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Entitlement {
+    /// A feature flag.
+    Flag(bool),
+    /// A numeric limit (e.g. seats, projects, API calls per month).
+    Limit(i64),
+}
+
+/// Stripe prices of a plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripePrices {
+    /// Price id per interval (`price_…`).
+    #[serde(default)]
+    pub prices: BTreeMap<Interval, String>,
+}
+
+/// Whop settings of a plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhopPlan {
+    /// Whop plan id (`plan_…`).
+    pub plan_id: String,
+}
+
+/// One plan of the catalog.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Stable id: lowercase letters, digits, `-` and `_` (`free`, `pro`, `team`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Rank: higher tiers include lower ones; `free` is 0.
+    pub tier: u32,
+    /// Free trial length for new subscriptions, days (0 = none).
+    #[serde(default)]
+    pub trial_days: u32,
+    /// Proration of changes to this plan.
+    #[serde(default)]
+    pub proration: Proration,
+    /// Flags and limits granted while the plan is accessible.
+    #[serde(default)]
+    pub entitlements: BTreeMap<String, Entitlement>,
+    /// Stripe prices.
+    #[serde(default)]
+    pub stripe: Option<StripePrices>,
+    /// Whop plan.
+    #[serde(default)]
+    pub whop: Option<WhopPlan>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    plans: Vec<Plan>,
+}
+
+/// Every problem found in a catalog file, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid plan catalog:\n  {}", .0.join("\n  "))]
+pub struct CatalogError(pub Vec<String>);
+
+/// The validated catalog with lookups by plan id and by provider price id.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    plans: Vec<Plan>,
+    by_id: HashMap<String, usize>,
+    by_stripe_price: HashMap<String, (usize, Interval)>,
+    by_whop_plan: HashMap<String, usize>,
+}
+
+/// The id of the plan everyone without access has.
+pub const FREE_PLAN: &str = "free";
+
+impl Catalog {
+    /// Parses and validates catalog TOML.
+    ///
+    /// # Errors
+    /// [`CatalogError`] listing every problem: TOML syntax or unknown keys, a missing `free`
+    /// plan, invalid or duplicate plan ids, a `free` plan with prices or a tier above 0, a paid
+    /// plan without any price, a price or Whop plan id used twice.
+    pub fn from_toml(text: &str) -> Result<Self, CatalogError> {
+        let file: CatalogFile = toml::from_str(text)
+            .map_err(|e| CatalogError(vec![e.to_string().trim().to_owned()]))?;
+        let mut problems = Vec::new();
+        let mut by_id = HashMap::new();
+        let mut by_stripe_price: HashMap<String, (usize, Interval)> = HashMap::new();
+        let mut by_whop_plan = HashMap::new();
+        for (i, plan) in file.plans.iter().enumerate() {
+            let valid_id = !plan.id.is_empty()
+                && plan.id.len() <= 64
+                && plan
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !valid_id {
+                problems.push(format!("plan {:?}: id must be 1-64 of [a-z0-9_-]", plan.id));
+            }
+            if by_id.insert(plan.id.clone(), i).is_some() {
+                problems.push(format!("plan {:?}: duplicate plan id", plan.id));
+            }
+            let prices = plan.stripe.as_ref().map(|s| s.prices.len()).unwrap_or(0);
+            if plan.id == FREE_PLAN {
+                if prices > 0 || plan.whop.is_some() {
+                    problems.push(
+                        "plan \"free\": must not have Stripe prices or a Whop plan".to_owned(),
+                    );
+                }
+                if plan.tier != 0 {
+                    problems.push("plan \"free\": tier must be 0".to_owned());
+                }
+            } else if prices == 0 && plan.whop.is_none() {
+                problems.push(format!(
+                    "plan {:?}: a paid plan needs a Stripe price or a Whop plan id",
+                    plan.id
+                ));
+            }
+            for (interval, price) in plan.stripe.iter().flat_map(|s| s.prices.iter()) {
+                if !price.starts_with("price_") {
+                    problems.push(format!(
+                        "plan {:?}: Stripe price {price:?} does not start with price_",
+                        plan.id
+                    ));
+                }
+                if let Some((other, _)) = by_stripe_price.insert(price.clone(), (i, *interval)) {
+                    problems.push(format!(
+                        "plan {:?}: Stripe price {price:?} is already used by plan {:?}",
+                        plan.id, file.plans[other].id
+                    ));
+                }
+            }
+            if let Some(whop) = &plan.whop {
+                if whop.plan_id.trim().is_empty() {
+                    problems.push(format!("plan {:?}: empty Whop plan id", plan.id));
+                }
+                if let Some(other) = by_whop_plan.insert(whop.plan_id.clone(), i) {
+                    problems.push(format!(
+                        "plan {:?}: Whop plan {:?} is already used by plan {:?}",
+                        plan.id, whop.plan_id, file.plans[other].id
+                    ));
+                }
+            }
+        }
+        if !by_id.contains_key(FREE_PLAN) {
+            problems.push(
+                "no plan with id \"free\": it is the plan of everyone without access".to_owned(),
+            );
+        }
+        if !problems.is_empty() {
+            return Err(CatalogError(problems));
+        }
+        Ok(Self {
+            plans: file.plans,
+            by_id,
+            by_stripe_price,
+            by_whop_plan,
+        })
+    }
+
+    /// Reads and validates the catalog file at `path`.
+    ///
+    /// # Errors
+    /// [`CatalogError`] if the file cannot be read or is invalid.
+    pub fn load(path: &std::path::Path) -> Result<Self, CatalogError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CatalogError(vec![format!("{}: {e}", path.display())]))?;
+        Self::from_toml(&text)
+    }
+
+    /// All plans in file order.
+    pub fn plans(&self) -> &[Plan] {
+        &self.plans
+    }
+
+    /// A plan by id.
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.by_id.get(id).map(|&i| &self.plans[i])
+    }
+
+    /// The `free` plan (always present in a validated catalog).
+    pub fn free(&self) -> &Plan {
+        // Validation guarantees it.
+        &self.plans[self.by_id[FREE_PLAN]]
+    }
+
+    /// The plan and interval a Stripe price belongs to.
+    pub fn by_stripe_price(&self, price_id: &str) -> Option<(&Plan, Interval)> {
+        self.by_stripe_price
+            .get(price_id)
+            .map(|&(i, interval)| (&self.plans[i], interval))
+    }
+
+    /// The plan a Whop plan id belongs to.
+    pub fn by_whop_plan(&self, whop_plan_id: &str) -> Option<&Plan> {
+        self.by_whop_plan.get(whop_plan_id).map(|&i| &self.plans[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../infra/plans.toml");
+
+    #[test]
+    fn the_shipped_example_catalog_is_valid() {
+        let c = Catalog::from_toml(EXAMPLE).expect("valid");
+        assert_eq!(c.free().tier, 0);
+        let (plan, interval) = c
+            .by_stripe_price("price_1TestProMonthly01")
+            .expect("pro monthly");
+        assert_eq!((plan.id.as_str(), interval), ("pro", Interval::Month));
+        assert_eq!(
+            c.by_whop_plan("plan_TestProMonthly").map(|p| p.id.as_str()),
+            Some("pro")
+        );
+        assert_eq!(c.plan("team").map(|p| p.tier), Some(2));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let bad = r#"
+            [[plans]]
+            id = "Pro!"
+            name = "Pro"
+            tier = 1
+            stripe.prices.month = "price_same"
+            [[plans]]
+            id = "team"
+            name = "Team"
+            tier = 2
+            stripe.prices.month = "price_same"
+            [[plans]]
+            id = "team"
+            name = "Team again"
+            tier = 3
+        "#;
+        let err = Catalog::from_toml(bad).expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "[a-z0-9_-]",
+            "already used",
+            "duplicate plan id",
+            "needs a Stripe price",
+            "no plan with id \"free\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_errors() {
+        assert!(Catalog::from_toml(
+            "[[plans]]\nid = \"free\"\nname = \"Free\"\ntier = 0\ncolour = \"red\""
+        )
+        .is_err());
+        assert!(Catalog::from_toml("plans = [").is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! The webhook pipeline (DESIGN §7): signature verification, the event ledger, ingest and the
+//! processor.
+
+pub mod signature;
