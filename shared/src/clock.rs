@@ -6,6 +6,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch, UTC.
     fn now(&self) -> i64;
+
+    /// Milliseconds since the Unix epoch, UTC (orders provider fetches within a second).
+    fn now_ms(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// The system clock.
@@ -16,16 +21,21 @@ impl Clock for SystemClock {
     fn now(&self) -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
     }
+
+    fn now_ms(&self) -> i64 {
+        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    }
 }
 
-/// A clock that only moves when told to: for tests of expiry and grace windows.
+/// A clock that only moves when told to: for tests of expiry and grace windows. Its millisecond
+/// reading also ticks by one on every call, so successive fetches stay ordered.
 #[derive(Debug)]
-pub struct ManualClock(AtomicI64);
+pub struct ManualClock(AtomicI64, AtomicI64);
 
 impl ManualClock {
     /// A clock standing at `now` (Unix seconds).
     pub fn new(now: i64) -> Self {
-        Self(AtomicI64::new(now))
+        Self(AtomicI64::new(now), AtomicI64::new(0))
     }
 
     /// Moves the clock forward by `seconds`.
@@ -37,6 +47,12 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+
+    fn now_ms(&self) -> i64 {
+        // Within one second, 1,000 distinct readings before it would spill into the next.
+        let tick = self.1.fetch_add(1, Ordering::SeqCst).rem_euclid(1000);
+        self.now().saturating_mul(1000) + tick
     }
 }
 

@@ -12,6 +12,13 @@
 //! | `TOLLGATE_COOKIE_SECURE` | `true` | whether the refresh cookie carries `Secure` |
 //! | `TOLLGATE_TABLE_NAME` | `tollgate` | DynamoDB table (Lambda) |
 //! | `TOLLGATE_JWT_KEYS_SECRET_ID` | `tollgate/jwt-keys` | Secrets Manager id of the signing key set (Lambda) |
+//! | `TOLLGATE_PROVIDER_SECRETS_ID` | unset | Secrets Manager id of the provider secrets JSON (Lambda; only functions that need them) |
+//! | `TOLLGATE_QUEUE_URL` | unset | SQS FIFO queue URL of webhook events (Lambda) |
+//! | `TOLLGATE_PLANS_FILE` | the built-in `infra/plans.toml` | plan catalog |
+//! | `TOLLGATE_SUCCESS_URL` | `<issuer>/billing/success?checkout_session={CHECKOUT_SESSION_ID}` | checkout success redirect |
+//! | `TOLLGATE_CANCEL_URL` | `<issuer>/billing/canceled` | checkout cancel redirect |
+//! | `TOLLGATE_PORTAL_RETURN_URL` | `<issuer>/` | billing portal return URL |
+//! | `TOLLGATE_PAST_DUE_GRACE_SECONDS` | `604800` | access kept while `past_due` (7 d) |
 
 use crate::domain::SessionPolicy;
 use std::collections::HashMap;
@@ -35,6 +42,14 @@ pub struct Config {
     pub table_name: String,
     /// Secrets Manager id (name or ARN) of the JWT signing key set.
     pub jwt_keys_secret_id: String,
+    /// Secrets Manager id of the provider secrets JSON, if this function needs them.
+    pub provider_secrets_id: Option<String>,
+    /// SQS FIFO queue URL for webhook events.
+    pub queue_url: Option<String>,
+    /// Plan catalog file; `None` = the catalog built into the binary.
+    pub plans_file: Option<String>,
+    /// Checkout and portal redirects and the `past_due` grace.
+    pub billing: crate::billing::BillingSettings,
 }
 
 impl Default for Config {
@@ -48,7 +63,23 @@ impl Default for Config {
             cookie_secure: true,
             table_name: "tollgate".to_owned(),
             jwt_keys_secret_id: "tollgate/jwt-keys".to_owned(),
+            provider_secrets_id: None,
+            queue_url: None,
+            plans_file: None,
+            billing: billing_defaults(
+                "http://127.0.0.1:3000",
+                crate::billing::DEFAULT_PAST_DUE_GRACE_SECONDS,
+            ),
         }
+    }
+}
+
+fn billing_defaults(issuer: &str, grace: i64) -> crate::billing::BillingSettings {
+    crate::billing::BillingSettings {
+        success_url: format!("{issuer}/billing/success?checkout_session={{CHECKOUT_SESSION_ID}}"),
+        cancel_url: format!("{issuer}/billing/canceled"),
+        portal_return_url: format!("{issuer}/"),
+        past_due_grace: grace,
     }
 }
 
@@ -118,6 +149,12 @@ impl Config {
             0,
             300,
         );
+        let grace = seconds(
+            "TOLLGATE_PAST_DUE_GRACE_SECONDS",
+            d.billing.past_due_grace,
+            0,
+            90 * 86_400,
+        );
         let max_body = seconds(
             "TOLLGATE_MAX_BODY_BYTES",
             d.max_body_bytes as i64,
@@ -148,7 +185,24 @@ impl Config {
         if idle_timeout > absolute_lifetime {
             problems.push("TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS exceeds TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS".to_owned());
         }
+        let optional = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let defaults = billing_defaults(&issuer, grace);
+        let billing = crate::billing::BillingSettings {
+            success_url: optional("TOLLGATE_SUCCESS_URL").unwrap_or(defaults.success_url),
+            cancel_url: optional("TOLLGATE_CANCEL_URL").unwrap_or(defaults.cancel_url),
+            portal_return_url: optional("TOLLGATE_PORTAL_RETURN_URL")
+                .unwrap_or(defaults.portal_return_url),
+            past_due_grace: grace,
+        };
         let config = Self {
+            provider_secrets_id: optional("TOLLGATE_PROVIDER_SECRETS_ID"),
+            queue_url: optional("TOLLGATE_QUEUE_URL"),
+            plans_file: optional("TOLLGATE_PLANS_FILE"),
+            billing,
             issuer,
             audience: text("TOLLGATE_AUDIENCE", &d.audience),
             access_token_ttl,

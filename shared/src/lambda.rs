@@ -17,6 +17,43 @@ pub async fn run_http(routes: Router<AppState>) -> Result<(), lambda_http::Error
     lambda_http::run(crate::http_app(routes, state)).await
 }
 
+/// The SQS entry point of the webhook processor: builds [`AppState::from_env`] once, then for
+/// each batch parses every record alone (a record that does not parse is reported failed, not the
+/// batch), processes them and returns the partial batch failure response
+/// (`ReportBatchItemFailures`).
+///
+/// # Errors
+/// Start-up errors end the init phase with the error logged.
+pub async fn run_sqs() -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+    init_tracing();
+    let state = AppState::from_env().await.map_err(|e| {
+        tracing::error!(error = %e, "start-up failed");
+        e
+    })?;
+    let processor = state.processor().clone();
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+            let processor = processor.clone();
+            async move {
+                let (items, mut failed) = crate::webhooks::process::batch_from_sqs(event.payload);
+                failed.extend(processor.process_batch(items).await);
+                let mut response = SqsBatchResponse::default();
+                response.batch_item_failures = failed
+                    .into_iter()
+                    .map(|id| {
+                        let mut f = BatchItemFailure::default();
+                        f.item_identifier = id;
+                        f
+                    })
+                    .collect();
+                Ok::<_, lambda_runtime::Error>(response)
+            }
+        },
+    ))
+    .await
+}
+
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .json()

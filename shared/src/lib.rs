@@ -19,6 +19,8 @@ pub mod domain;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
+pub mod payments;
+pub mod queue;
 pub mod secrets;
 pub mod state;
 pub mod store;

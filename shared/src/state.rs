@@ -1,18 +1,32 @@
-//! [`AppState`]: everything a handler needs, built once per cold start ([`AppState::from_env`],
-//! feature `aws`) or for local use ([`AppState::embedded`] / [`AppState::in_memory`]).
+//! [`AppState`]: everything a handler needs, assembled once per cold start
+//! ([`AppState::from_env`], feature `aws`), for the dev server ([`AppState::embedded`]) or for
+//! tests ([`AppState::in_memory`], [`AppState::assemble`]).
 
 use crate::auth::{Auth, KeySet, KeySetError, SigningKeyFile};
+use crate::billing::{Billing, Catalog, CatalogError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::payments::Providers;
+use crate::queue::EventQueue;
+use crate::secrets::providers::ProviderSecrets;
 use crate::secrets::{SecretError, SecretSource};
-use crate::store::{SessionStore, StoreError, UserStore};
+use crate::store::{BillingStore, EventLedger, SessionStore, StoreError, UserStore};
+use crate::webhooks::ingest::Ingest;
+use crate::webhooks::process::Processor;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
+
+/// The plan catalog built into every binary (`infra/plans.toml`), used unless
+/// `TOLLGATE_PLANS_FILE` names another.
+pub const BUILT_IN_PLANS: &str = include_str!("../../infra/plans.toml");
 
 /// Shared, cloneable handler state.
 #[derive(Clone, Debug)]
 pub struct AppState {
     auth: Arc<Auth>,
+    billing: Arc<Billing>,
+    ingest: Arc<Ingest>,
+    processor: Arc<Processor>,
     config: Arc<Config>,
 }
 
@@ -22,6 +36,9 @@ pub enum StartupError {
     /// Configuration problems (all listed).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The plan catalog is invalid (all problems listed).
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     /// A secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -31,28 +48,105 @@ pub enum StartupError {
     /// The store could not be opened or reached.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Local files (dev server data directory).
+    /// Local files, provider clients.
     #[error("{0}")]
-    Io(String),
+    Other(String),
+}
+
+/// The parts a state is assembled from. Every I/O boundary is a trait object.
+pub struct Components {
+    /// Validated configuration.
+    pub config: Config,
+    /// Users and email claims.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Subscriptions and customer claims.
+    pub billing_store: Arc<dyn BillingStore>,
+    /// The webhook ledger.
+    pub ledger: Arc<dyn EventLedger>,
+    /// The webhook queue (`None`: ingest answers 503).
+    pub queue: Option<Arc<dyn EventQueue>>,
+    /// Signing keys.
+    pub keys: Arc<KeySet>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Configured payment providers.
+    pub providers: Providers,
+    /// The plan catalog.
+    pub catalog: Arc<Catalog>,
+    /// Provider secrets (webhook secrets are used by ingest).
+    pub provider_secrets: ProviderSecrets,
+    /// The dev server's `local` provider webhook secret (never set in a Lambda).
+    pub local_webhook_secret: Option<crate::webhooks::signature::WebhookSecrets>,
 }
 
 impl AppState {
-    /// Wires a state from its parts.
-    pub fn new(
-        config: Config,
-        users: Arc<dyn UserStore>,
-        sessions: Arc<dyn SessionStore>,
-        keys: Arc<KeySet>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let config = Arc::new(config);
-        let auth = Arc::new(Auth::new(users, sessions, keys, clock, config.clone()));
-        Self { auth, config }
+    /// Assembles a state from its parts.
+    pub fn assemble(c: Components) -> Self {
+        let config = Arc::new(c.config);
+        let billing = Arc::new(Billing::new(
+            c.users.clone(),
+            c.billing_store.clone(),
+            c.providers.clone(),
+            c.catalog.clone(),
+            c.clock.clone(),
+            config.billing.clone(),
+        ));
+        let auth = Arc::new(Auth::new(
+            c.users.clone(),
+            c.sessions,
+            c.keys,
+            c.clock.clone(),
+            config.clone(),
+            billing.clone(),
+        ));
+        let mut ingest = Ingest::new(
+            c.ledger.clone(),
+            c.queue,
+            c.provider_secrets.stripe_webhook_secrets,
+            c.provider_secrets.whop_webhook_secrets,
+            c.clock.clone(),
+        );
+        if let Some(local) = c.local_webhook_secret {
+            ingest = ingest.with_local_secrets(local);
+        }
+        let ingest = Arc::new(ingest);
+        let processor = Arc::new(Processor::new(
+            c.ledger,
+            c.billing_store,
+            c.users,
+            c.providers,
+            c.catalog,
+            c.clock,
+        ));
+        Self {
+            auth,
+            billing,
+            ingest,
+            processor,
+            config,
+        }
     }
 
     /// The account service.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// The billing service.
+    pub fn billing(&self) -> &Billing {
+        &self.billing
+    }
+
+    /// Webhook ingest.
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    /// The webhook processor.
+    pub fn processor(&self) -> &Arc<Processor> {
+        &self.processor
     }
 
     /// The configuration.
@@ -76,7 +170,49 @@ impl AppState {
         )?))
     }
 
-    /// A state on an in-memory embedded store with a fresh key, the given clock and config: for
+    /// The plan catalog: `config.plans_file` if set, else the built-in one.
+    ///
+    /// # Errors
+    /// [`StartupError::Catalog`] listing every problem.
+    pub fn load_catalog(config: &Config) -> Result<Arc<Catalog>, StartupError> {
+        Ok(Arc::new(match &config.plans_file {
+            Some(path) => Catalog::load(std::path::Path::new(path))?,
+            None => Catalog::from_toml(BUILT_IN_PLANS)?,
+        }))
+    }
+
+    /// The providers that have API keys, with their base URLs.
+    ///
+    /// # Errors
+    /// [`StartupError::Other`] if a client cannot be built.
+    pub fn providers_from(secrets: &ProviderSecrets) -> Result<Providers, StartupError> {
+        #[allow(unused_mut)]
+        let mut providers = Providers::default();
+        #[cfg(feature = "stripe")]
+        if let Some(key) = &secrets.stripe_secret_key {
+            let stripe = crate::payments::stripe::StripeProvider::new(
+                key.expose_secret(),
+                secrets.stripe_api_base.as_deref(),
+            )
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+            providers = providers.with(Arc::new(stripe));
+        }
+        #[cfg(feature = "whop")]
+        if let Some(key) = &secrets.whop_api_key {
+            let base = secrets
+                .whop_api_base
+                .as_deref()
+                .unwrap_or(crate::payments::whop::DEFAULT_API_BASE);
+            let whop = crate::payments::whop::WhopProvider::new(base, key.clone())
+                .map_err(|e| StartupError::Other(e.to_string()))?;
+            providers = providers.with(Arc::new(whop));
+        }
+        #[cfg(not(any(feature = "stripe", feature = "whop")))]
+        let _ = secrets;
+        Ok(providers)
+    }
+
+    /// A state on an in-memory embedded store with a fresh key, no providers and no queue: for
     /// tests.
     ///
     /// # Errors
@@ -89,77 +225,131 @@ impl AppState {
             &config.issuer,
             &config.audience,
         )?;
-        Ok(Self::new(
+        let catalog = Self::load_catalog(&config)?;
+        Ok(Self::assemble(Components {
             config,
-            store.clone(),
-            store,
-            Arc::new(keys),
+            users: store.clone(),
+            sessions: store.clone(),
+            billing_store: store.clone(),
+            ledger: store,
+            queue: None,
+            keys: Arc::new(keys),
             clock,
-        ))
+            providers: Providers::default(),
+            catalog,
+            provider_secrets: ProviderSecrets::default(),
+            local_webhook_secret: None,
+        }))
     }
 
-    /// The local state of the dev server: the embedded store in `<data_dir>/tollgate.redb` and the
-    /// signing keys in `<data_dir>/jwt-keys.json`, generated on first start (file mode 0600).
-    /// Returns the store too, so the caller can run its flusher and flush at shutdown.
+    /// The parts of the dev server's state: the embedded store in `<data_dir>/tollgate.redb`, the
+    /// signing keys in `<data_dir>/jwt-keys.json` (generated on first start, file mode 0600),
+    /// provider secrets from the environment. The caller adds a queue and providers, assembles,
+    /// runs the store's flusher and flushes it at shutdown.
     ///
     /// # Errors
-    /// [`StartupError`] if the directory, store or keys cannot be created or read.
+    /// [`StartupError`] if the directory, store, keys or catalog cannot be created or read.
     #[cfg(feature = "embedded")]
-    pub async fn embedded(
+    pub async fn embedded_components(
         config: Config,
         data_dir: &std::path::Path,
-    ) -> Result<(Self, crate::store::embedded::EmbeddedStore), StartupError> {
+    ) -> Result<(Components, crate::store::embedded::EmbeddedStore), StartupError> {
         use crate::secrets::FileSecretSource;
         let io = |what: &str, e: std::io::Error| {
-            StartupError::Io(format!("{what} {}: {e}", data_dir.display()))
+            StartupError::Other(format!("{what} {}: {e}", data_dir.display()))
         };
         std::fs::create_dir_all(data_dir).map_err(|e| io("cannot create", e))?;
         let files = FileSecretSource::new(data_dir);
         let key_path = files.path(&config.jwt_keys_secret_id);
         if !key_path.exists() {
             let file = SigningKeyFile::generate(SystemClock.now())?;
-            let json =
-                serde_json::to_string_pretty(&file).map_err(|e| StartupError::Io(e.to_string()))?;
+            let json = serde_json::to_string_pretty(&file)
+                .map_err(|e| StartupError::Other(e.to_string()))?;
             write_private(&key_path, json.as_bytes()).map_err(|e| io("cannot write keys in", e))?;
             tracing::info!(path = %key_path.display(), "generated a development signing key");
         }
         let keys = Self::load_keys(&config, &files).await?;
+        let catalog = Self::load_catalog(&config)?;
         let store = crate::store::embedded::EmbeddedStore::open(&data_dir.join("tollgate.redb"))?;
+        let provider_secrets = ProviderSecrets::from_env();
+        let providers = Self::providers_from(&provider_secrets)?;
         let shared = Arc::new(store.clone());
         Ok((
-            Self::new(config, shared.clone(), shared, keys, Arc::new(SystemClock)),
+            Components {
+                config,
+                users: shared.clone(),
+                sessions: shared.clone(),
+                billing_store: shared.clone(),
+                ledger: shared,
+                queue: None,
+                keys,
+                clock: Arc::new(SystemClock),
+                providers,
+                catalog,
+                provider_secrets,
+                local_webhook_secret: None,
+            },
             store,
         ))
     }
 
-    /// The production state: DynamoDB store and Secrets Manager keys, with AWS clients built once
-    /// and the DynamoDB connection warmed (DESIGN §9).
+    /// The production state: DynamoDB store, Secrets Manager keys and provider secrets (when
+    /// `TOLLGATE_PROVIDER_SECRETS_ID` is set), SQS queue (when `TOLLGATE_QUEUE_URL` is set), with
+    /// AWS clients built once and the DynamoDB connection warmed (DESIGN §9).
     ///
     /// # Errors
-    /// [`StartupError`] for bad configuration, unreadable keys, or an unreachable table.
+    /// [`StartupError`] for bad configuration or catalog, unreadable keys or secrets.
     #[cfg(feature = "aws")]
     pub async fn from_env() -> Result<Self, StartupError> {
         let config = Config::from_env()?;
+        let catalog = Self::load_catalog(&config)?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = crate::store::dynamo::DynamoStore::new(
+        let store = Arc::new(crate::store::dynamo::DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
             config.table_name.clone(),
-        );
+        ));
         let secrets =
             crate::secrets::aws::AwsSecretSource::new(aws_sdk_secretsmanager::Client::new(&aws));
-        let (keys, warmed) = tokio::join!(Self::load_keys(&config, &secrets), store.warm());
+        let provider_secrets = async {
+            match &config.provider_secrets_id {
+                Some(id) => {
+                    let json = secrets.get_secret(id).await?;
+                    ProviderSecrets::from_json(&json).map_err(StartupError::Other)
+                }
+                None => Ok(ProviderSecrets::default()),
+            }
+        };
+        let (keys, warmed, provider_secrets) = tokio::join!(
+            Self::load_keys(&config, &secrets),
+            store.warm(),
+            provider_secrets
+        );
         if let Err(e) = warmed {
             // Not fatal: the first request retries the connection.
             tracing::warn!(error = %e, "could not warm the DynamoDB connection");
         }
-        let store = Arc::new(store);
-        Ok(Self::new(
+        let provider_secrets = provider_secrets?;
+        let providers = Self::providers_from(&provider_secrets)?;
+        let queue: Option<Arc<dyn EventQueue>> = config.queue_url.as_ref().map(|url| {
+            Arc::new(crate::queue::sqs::SqsQueue::new(
+                aws_sdk_sqs::Client::new(&aws),
+                url.clone(),
+            )) as Arc<dyn EventQueue>
+        });
+        Ok(Self::assemble(Components {
             config,
-            store.clone(),
-            store,
-            keys?,
-            Arc::new(SystemClock),
-        ))
+            users: store.clone(),
+            sessions: store.clone(),
+            billing_store: store.clone(),
+            ledger: store,
+            queue,
+            keys: keys?,
+            clock: Arc::new(SystemClock),
+            providers,
+            catalog,
+            provider_secrets,
+            local_webhook_secret: None,
+        }))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use tollgate::auth::{KeySet, SigningKeyFile};
+use tollgate::state::Components;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::{AppState, Clock, Config, ManualClock};
 
@@ -29,13 +30,21 @@ pub fn state_with_store(now: i64) -> (AppState, Arc<ManualClock>, Arc<EmbeddedSt
     let store = Arc::new(EmbeddedStore::in_memory().expect("in-memory store"));
     let config = Config::default();
     let keys = Arc::new(KeySet::from_file(&KEYS, &config.issuer, &config.audience).expect("keys"));
-    let state = AppState::new(
+    let catalog = AppState::load_catalog(&config).expect("catalog");
+    let state = AppState::assemble(Components {
         config,
-        store.clone(),
-        store.clone(),
+        users: store.clone(),
+        sessions: store.clone(),
+        billing_store: store.clone(),
+        ledger: store.clone(),
+        queue: None,
         keys,
-        clock.clone() as Arc<dyn Clock>,
-    );
+        clock: clock.clone() as Arc<dyn Clock>,
+        providers: Default::default(),
+        catalog,
+        provider_secrets: Default::default(),
+        local_webhook_secret: None,
+    });
     (state, clock, store)
 }
 

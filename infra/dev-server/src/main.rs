@@ -4,6 +4,7 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -28,22 +29,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compact()
         .init();
     let args = Args::parse();
+    // The issuer (and with it the default checkout redirect URLs) is this server's address
+    // unless set explicitly.
+    if std::env::var("TOLLGATE_ISSUER").is_err() {
+        std::env::set_var("TOLLGATE_ISSUER", format!("http://{}", args.addr));
+    }
     let mut config = tollgate::Config::from_env()?;
     // Local HTTP: browsers accept Secure cookies on localhost, curl does not; default it off here.
     if std::env::var("TOLLGATE_COOKIE_SECURE").is_err() {
         config.cookie_secure = false;
     }
-    if std::env::var("TOLLGATE_ISSUER").is_err() {
-        config.issuer = format!("http://{}", args.addr);
-    }
-    let (state, store) = tollgate::AppState::embedded(config, &args.data_dir).await?;
+    let base_url = format!("http://{}", args.addr);
+    let (mut components, store) =
+        tollgate::AppState::embedded_components(config, &args.data_dir).await?;
+    // The offline `local` provider: signs its events with a secret made for this run.
+    let local_secret = format!("whsec_local_{}", uuid::Uuid::now_v7().simple());
+    let local = Arc::new(dev_server::local::LocalProvider::new(
+        base_url,
+        local_secret.clone(),
+        args.data_dir.join("local-provider.json"),
+    ));
+    components.providers = components.providers.with(local.clone());
+    components.local_webhook_secret = Some(tollgate::webhooks::signature::WebhookSecrets::parse(
+        &local_secret,
+    )?);
+    let (queue, rx) = tollgate::queue::InProcessQueue::new();
+    components.queue = Some(Arc::new(queue));
+    let providers = format!("{:?}", components.providers);
+    let state = tollgate::AppState::assemble(components);
+    let worker = dev_server::spawn_worker(state.processor().clone(), rx);
     let flusher = store.spawn_flusher();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    tracing::info!(addr = %args.addr, data_dir = %args.data_dir.display(), "Tollgate dev server listening");
-    axum::serve(listener, dev_server::app(state))
+    tracing::info!(addr = %args.addr, data_dir = %args.data_dir.display(), %providers, "Tollgate dev server listening");
+    axum::serve(listener, dev_server::app_with_local(state, local))
         .with_graceful_shutdown(shutdown())
         .await?;
     flusher.abort();
+    worker.abort();
     store.flush()?;
     tracing::info!("stopped; store flushed");
     Ok(())

@@ -82,7 +82,7 @@ pub struct IssuedTokens {
 pub struct Me {
     /// The user.
     pub user: User,
-    /// The plan id (`free` until billing exists).
+    /// The plan the user has access to now (`free` without a subscription).
     pub plan: String,
 }
 
@@ -116,6 +116,7 @@ pub struct Auth {
     hasher: PasswordHasher,
     clock: Arc<dyn Clock>,
     config: Arc<Config>,
+    billing: Arc<crate::billing::Billing>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -134,6 +135,7 @@ impl Auth {
         keys: Arc<KeySet>,
         clock: Arc<dyn Clock>,
         config: Arc<Config>,
+        billing: Arc<crate::billing::Billing>,
     ) -> Self {
         Self {
             users,
@@ -142,6 +144,7 @@ impl Auth {
             hasher: PasswordHasher::new(),
             clock,
             config,
+            billing,
         }
     }
 
@@ -300,7 +303,7 @@ impl Auth {
                         &self.config.session,
                     );
                     match self.sessions.rotate_session(&next, &presented).await {
-                        Ok(()) => return self.issue(&user, &next, next_token.encode(), now),
+                        Ok(()) => return self.issue(&user, &next, next_token.encode(), now).await,
                         Err(StoreError::Conflict(_)) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -315,7 +318,7 @@ impl Auth {
                         .and_then(|sealed| token.open_successor(sealed, &session.current_hash))
                         .ok_or(AuthError::InvalidRefreshToken)?;
                     tracing::info!(user_id = %user.id, session_id = %session.id, "refresh within grace window: same successor handed out");
-                    return self.issue(&user, &session, successor.encode(), now);
+                    return self.issue(&user, &session, successor.encode(), now).await;
                 }
                 RefreshDecision::Reuse => {
                     self.sessions
@@ -416,6 +419,31 @@ impl Auth {
         }
     }
 
+    /// The plan, tier and entitlements the user has access to now (DESIGN §6), copied into
+    /// access tokens at issue time.
+    async fn plan_claims(&self, user_id: &UserId) -> Result<PlanClaims, AuthError> {
+        let access = self
+            .billing
+            .access_of(user_id)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        Ok(PlanClaims {
+            plan: access.plan,
+            tier: access.tier,
+            entitlements: access
+                .entitlements
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        crate::billing::Entitlement::Flag(b) => serde_json::Value::Bool(b),
+                        crate::billing::Entitlement::Limit(n) => serde_json::Value::from(n),
+                    };
+                    (k, value)
+                })
+                .collect(),
+        })
+    }
+
     async fn hash_password(&self, password: Password) -> Result<String, AuthError> {
         let hasher = self.hasher.clone();
         blocking(move || hasher.hash(password.expose()))
@@ -440,17 +468,17 @@ impl Auth {
             user_agent,
         );
         self.sessions.create_session(&session).await?;
-        self.issue(user, &session, token.encode(), now)
+        self.issue(user, &session, token.encode(), now).await
     }
 
-    fn issue(
+    async fn issue(
         &self,
         user: &User,
         session: &Session,
         refresh_token: String,
         now: i64,
     ) -> Result<IssuedTokens, AuthError> {
-        let plan = PlanClaims::free();
+        let plan = self.plan_claims(&user.id).await?;
         let claims = AccessClaims {
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),

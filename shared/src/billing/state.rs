@@ -236,6 +236,32 @@ impl Subscription {
     }
 }
 
+/// Whether a freshly fetched provider state (fetched at `fetched_at_ms`) should replace the
+/// stored subscription:
+/// - the same subscription: only if fetched later than the stored state (an older provider state
+///   never overwrites a newer one, whatever order events arrive in);
+/// - another subscription of the same user: only if it is live (`trialing`, `active`,
+///   `past_due`), or the stored one is not live and this state is newer — so a late event about
+///   an old, ended subscription cannot replace a new live one.
+pub fn should_replace(
+    stored: Option<&Subscription>,
+    fetched: &ProviderSubscription,
+    fetched_at_ms: i64,
+) -> bool {
+    let Some(stored) = stored else { return true };
+    let newer = fetched_at_ms > stored.source_fetched_at_ms;
+    if stored.subscription_id == fetched.subscription_id && stored.provider == fetched.provider {
+        return newer;
+    }
+    let live = |s: SubscriptionStatus| {
+        matches!(
+            s,
+            SubscriptionStatus::Trialing | SubscriptionStatus::Active | SubscriptionStatus::PastDue
+        )
+    };
+    live(fetched.status) || (!live(stored.status) && newer)
+}
+
 /// Whether, and until when, a subscription grants its plan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Access {
@@ -452,6 +478,60 @@ mod tests {
         unknown_price.price_id = "price_not_in_catalog".into();
         let sub = Subscription::from_provider(UserId::new(), &unknown_price, None, &c, 1_000_000);
         assert_eq!(access(Some(&sub), &c, 1_000, 0).plan, "free");
+    }
+
+    #[test]
+    fn older_states_never_overwrite_newer_ones() {
+        let c = catalog();
+        let stored = Subscription::from_provider(
+            UserId::new(),
+            &fetched(SubscriptionStatus::Active),
+            None,
+            &c,
+            5_000,
+        );
+        assert!(should_replace(
+            None,
+            &fetched(SubscriptionStatus::Canceled),
+            1
+        ));
+        assert!(!should_replace(
+            Some(&stored),
+            &fetched(SubscriptionStatus::Canceled),
+            4_999
+        ));
+        assert!(!should_replace(
+            Some(&stored),
+            &fetched(SubscriptionStatus::Canceled),
+            5_000
+        ));
+        assert!(should_replace(
+            Some(&stored),
+            &fetched(SubscriptionStatus::Canceled),
+            5_001
+        ));
+    }
+
+    #[test]
+    fn a_late_event_of_an_ended_subscription_does_not_replace_a_live_one() {
+        let c = catalog();
+        let live = Subscription::from_provider(
+            UserId::new(),
+            &fetched(SubscriptionStatus::Active),
+            None,
+            &c,
+            5_000,
+        );
+        let mut old = fetched(SubscriptionStatus::Canceled);
+        old.subscription_id = "sub_old".into();
+        assert!(!should_replace(Some(&live), &old, 9_000));
+        let mut new_live = fetched(SubscriptionStatus::Trialing);
+        new_live.subscription_id = "sub_new".into();
+        let dead = Subscription::from_provider(live.user_id, &old, None, &c, 5_000);
+        assert!(
+            should_replace(Some(&dead), &new_live, 1_000),
+            "a live subscription replaces an ended one"
+        );
     }
 
     #[test]

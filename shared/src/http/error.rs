@@ -1,7 +1,9 @@
 //! RFC 9457 `application/problem+json` errors with a stable `code`, mapped in one place.
 
 use crate::auth::AuthError;
+use crate::billing::BillingError;
 use crate::domain::ValidationError;
+use crate::webhooks::ingest::IngestError;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -33,6 +35,15 @@ pub enum ApiError {
     /// An account use case failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A billing use case failed.
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    /// A webhook was refused.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// A query parameter is invalid (422 `validation_failed`).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// The body is not JSON / not the expected shape (400 `malformed_json`).
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
@@ -129,6 +140,19 @@ impl ApiError {
                 "internal error".into(),
                 vec![],
             ),
+            Self::Billing(BillingError::Invalid(m)) | Self::InvalidQuery(m) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", m.clone(), vec![]),
+            Self::Billing(BillingError::NotConfigured(what)) => (StatusCode::SERVICE_UNAVAILABLE, "provider_not_configured", format!("billing is not available: {what}"), vec![]),
+            Self::Billing(BillingError::SubscriptionExists) => (StatusCode::CONFLICT, "subscription_exists", "you already have access to a paid plan; change plans with POST /billing/subscription/change".into(), vec![]),
+            Self::Billing(BillingError::NoSubscription) => (StatusCode::NOT_FOUND, "no_subscription", "there is no subscription to act on".into(), vec![]),
+            Self::Billing(BillingError::UnknownUser) => (StatusCode::UNAUTHORIZED, "invalid_token", "a valid bearer access token is required".into(), vec![]),
+            Self::Billing(BillingError::Provider(_)) => (StatusCode::BAD_GATEWAY, "provider_error", "the payment provider refused the request".into(), vec![]),
+            Self::Billing(BillingError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is temporarily unavailable; retry".into(), vec![]),
+            Self::Billing(BillingError::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), vec![]),
+            Self::Ingest(IngestError::NotConfigured(p)) => (StatusCode::SERVICE_UNAVAILABLE, "provider_not_configured", format!("{p} webhooks are not configured"), vec![]),
+            Self::Ingest(IngestError::TooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the webhook body is too large".into(), vec![]),
+            Self::Ingest(IngestError::BadSignature(e)) => (StatusCode::BAD_REQUEST, "invalid_signature", format!("the webhook signature did not verify: {e}"), vec![]),
+            Self::Ingest(IngestError::Malformed(e)) => (StatusCode::BAD_REQUEST, "malformed_event", e.to_string(), vec![]),
+            Self::Ingest(IngestError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the webhook could not be stored; retry".into(), vec![]),
             Self::MalformedJson(why) => (
                 StatusCode::BAD_REQUEST,
                 "malformed_json",

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod providers;
 
 use async_trait::async_trait;
 use secrecy::SecretString;

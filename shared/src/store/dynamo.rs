@@ -4,13 +4,15 @@
 //! email claim) and rotation are conditional writes; signup is one `TransactWriteItems`. Reads are
 //! strongly consistent. [`table_definition`] is the one place the table's shape is written in code.
 
-use super::{keys, SessionStore, StoreError, UserStore};
+use super::{keys, BillingStore, EventLedger, SessionStore, StoreError, UserStore};
+use crate::billing::records::{EventEffects, EventStatus, WebhookEvent};
+use crate::billing::state::{Provider, Subscription};
 use crate::domain::{RevokeReason, Session, SessionId, TokenHash, User, UserId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -158,6 +160,28 @@ fn from_item<T: DeserializeOwned>(mut item: Item) -> Result<T, StoreError> {
 #[derive(Serialize, Deserialize)]
 struct EmailClaim {
     user_id: UserId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CustomerClaim {
+    user_id: UserId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserCustomer {
+    customer_id: String,
+}
+
+fn status_value(status: EventStatus) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(status)
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn key_of(key: (String, String)) -> Item {
+    HashMap::from([
+        (keys::PK.to_owned(), AttributeValue::S(key.0)),
+        (keys::SK.to_owned(), AttributeValue::S(key.1)),
+    ])
 }
 
 /// DynamoDB implementation of [`UserStore`] and [`SessionStore`]. Cheap to clone.
@@ -391,5 +415,256 @@ impl SessionStore for DynamoStore {
             }
         }
         Ok(sessions)
+    }
+}
+
+impl DynamoStore {
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        req.send().await.map(|_| ()).map_err(classify)
+    }
+
+    fn put_version_checked(
+        &self,
+        sub: &Subscription,
+        expected: Option<u64>,
+    ) -> Result<Put, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&keys::subscription(&sub.user_id), sub)?));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(PK)"),
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        put.build().map_err(|e| StoreError::Internal(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl BillingStore for DynamoStore {
+    async fn get_subscription(&self, user_id: &UserId) -> Result<Option<Subscription>, StoreError> {
+        self.get(keys::subscription(user_id)).await
+    }
+
+    async fn put_subscription(
+        &self,
+        subscription: &Subscription,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let put = self.put_version_checked(subscription, expected_version)?;
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item().clone()));
+        if let Some(c) = put.condition_expression() {
+            req = req
+                .condition_expression(c)
+                .set_expression_attribute_values(put.expression_attribute_values().cloned());
+        }
+        req.send().await.map(|_| ()).map_err(|e| match classify(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("stale_version"),
+            other => other,
+        })
+    }
+
+    async fn claim_customer(
+        &self,
+        provider: Provider,
+        customer_id: &str,
+        user_id: &UserId,
+    ) -> Result<UserId, StoreError> {
+        let claim = to_item(
+            &keys::customer_claim(provider.as_str(), customer_id),
+            &CustomerClaim { user_id: *user_id },
+        )?;
+        match self.put_if(claim, "attribute_not_exists(PK)", vec![]).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                let owner = self
+                    .find_customer(provider, customer_id)
+                    .await?
+                    .ok_or(StoreError::Internal("customer claim vanished".into()))?;
+                if owner != *user_id {
+                    return Ok(owner);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let mine = to_item(
+            &keys::user_customer(user_id, provider.as_str()),
+            &UserCustomer {
+                customer_id: customer_id.to_owned(),
+            },
+        )?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(mine))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(*user_id)
+    }
+
+    async fn find_customer(
+        &self,
+        provider: Provider,
+        customer_id: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(self
+            .get::<CustomerClaim>(keys::customer_claim(provider.as_str(), customer_id))
+            .await?
+            .map(|c| c.user_id))
+    }
+
+    async fn customer_of(
+        &self,
+        provider: Provider,
+        user_id: &UserId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get::<UserCustomer>(keys::user_customer(user_id, provider.as_str()))
+            .await?
+            .map(|c| c.customer_id))
+    }
+}
+
+#[async_trait]
+impl EventLedger for DynamoStore {
+    async fn record_event(&self, event: &WebhookEvent) -> Result<(WebhookEvent, bool), StoreError> {
+        let item = to_item(
+            &keys::event(event.provider.as_str(), &event.event_id),
+            event,
+        )?;
+        match self.put_if(item, "attribute_not_exists(PK)", vec![]).await {
+            Ok(()) => Ok((event.clone(), true)),
+            Err(StoreError::Conflict(_)) => {
+                let existing = self
+                    .get_event(event.provider, &event.event_id)
+                    .await?
+                    .ok_or(StoreError::Internal("event vanished".into()))?;
+                Ok((existing, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+    ) -> Result<Option<WebhookEvent>, StoreError> {
+        self.get(keys::event(provider.as_str(), event_id)).await
+    }
+
+    async fn mark_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+        status: EventStatus,
+        attempts: u32,
+        error: Option<String>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut update = "SET #s = :s, attempts = :a".to_owned();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::event(provider.as_str(), event_id))))
+            .condition_expression("attribute_exists(PK) AND #s <> :processed")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", status_value(status)?)
+            .expression_attribute_values(":processed", status_value(EventStatus::Processed)?)
+            .expression_attribute_values(":a", AttributeValue::N(attempts.to_string()));
+        if let Some(e) = error {
+            update.push_str(", last_error = :e");
+            req = req.expression_attribute_values(":e", AttributeValue::S(e));
+        }
+        if status == EventStatus::Ignored {
+            update.push_str(", processed_at = :at");
+            req = req.expression_attribute_values(":at", AttributeValue::N(at.to_string()));
+        }
+        match req.update_expression(update).send().await.map_err(classify) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => match self.get_event(provider, event_id).await? {
+                Some(_) => Ok(()),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn apply_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+        effects: &EventEffects,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(3);
+        let mark = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::event(provider.as_str(), event_id))))
+            .update_expression("SET #s = :processed, processed_at = :at REMOVE last_error")
+            .condition_expression("attribute_exists(PK) AND #s <> :processed")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":processed", status_value(EventStatus::Processed)?)
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        items.push(TransactWriteItem::builder().update(mark).build());
+        if let Some((sub, expected)) = &effects.subscription {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put_version_checked(sub, *expected)?)
+                    .build(),
+            );
+        }
+        if let Some(p) = &effects.payment {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(
+                    &keys::payment(&p.user_id, p.paid_at, p.provider.as_str(), &p.payment_id),
+                    p,
+                )?))
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => match self.get_event(provider, event_id).await? {
+                None => Err(StoreError::NotFound),
+                Some(e) if e.status == EventStatus::Processed => {
+                    Err(StoreError::Conflict("already_processed"))
+                }
+                Some(_) => Err(StoreError::Conflict("stale_version")),
+            },
+            Err(e) => Err(e),
+        }
     }
 }

@@ -7,7 +7,9 @@
 //! shutdown) persists everything. A hard kill can lose at most about one second of writes — a
 //! trade made for the local dev store only, which keeps refresh cheap enough to benchmark.
 
-use super::{keys, SessionStore, StoreError, UserStore};
+use super::{keys, BillingStore, EventLedger, SessionStore, StoreError, UserStore};
+use crate::billing::records::{EventEffects, EventStatus, WebhookEvent};
+use crate::billing::state::{Provider, Subscription};
 use crate::domain::{RevokeReason, Session, SessionId, TokenHash, User, UserId};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -20,6 +22,16 @@ const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items"
 #[derive(Serialize, Deserialize)]
 struct EmailClaim {
     user_id: UserId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CustomerClaim {
+    user_id: UserId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserCustomer {
+    customer_id: String,
 }
 
 /// A redb-backed implementation of every store trait. Cheap to clone.
@@ -268,5 +280,156 @@ impl SessionStore for EmbeddedStore {
             sessions.push(serde_json::from_slice(v.value()).map_err(internal)?);
         }
         Ok(sessions)
+    }
+}
+
+#[async_trait]
+impl BillingStore for EmbeddedStore {
+    async fn get_subscription(&self, user_id: &UserId) -> Result<Option<Subscription>, StoreError> {
+        self.get(&keys::subscription(user_id))
+    }
+
+    async fn put_subscription(
+        &self,
+        subscription: &Subscription,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let key = keys::subscription(&subscription.user_id);
+        self.write(|t| {
+            let stored = read::<Subscription>(t, &key)?.map(|s| s.version);
+            if stored != expected_version {
+                return Err(StoreError::Conflict("stale_version"));
+            }
+            put(t, &key, subscription)
+        })
+    }
+
+    async fn claim_customer(
+        &self,
+        provider: Provider,
+        customer_id: &str,
+        user_id: &UserId,
+    ) -> Result<UserId, StoreError> {
+        let claim = keys::customer_claim(provider.as_str(), customer_id);
+        let mine = keys::user_customer(user_id, provider.as_str());
+        self.write(|t| match read::<CustomerClaim>(t, &claim)? {
+            Some(existing) => Ok(existing.user_id),
+            None => {
+                put(t, &claim, &CustomerClaim { user_id: *user_id })?;
+                put(
+                    t,
+                    &mine,
+                    &UserCustomer {
+                        customer_id: customer_id.to_owned(),
+                    },
+                )?;
+                Ok(*user_id)
+            }
+        })
+    }
+
+    async fn find_customer(
+        &self,
+        provider: Provider,
+        customer_id: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(self
+            .get::<CustomerClaim>(&keys::customer_claim(provider.as_str(), customer_id))?
+            .map(|c| c.user_id))
+    }
+
+    async fn customer_of(
+        &self,
+        provider: Provider,
+        user_id: &UserId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get::<UserCustomer>(&keys::user_customer(user_id, provider.as_str()))?
+            .map(|c| c.customer_id))
+    }
+}
+
+#[async_trait]
+impl EventLedger for EmbeddedStore {
+    async fn record_event(&self, event: &WebhookEvent) -> Result<(WebhookEvent, bool), StoreError> {
+        let key = keys::event(event.provider.as_str(), &event.event_id);
+        self.write(|t| match read::<WebhookEvent>(t, &key)? {
+            Some(existing) => Ok((existing, false)),
+            None => {
+                put(t, &key, event)?;
+                Ok((event.clone(), true))
+            }
+        })
+    }
+
+    async fn get_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+    ) -> Result<Option<WebhookEvent>, StoreError> {
+        self.get(&keys::event(provider.as_str(), event_id))
+    }
+
+    async fn mark_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+        status: EventStatus,
+        attempts: u32,
+        error: Option<String>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let key = keys::event(provider.as_str(), event_id);
+        self.write(|t| match read::<WebhookEvent>(t, &key)? {
+            None => Err(StoreError::NotFound),
+            Some(e) if e.status == EventStatus::Processed => Ok(()),
+            Some(mut e) => {
+                e.status = status;
+                e.attempts = attempts;
+                e.last_error = error;
+                if status == EventStatus::Ignored {
+                    e.processed_at = Some(at);
+                }
+                put(t, &key, &e)
+            }
+        })
+    }
+
+    async fn apply_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+        effects: &EventEffects,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let key = keys::event(provider.as_str(), event_id);
+        self.write(|t| {
+            let mut event = match read::<WebhookEvent>(t, &key)? {
+                None => return Err(StoreError::NotFound),
+                Some(e) if e.status == EventStatus::Processed => {
+                    return Err(StoreError::Conflict("already_processed"))
+                }
+                Some(e) => e,
+            };
+            if let Some((sub, expected)) = &effects.subscription {
+                let sub_key = keys::subscription(&sub.user_id);
+                let stored = read::<Subscription>(t, &sub_key)?.map(|s| s.version);
+                if stored != *expected {
+                    return Err(StoreError::Conflict("stale_version"));
+                }
+                put(t, &sub_key, sub)?;
+            }
+            if let Some(p) = &effects.payment {
+                put(
+                    t,
+                    &keys::payment(&p.user_id, p.paid_at, p.provider.as_str(), &p.payment_id),
+                    p,
+                )?;
+            }
+            event.status = EventStatus::Processed;
+            event.processed_at = Some(at);
+            event.last_error = None;
+            put(t, &key, &event)
+        })
     }
 }

@@ -31,3 +31,39 @@ pub const SESSION_PREFIX: &str = "SESSION#";
 pub fn session(user_id: &UserId, id: &SessionId) -> (String, String) {
     (user_pk(user_id), format!("{SESSION_PREFIX}{id}"))
 }
+
+/// `USER#<id>` / `SUBSCRIPTION`.
+pub fn subscription(user_id: &UserId) -> (String, String) {
+    (user_pk(user_id), "SUBSCRIPTION".to_owned())
+}
+
+/// `CUSTOMER#<provider>#<customer id>` / `CUSTOMER`: the reverse lookup webhooks use.
+pub fn customer_claim(provider: &str, customer_id: &str) -> (String, String) {
+    (
+        format!("CUSTOMER#{provider}#{customer_id}"),
+        "CUSTOMER".to_owned(),
+    )
+}
+
+/// `USER#<id>` / `CUSTOMER#<provider>`: the user's customer at a provider.
+pub fn user_customer(user_id: &UserId, provider: &str) -> (String, String) {
+    (user_pk(user_id), format!("CUSTOMER#{provider}"))
+}
+
+/// `EVENT#<provider>#<event id>` / `EVENT`.
+pub fn event(provider: &str, event_id: &str) -> (String, String) {
+    (format!("EVENT#{provider}#{event_id}"), "EVENT".to_owned())
+}
+
+/// `USER#<id>` / `PAYMENT#<paid at, 10 digits>#<provider>#<payment id>`: sorted by time.
+pub fn payment(
+    user_id: &UserId,
+    paid_at: i64,
+    provider: &str,
+    payment_id: &str,
+) -> (String, String) {
+    (
+        user_pk(user_id),
+        format!("PAYMENT#{paid_at:010}#{provider}#{payment_id}"),
+    )
+}

@@ -9,6 +9,8 @@ pub mod dynamo;
 pub mod embedded;
 pub mod keys;
 
+use crate::billing::records::{EventEffects, EventStatus, WebhookEvent};
+use crate::billing::state::{Provider, Subscription};
 use crate::domain::{RevokeReason, Session, SessionId, TokenHash, User, UserId};
 use async_trait::async_trait;
 
@@ -110,4 +112,109 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, StoreError>;
+}
+
+/// Subscriptions and customer claims (`USER#<id>`/`SUBSCRIPTION`,
+/// `CUSTOMER#<provider>#<id>`/`CUSTOMER`).
+#[async_trait]
+pub trait BillingStore: Send + Sync {
+    /// The user's subscription (strongly consistent).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_subscription(&self, user_id: &UserId) -> Result<Option<Subscription>, StoreError>;
+
+    /// Writes `subscription` if the stored version is `expected_version` (`None`: nothing stored).
+    /// For changes made outside the webhook pipeline (the checkout redirect sync).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] (`"stale_version"`) if the stored version differs.
+    async fn put_subscription(
+        &self,
+        subscription: &Subscription,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Claims a provider customer for a user, once. Returns the owner: `user_id` if the claim is
+    /// new or already theirs, the other owner otherwise.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn claim_customer(
+        &self,
+        provider: Provider,
+        customer_id: &str,
+        user_id: &UserId,
+    ) -> Result<UserId, StoreError>;
+
+    /// The user who owns a provider customer.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn find_customer(
+        &self,
+        provider: Provider,
+        customer_id: &str,
+    ) -> Result<Option<UserId>, StoreError>;
+
+    /// The provider customer id claimed for `user_id`, if any (`USER#<id>`/`CUSTOMER#<provider>`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn customer_of(
+        &self,
+        provider: Provider,
+        user_id: &UserId,
+    ) -> Result<Option<String>, StoreError>;
+}
+
+/// The webhook event ledger (`EVENT#<provider>#<id>`/`EVENT`): each event takes effect once.
+#[async_trait]
+pub trait EventLedger: Send + Sync {
+    /// Stores `event` unless one with its id exists. Returns the stored event and whether it was
+    /// new; an existing event is returned unchanged.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn record_event(&self, event: &WebhookEvent) -> Result<(WebhookEvent, bool), StoreError>;
+
+    /// Reads an event (strongly consistent).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+    ) -> Result<Option<WebhookEvent>, StoreError>;
+
+    /// Marks an event `Ignored` or `Failed` (with the attempt count and error), unless it is
+    /// already `Processed` (then nothing changes and this succeeds).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if there is no such event.
+    async fn mark_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+        status: EventStatus,
+        attempts: u32,
+        error: Option<String>,
+        at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// In one atomic write: applies `effects` (the subscription only if its stored version is
+    /// the expected one; the payment only if not yet recorded) and marks the event `Processed` —
+    /// only if it is not processed yet.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the event was already processed or the subscription version
+    /// moved; nothing is written then. [`StoreError::NotFound`] if the event is missing.
+    async fn apply_event(
+        &self,
+        provider: Provider,
+        event_id: &str,
+        effects: &EventEffects,
+        at: i64,
+    ) -> Result<(), StoreError>;
 }

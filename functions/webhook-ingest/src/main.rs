@@ -1,0 +1,5 @@
+//! The `webhook-ingest` Lambda: serves [`webhook_ingest::routes`] through API Gateway (HTTP API, payload v2).
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tollgate::lambda::run_http(webhook_ingest::routes()).await
+}

@@ -1,0 +1,211 @@
+//! Whop through its REST API (`https://api.whop.com/api/v1`, bearer API key; base URL
+//! configurable with `WHOP_API_BASE` so tests and doubles can stand in).
+//!
+//! Endpoints (docs.whop.com/api-reference): `POST /checkout_configurations` (`plan_id`,
+//! `metadata`, `redirect_url` → `purchase_url`), `GET /memberships/{id}`,
+//! `POST /memberships/{id}/cancel` (`cancellation_mode: at_period_end`),
+//! `POST /memberships/{id}/uncancel`. Whop has no customer objects and no API plan change.
+
+use super::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
+use crate::billing::catalog::Proration;
+use crate::billing::state::{Provider, ProviderSubscription};
+use crate::domain::UserId;
+use crate::webhooks::events::whop_membership;
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+/// Whop's production API base.
+pub const DEFAULT_API_BASE: &str = "https://api.whop.com/api/v1";
+
+/// The Whop provider. Cheap to clone.
+#[derive(Clone)]
+pub struct WhopProvider {
+    http: reqwest::Client,
+    base: String,
+    api_key: SecretString,
+}
+
+impl std::fmt::Debug for WhopProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhopProvider")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhopProvider {
+    /// A client for `base` (no trailing slash) with `api_key`.
+    ///
+    /// # Errors
+    /// [`ProviderError::Unavailable`] if the HTTP client cannot be built.
+    pub fn new(base: &str, api_key: SecretString) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            api_key,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ProviderError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.api_key.expose_secret());
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.map_err(|e| {
+            ProviderError::Unavailable(format!("whop request failed: {}", e.without_url()))
+        })?;
+        let status = res.status();
+        let text = res
+            .text()
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
+        match status.as_u16() {
+            200..=299 => serde_json::from_str(&text)
+                .map_err(|_| ProviderError::Unavailable("whop answered non-JSON".into())),
+            404 => Err(ProviderError::NotFound),
+            429 | 500..=599 => Err(ProviderError::Unavailable(format!(
+                "whop answered {status}"
+            ))),
+            _ => Err(ProviderError::Rejected(format!(
+                "whop answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for WhopProvider {
+    fn provider(&self) -> Provider {
+        Provider::Whop
+    }
+
+    async fn create_customer(
+        &self,
+        _user_id: &UserId,
+        _email: &str,
+        _idempotency_key: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        Ok(None)
+    }
+
+    async fn create_checkout(
+        &self,
+        request: &CheckoutRequest,
+    ) -> Result<CheckoutSession, ProviderError> {
+        let body = json!({
+            "plan_id": request.price_id,
+            "metadata": {"user_id": request.user_id.to_string()},
+            "redirect_url": request.success_url.replace("{CHECKOUT_SESSION_ID}", ""),
+        });
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/checkout_configurations",
+                Some(body),
+                Some(&request.idempotency_key),
+            )
+            .await?;
+        let id = v
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let url = v
+            .get("purchase_url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ProviderError::Rejected("whop checkout configuration has no purchase_url".into())
+            })?
+            .to_owned();
+        Ok(CheckoutSession { id, url })
+    }
+
+    async fn create_portal(
+        &self,
+        _customer_id: &str,
+        subscription_id: &str,
+        _return_url: &str,
+    ) -> Result<String, ProviderError> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/memberships/{subscription_id}"),
+                None,
+                None,
+            )
+            .await?;
+        v.get("manage_url")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ProviderError::Rejected("whop membership has no manage_url".into()))
+    }
+
+    async fn fetch_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<ProviderSubscription, ProviderError> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/memberships/{subscription_id}"),
+                None,
+                None,
+            )
+            .await?;
+        whop_membership(&v)
+            .map_err(|e| ProviderError::Rejected(format!("unexpected whop membership: {e}")))
+    }
+
+    async fn fetch_checkout_subscription(
+        &self,
+        _session_id: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        // A checkout configuration does not point at the membership it creates; the webhook does.
+        Ok(None)
+    }
+
+    async fn set_cancel_at_period_end(
+        &self,
+        subscription_id: &str,
+        cancel: bool,
+    ) -> Result<(), ProviderError> {
+        let (path, body) = if cancel {
+            (
+                format!("/memberships/{subscription_id}/cancel"),
+                Some(json!({"cancellation_mode": "at_period_end"})),
+            )
+        } else {
+            (format!("/memberships/{subscription_id}/uncancel"), None)
+        };
+        self.call(reqwest::Method::POST, &path, body, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn change_price(
+        &self,
+        _subscription_id: &str,
+        _price_id: &str,
+        _proration: Proration,
+    ) -> Result<(), ProviderError> {
+        Err(ProviderError::Rejected("Whop memberships cannot change plan through the API; cancel and check out the new plan".into()))
+    }
+}

@@ -1,0 +1,66 @@
+//! SQS FIFO implementation of [`EventQueue`]: `MessageGroupId` = provider subscription or
+//! customer (ordering per subscription), `MessageDeduplicationId` = event id (SQS drops a repeat
+//! within its 5-minute deduplication interval).
+
+use super::{EventMessage, EventQueue, QueueError};
+use async_trait::async_trait;
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::Client;
+
+/// SQS FIFO queue sender.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    /// A sender to `queue_url` (a `.fifo` queue) using `client` (built once per cold start).
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// SQS limits group and deduplication ids to 128 characters of `[A-Za-z0-9!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~]`;
+/// longer or other ids are replaced by their SHA-256 (hex, 64 characters).
+pub fn sqs_id(raw: &str) -> String {
+    let ok = !raw.is_empty() && raw.len() <= 128 && raw.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        raw.to_owned()
+    } else {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, raw.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventQueue for SqsQueue {
+    async fn send(
+        &self,
+        message: &EventMessage,
+        group_id: &str,
+        dedup_id: &str,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_group_id(sqs_id(group_id))
+            .message_deduplication_id(sqs_id(&format!(
+                "{}:{}",
+                message.provider.as_str(),
+                dedup_id
+            )))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(e.code().unwrap_or("send failed").to_owned()))
+    }
+}
