@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
+log "infra/check-template.sh (template.yaml: samtranslator + cfn-lint, offline)"
+bash infra/check-template.sh
+
 MOTO_VERSION=5.2.1
 if ! command -v moto_server >/dev/null 2>&1; then
   log "installing moto[server]==$MOTO_VERSION (PyPI)"

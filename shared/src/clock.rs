@@ -7,9 +7,9 @@ pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch, UTC.
     fn now(&self) -> i64;
 
-    /// Milliseconds since the Unix epoch, UTC (orders provider fetches within a second).
-    fn now_ms(&self) -> i64 {
-        self.now().saturating_mul(1000)
+    /// Microseconds since the Unix epoch, UTC (orders provider fetches within a second).
+    fn now_micros(&self) -> i64 {
+        self.now().saturating_mul(1_000_000)
     }
 }
 
@@ -22,12 +22,12 @@ impl Clock for SystemClock {
         time::OffsetDateTime::now_utc().unix_timestamp()
     }
 
-    fn now_ms(&self) -> i64 {
-        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    fn now_micros(&self) -> i64 {
+        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
     }
 }
 
-/// A clock that only moves when told to: for tests of expiry and grace windows. Its millisecond
+/// A clock that only moves when told to: for tests of expiry and grace windows. Its microsecond
 /// reading also ticks by one on every call, so successive fetches stay ordered.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64, AtomicI64);
@@ -49,10 +49,10 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 
-    fn now_ms(&self) -> i64 {
-        // Within one second, 1,000 distinct readings before it would spill into the next.
-        let tick = self.1.fetch_add(1, Ordering::SeqCst).rem_euclid(1000);
-        self.now().saturating_mul(1000) + tick
+    fn now_micros(&self) -> i64 {
+        // Within one second, 1,000,000 distinct readings before it would spill into the next.
+        let tick = self.1.fetch_add(1, Ordering::SeqCst).rem_euclid(1_000_000);
+        self.now().saturating_mul(1_000_000) + tick
     }
 }
 

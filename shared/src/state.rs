@@ -312,10 +312,16 @@ impl AppState {
             crate::secrets::aws::AwsSecretSource::new(aws_sdk_secretsmanager::Client::new(&aws));
         let provider_secrets = async {
             match &config.provider_secrets_id {
-                Some(id) => {
-                    let json = secrets.get_secret(id).await?;
-                    ProviderSecrets::from_json(&json).map_err(StartupError::Other)
-                }
+                Some(id) => match secrets.get_secret(id).await {
+                    Ok(json) => ProviderSecrets::from_json(&json).map_err(StartupError::Other),
+                    // A secret created by the template but not filled yet: billing answers 503
+                    // `provider_not_configured`, and the account routes keep working.
+                    Err(SecretError::NotFound(_)) => {
+                        tracing::warn!(secret = %id, "provider secrets are not set yet; billing is unavailable");
+                        Ok(ProviderSecrets::default())
+                    }
+                    Err(e) => Err(e.into()),
+                },
                 None => Ok(ProviderSecrets::default()),
             }
         };

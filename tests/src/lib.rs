@@ -24,6 +24,16 @@ pub fn state_at(now: i64) -> (AppState, Arc<ManualClock>) {
 /// # Panics
 /// If the embedded store or key cannot be created (a test failure).
 pub fn state_with_store(now: i64) -> (AppState, Arc<ManualClock>, Arc<EmbeddedStore>) {
+    let (components, clock, store) = components_at(now);
+    (AppState::assemble(components), clock, store)
+}
+
+/// The parts of a test state on an in-memory store and a manual clock at `now`, to adjust
+/// (providers, queue, secrets) before [`AppState::assemble`].
+///
+/// # Panics
+/// If the embedded store or key cannot be created (a test failure).
+pub fn components_at(now: i64) -> (Components, Arc<ManualClock>, Arc<EmbeddedStore>) {
     static KEYS: std::sync::LazyLock<SigningKeyFile> =
         std::sync::LazyLock::new(|| SigningKeyFile::generate(0).expect("generate a test key"));
     let clock = Arc::new(ManualClock::new(now));
@@ -31,7 +41,7 @@ pub fn state_with_store(now: i64) -> (AppState, Arc<ManualClock>, Arc<EmbeddedSt
     let config = Config::default();
     let keys = Arc::new(KeySet::from_file(&KEYS, &config.issuer, &config.audience).expect("keys"));
     let catalog = AppState::load_catalog(&config).expect("catalog");
-    let state = AppState::assemble(Components {
+    let components = Components {
         config,
         users: store.clone(),
         sessions: store.clone(),
@@ -44,8 +54,45 @@ pub fn state_with_store(now: i64) -> (AppState, Arc<ManualClock>, Arc<EmbeddedSt
         catalog,
         provider_secrets: Default::default(),
         local_webhook_secret: None,
+    };
+    (components, clock, store)
+}
+
+/// The current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads a file of the shared fixtures (`../shared/fixtures/<path>`).
+///
+/// # Panics
+/// If the fixture is missing.
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../shared/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// Stripe's sample object for `resource` from `openapi-fixtures3.json` (complete, so
+/// async-stripe's typed parse accepts it), with `changes` merged in.
+///
+/// # Panics
+/// If the resource is missing.
+pub fn stripe_object(resource: &str, changes: serde_json::Value) -> serde_json::Value {
+    static FIXTURES: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        serde_json::from_slice(&fixture("stripe/openapi-fixtures3.json")).expect("fixtures3 json")
     });
-    (state, clock, store)
+    let mut object = FIXTURES["resources"][resource].clone();
+    assert!(object.is_object(), "no resource {resource}");
+    if let (Some(o), serde_json::Value::Object(c)) = (object.as_object_mut(), changes) {
+        o.extend(c);
+    }
+    object
 }
 
 /// Serves `dev_server::app(state)` on `127.0.0.1:<random port>`; returns its base URL.
@@ -123,4 +170,176 @@ pub async fn dynamo_store() -> Option<tollgate::store::dynamo::DynamoStore> {
 /// A random, valid email address.
 pub fn random_email() -> String {
     format!("user-{}@example.com", uuid::Uuid::now_v7().simple())
+}
+
+/// A payment provider double that is the source of truth for subscription state, for pipeline
+/// tests: subscriptions are set by the test; `fetch_subscription` fails transiently on every
+/// `fail_every`-th call (0 = never).
+#[derive(Default)]
+pub struct FakeProvider {
+    /// Current provider state by subscription id.
+    pub subscriptions: std::sync::Mutex<
+        std::collections::HashMap<String, tollgate::billing::ProviderSubscription>,
+    >,
+    /// Fail every n-th fetch with a retryable error (0 = never).
+    pub fail_every: std::sync::atomic::AtomicU64,
+    /// Fetches made.
+    pub fetches: std::sync::atomic::AtomicU64,
+    /// Which provider this stands in for.
+    pub provider: std::sync::OnceLock<tollgate::billing::Provider>,
+    /// Upper bound of a pseudo-random latency added after reading the state, microseconds (0 =
+    /// none): lets a slow fetch of an older state arrive after a newer one.
+    pub max_latency_us: std::sync::atomic::AtomicU64,
+}
+
+impl FakeProvider {
+    /// A double for `provider`.
+    pub fn new(provider: tollgate::billing::Provider) -> Self {
+        let f = Self::default();
+        let _ = f.provider.set(provider);
+        f
+    }
+
+    /// Sets the provider's current state of a subscription.
+    pub fn set(&self, s: tollgate::billing::ProviderSubscription) {
+        self.subscriptions
+            .lock()
+            .expect("lock")
+            .insert(s.subscription_id.clone(), s);
+    }
+}
+
+#[async_trait::async_trait]
+impl tollgate::payments::PaymentProvider for FakeProvider {
+    fn provider(&self) -> tollgate::billing::Provider {
+        *self
+            .provider
+            .get()
+            .unwrap_or(&tollgate::billing::Provider::Stripe)
+    }
+    async fn create_customer(
+        &self,
+        _: &tollgate::domain::UserId,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<String>, tollgate::payments::ProviderError> {
+        Err(tollgate::payments::ProviderError::Rejected(
+            "not used".into(),
+        ))
+    }
+    async fn create_checkout(
+        &self,
+        _: &tollgate::payments::CheckoutRequest,
+    ) -> Result<tollgate::payments::CheckoutSession, tollgate::payments::ProviderError> {
+        Err(tollgate::payments::ProviderError::Rejected(
+            "not used".into(),
+        ))
+    }
+    async fn create_portal(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<String, tollgate::payments::ProviderError> {
+        Err(tollgate::payments::ProviderError::Rejected(
+            "not used".into(),
+        ))
+    }
+    async fn fetch_subscription(
+        &self,
+        id: &str,
+    ) -> Result<tollgate::billing::ProviderSubscription, tollgate::payments::ProviderError> {
+        use std::sync::atomic::Ordering;
+        let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        let every = self.fail_every.load(Ordering::SeqCst);
+        if every > 0 && n.is_multiple_of(every) {
+            return Err(tollgate::payments::ProviderError::Unavailable(
+                "injected provider failure".into(),
+            ));
+        }
+        let state = self
+            .subscriptions
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
+            .ok_or(tollgate::payments::ProviderError::NotFound);
+        let max = self.max_latency_us.load(Ordering::SeqCst);
+        if max > 0 {
+            // Deterministic spread from the call number.
+            let us = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % max;
+            tokio::time::sleep(std::time::Duration::from_micros(us)).await;
+        }
+        state
+    }
+    async fn fetch_checkout_subscription(
+        &self,
+        _: &str,
+    ) -> Result<Option<String>, tollgate::payments::ProviderError> {
+        Ok(None)
+    }
+    async fn set_cancel_at_period_end(
+        &self,
+        _: &str,
+        _: bool,
+    ) -> Result<(), tollgate::payments::ProviderError> {
+        Err(tollgate::payments::ProviderError::Rejected(
+            "not used".into(),
+        ))
+    }
+    async fn change_price(
+        &self,
+        _: &str,
+        _: &str,
+        _: tollgate::billing::Proration,
+    ) -> Result<(), tollgate::payments::ProviderError> {
+        Err(tollgate::payments::ProviderError::Rejected(
+            "not used".into(),
+        ))
+    }
+}
+
+/// A queue that records what was sent, in order: `(message, group id, dedup id)`.
+#[derive(Default)]
+pub struct RecordingQueue(
+    pub std::sync::Mutex<Vec<(tollgate::queue::EventMessage, String, String)>>,
+);
+
+#[async_trait::async_trait]
+impl tollgate::queue::EventQueue for RecordingQueue {
+    async fn send(
+        &self,
+        message: &tollgate::queue::EventMessage,
+        group_id: &str,
+        dedup_id: &str,
+    ) -> Result<(), tollgate::queue::QueueError> {
+        self.0.lock().expect("lock").push((
+            message.clone(),
+            group_id.to_owned(),
+            dedup_id.to_owned(),
+        ));
+        Ok(())
+    }
+}
+
+/// A Stripe `customer.subscription.updated` event for `sub` (as Stripe would send it),
+/// with a fresh event id.
+pub fn stripe_subscription_event(
+    event_id: &str,
+    sub: &tollgate::billing::ProviderSubscription,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": event_id,
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": 1_795_000_000,
+        "data": {"object": {
+            "id": sub.subscription_id,
+            "object": "subscription",
+            "customer": sub.customer_id,
+            "status": "active",
+            "metadata": {"user_id": sub.user_id.map(|u| u.to_string())},
+        }},
+    }))
+    .expect("json")
 }

@@ -302,8 +302,9 @@ impl Billing {
         let Some(subscription_id) = client.fetch_checkout_subscription(session_id).await? else {
             return Ok(());
         };
+        // Stamped before the request is sent: see `Subscription::source_fetched_at_us`.
+        let fetched_at = self.clock.now_micros();
         let fetched = client.fetch_subscription(&subscription_id).await?;
-        let fetched_at = self.clock.now_ms();
         if fetched.user_id.is_some_and(|u| u != *user_id) {
             return Err(BillingError::Invalid(
                 "this checkout session belongs to another user".into(),

@@ -135,7 +135,7 @@ pub struct ProviderSubscription {
 }
 
 /// The stored subscription of a user (`USER#<id>` / `SUBSCRIPTION`). Times are Unix seconds,
-/// except `source_fetched_at_ms` (milliseconds).
+/// except `source_fetched_at_us` (microseconds).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     /// Owner.
@@ -166,9 +166,12 @@ pub struct Subscription {
     /// When the subscription was first seen `past_due` in its current spell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub past_due_since: Option<i64>,
-    /// When the provider state this record holds was fetched, Unix **milliseconds**: the guard
-    /// that keeps an older provider state from overwriting a newer one.
-    pub source_fetched_at_ms: i64,
+    /// When the fetch of the provider state this record holds was *sent*, Unix **microseconds**:
+    /// the guard that keeps an older provider state from overwriting a newer one. The send time,
+    /// not the arrival time: a state observed before the provider's last change was requested
+    /// before that change, while the fetch prompted by that change's event is sent after it — so
+    /// by send time the final state always wins, however slow the responses.
+    pub source_fetched_at_us: i64,
     /// Optimistic version, starting at 1.
     pub version: u64,
     /// Last write, Unix seconds.
@@ -176,8 +179,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The stored record after applying a freshly fetched provider state (fetched at
-    /// `fetched_at_ms`), for `user_id`, given the previously stored record.
+    /// The stored record after applying a freshly fetched provider state (its fetch sent at
+    /// `fetched_at_us`, Unix microseconds), for `user_id`, given the previously stored record.
     ///
     /// `past_due_since` starts when the status first becomes `past_due` and is kept while it
     /// stays so; any other status clears it.
@@ -186,9 +189,9 @@ impl Subscription {
         fetched: &ProviderSubscription,
         previous: Option<&Subscription>,
         catalog: &Catalog,
-        fetched_at_ms: i64,
+        fetched_at_us: i64,
     ) -> Self {
-        let now = fetched_at_ms.div_euclid(1000);
+        let now = fetched_at_us.div_euclid(1_000_000);
         let (plan, interval) = match fetched.provider {
             Provider::Whop => (
                 catalog
@@ -229,14 +232,14 @@ impl Subscription {
             cancel_at_period_end: fetched.cancel_at_period_end,
             trial_end: fetched.trial_end,
             past_due_since,
-            source_fetched_at_ms: fetched_at_ms,
+            source_fetched_at_us: fetched_at_us,
             version: previous.map(|p| p.version + 1).unwrap_or(1),
             updated_at: now,
         }
     }
 }
 
-/// Whether a freshly fetched provider state (fetched at `fetched_at_ms`) should replace the
+/// Whether a freshly fetched provider state (its fetch sent at `fetched_at_us`) should replace the
 /// stored subscription:
 /// - the same subscription: only if fetched later than the stored state (an older provider state
 ///   never overwrites a newer one, whatever order events arrive in);
@@ -246,10 +249,10 @@ impl Subscription {
 pub fn should_replace(
     stored: Option<&Subscription>,
     fetched: &ProviderSubscription,
-    fetched_at_ms: i64,
+    fetched_at_us: i64,
 ) -> bool {
     let Some(stored) = stored else { return true };
-    let newer = fetched_at_ms > stored.source_fetched_at_ms;
+    let newer = fetched_at_us > stored.source_fetched_at_us;
     if stored.subscription_id == fetched.subscription_id && stored.provider == fetched.provider {
         return newer;
     }
@@ -415,7 +418,7 @@ mod tests {
         let c = catalog();
         let mut f = fetched(SubscriptionStatus::Active);
         f.cancel_at_period_end = true;
-        let sub = Subscription::from_provider(UserId::new(), &f, None, &c, 1_000_000);
+        let sub = Subscription::from_provider(UserId::new(), &f, None, &c, 1_000_000_000);
         assert!(access(Some(&sub), &c, 1_999, 0).has_access);
         assert!(!access(Some(&sub), &c, 2_000, 0).has_access);
     }
@@ -428,7 +431,7 @@ mod tests {
             &fetched(SubscriptionStatus::PastDue),
             None,
             &c,
-            10_000_000,
+            10_000_000_000,
         );
         assert_eq!(first.past_due_since, Some(10_000));
         // Seen again later: the spell keeps its start.
@@ -437,7 +440,7 @@ mod tests {
             &fetched(SubscriptionStatus::PastDue),
             Some(&first),
             &c,
-            50_000_000,
+            50_000_000_000,
         );
         assert_eq!(again.past_due_since, Some(10_000));
         let a = access(Some(&again), &c, 10_000 + 99, 100);
@@ -450,7 +453,7 @@ mod tests {
             &fetched(SubscriptionStatus::Active),
             Some(&again),
             &c,
-            60_000_000,
+            60_000_000_000,
         );
         assert_eq!(recovered.past_due_since, None);
         assert_eq!(recovered.version, 3);
@@ -465,8 +468,13 @@ mod tests {
             SubscriptionStatus::Expired,
             SubscriptionStatus::Paused,
         ] {
-            let sub =
-                Subscription::from_provider(UserId::new(), &fetched(status), None, &c, 1_000_000);
+            let sub = Subscription::from_provider(
+                UserId::new(),
+                &fetched(status),
+                None,
+                &c,
+                1_000_000_000,
+            );
             let a = access(Some(&sub), &c, 1_000, DEFAULT_PAST_DUE_GRACE_SECONDS);
             assert_eq!(
                 (a.plan.as_str(), a.has_access),
@@ -476,7 +484,8 @@ mod tests {
         }
         let mut unknown_price = fetched(SubscriptionStatus::Active);
         unknown_price.price_id = "price_not_in_catalog".into();
-        let sub = Subscription::from_provider(UserId::new(), &unknown_price, None, &c, 1_000_000);
+        let sub =
+            Subscription::from_provider(UserId::new(), &unknown_price, None, &c, 1_000_000_000);
         assert_eq!(access(Some(&sub), &c, 1_000, 0).plan, "free");
     }
 
@@ -540,7 +549,7 @@ mod tests {
         let mut f = fetched(SubscriptionStatus::Active);
         f.provider = Provider::Whop;
         f.price_id = "plan_TestTeamMonthly".into();
-        let sub = Subscription::from_provider(UserId::new(), &f, None, &c, 1_000_000);
+        let sub = Subscription::from_provider(UserId::new(), &f, None, &c, 1_000_000_000);
         assert_eq!(sub.plan, "team");
     }
 }

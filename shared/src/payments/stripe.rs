@@ -89,7 +89,8 @@ impl StripeProvider {
     pub fn new(secret_key: &str, base_url: Option<&str>) -> Result<Self, ProviderError> {
         let mut builder = ClientBuilder::new(secret_key);
         if let Some(base) = base_url {
-            builder = builder.url(base.trim_end_matches('/'));
+            // async-stripe requests `{base}v1{path}`: the base must end with a slash.
+            builder = builder.url(format!("{}/", base.trim_end_matches('/')));
         }
         let client = builder
             .build()

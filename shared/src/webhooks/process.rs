@@ -57,7 +57,7 @@ pub struct BatchItem {
 }
 
 /// Fetched provider states shared by the events of one group in a batch (one fetch per
-/// subscription per batch). Values carry the fetch time in Unix milliseconds.
+/// subscription per batch). Values carry the fetch's send time in Unix microseconds.
 type FetchCache = HashMap<(Provider, String), (ProviderSubscription, i64)>;
 
 /// The processor use case.
@@ -246,8 +246,8 @@ impl Processor {
                 .await
                 .map_err(unavailable)?;
             let subscription = match &fetched {
-                Some((f, at_ms)) if should_replace(stored.as_ref(), f, *at_ms) => Some((
-                    Subscription::from_provider(user_id, f, stored.as_ref(), &self.catalog, *at_ms),
+                Some((f, at_us)) if should_replace(stored.as_ref(), f, *at_us) => Some((
+                    Subscription::from_provider(user_id, f, stored.as_ref(), &self.catalog, *at_us),
                     stored.as_ref().map(|s| s.version),
                 )),
                 _ => None,
@@ -294,6 +294,8 @@ impl Processor {
                 provider.as_str()
             ))
         })?;
+        // Stamped before the request is sent: see `Subscription::source_fetched_at_us`.
+        let at_us = self.clock.now_micros();
         let fetched =
             client
                 .fetch_subscription(subscription_id)
@@ -301,9 +303,8 @@ impl Processor {
                 .map_err(|e: ProviderError| {
                     ProcessError::new(format!("refetch {subscription_id}: {e}"))
                 })?;
-        let at_ms = self.clock.now_ms();
-        cache.insert(key, (fetched.clone(), at_ms));
-        Ok((fetched, at_ms))
+        cache.insert(key, (fetched.clone(), at_us));
+        Ok((fetched, at_us))
     }
 
     /// The user an event belongs to: the customer claim first (what checkout recorded); else the

@@ -1,0 +1,435 @@
+//! Checkout, portal, cancel and plan change against `wiremock` doubles of Stripe and Whop,
+//! asserting the exact requests (form encoding, idempotency keys, metadata) — through the real
+//! HTTP route (`functions/checkout`) and the real provider clients.
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tollgate::billing::{
+    Interval, Provider, ProviderSubscription, Subscription, SubscriptionStatus,
+};
+use tollgate::payments::stripe::StripeProvider;
+use tollgate::payments::whop::WhopProvider;
+use tollgate::payments::Providers;
+use tollgate::store::BillingStore;
+use tollgate::AppState;
+use tollgate_tests::{components_at, now, stripe_object, PASSWORD};
+use wiremock::matchers::{body_string_contains, header, header_exists, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    url_decode_pairs(std::str::from_utf8(body).expect("utf8 form"))
+}
+
+fn url_decode_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.replace('+', " ").into_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+            out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn signed_up(state: &AppState) -> (tollgate::domain::UserId, String) {
+    let (user, tokens) = state
+        .auth()
+        .signup(&tollgate_tests::random_email(), PASSWORD.to_owned(), None)
+        .await
+        .expect("signup");
+    (user.id, tokens.access_token)
+}
+
+async fn post(base: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn stripe_checkout_creates_one_customer_and_a_session_with_the_user_everywhere() {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header_exists("idempotency-key"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(stripe_object("customer", json!({"id": "cus_Wire0001"}))),
+        )
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "checkout.session",
+            json!({"id": "cs_test_wire", "url": "https://checkout.stripe.com/c/pay/cs_test_wire"}),
+        )))
+        .expect(2)
+        .mount(&stripe)
+        .await;
+    let (mut c, _, _) = components_at(now());
+    c.providers = Providers::default().with(Arc::new(
+        StripeProvider::new("sk_test_wire", Some(&stripe.uri())).expect("client"),
+    ));
+    let state = AppState::assemble(c);
+    let (user, token) = signed_up(&state).await;
+    let base = tollgate_tests::spawn_app(state).await;
+
+    let (status, body) = post(
+        &base,
+        "/billing/checkout",
+        &token,
+        json!({"plan": "pro", "interval": "month"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["provider"].as_str()),
+        (200, Some("stripe")),
+        "{body}"
+    );
+    assert_eq!(
+        body["url"],
+        "https://checkout.stripe.com/c/pay/cs_test_wire"
+    );
+    // A second attempt reuses the stored customer (no second POST /v1/customers) with a new key.
+    let (status, _) = post(&base, "/billing/checkout", &token, json!({"plan": "team"})).await;
+    assert_eq!(status, 200);
+
+    let requests = stripe.received_requests().await.expect("recorded");
+    let customer = requests
+        .iter()
+        .find(|r| r.url.path() == "/v1/customers")
+        .expect("customer call");
+    assert_eq!(
+        customer
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("customer-{user}").as_str())
+    );
+    assert_eq!(
+        customer
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer sk_test_wire")
+    );
+    let cf = form(&customer.body);
+    assert_eq!(
+        field(&cf, "metadata[user_id]"),
+        Some(user.to_string().as_str())
+    );
+    let sessions: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/v1/checkout/sessions")
+        .collect();
+    let keys: Vec<_> = sessions
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&format!("checkout-{user}-"))),
+        "{keys:?}"
+    );
+    assert_ne!(keys[0], keys[1], "an idempotency key per attempt");
+    let f = form(&sessions[0].body);
+    let uid = user.to_string();
+    for (k, v) in [
+        ("mode", "subscription"),
+        ("customer", "cus_Wire0001"),
+        ("client_reference_id", uid.as_str()),
+        ("metadata[user_id]", uid.as_str()),
+        ("subscription_data[metadata][user_id]", uid.as_str()),
+        ("line_items[0][price]", "price_1TestProMonthly01"),
+        ("line_items[0][quantity]", "1"),
+        ("subscription_data[trial_period_days]", "14"),
+    ] {
+        assert_eq!(field(&f, k), Some(v), "{k} in {f:?}");
+    }
+    assert!(field(&f, "success_url").is_some_and(|u| u.contains("{CHECKOUT_SESSION_ID}")));
+    assert_eq!(
+        field(&form(&sessions[1].body), "line_items[0][price]"),
+        Some("price_1TestTeamMonthly1")
+    );
+}
+
+async fn with_subscription(
+    provider: Provider,
+    providers: Providers,
+) -> (String, tollgate::domain::UserId, String) {
+    let (mut c, _, store) = components_at(now());
+    c.providers = providers;
+    let catalog = c.catalog.clone();
+    let state = AppState::assemble(c);
+    let (user, token) = signed_up(&state).await;
+    let fetched = ProviderSubscription {
+        provider,
+        subscription_id: if provider == Provider::Whop {
+            "mem_Wire0001".into()
+        } else {
+            "sub_Wire0001".into()
+        },
+        customer_id: "cus_Wire0001".into(),
+        user_id: Some(user),
+        status: SubscriptionStatus::Active,
+        price_id: if provider == Provider::Whop {
+            "plan_TestProMonthly".into()
+        } else {
+            "price_1TestProMonthly01".into()
+        },
+        current_period_end: Some(now() + 86_400),
+        cancel_at_period_end: false,
+        trial_end: None,
+    };
+    let sub = Subscription::from_provider(user, &fetched, None, &catalog, now() * 1000);
+    assert_eq!(
+        sub.interval,
+        if provider == Provider::Whop {
+            None
+        } else {
+            Some(Interval::Month)
+        }
+    );
+    store
+        .put_subscription(&sub, None)
+        .await
+        .expect("seed subscription");
+    (tollgate_tests::spawn_app(state).await, user, token)
+}
+
+#[tokio::test]
+async fn stripe_portal_cancel_resume_and_change_send_the_expected_requests() {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/billing_portal/sessions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "billing_portal.session",
+            json!({"url": "https://billing.stripe.com/p/session/wire"}),
+        )))
+        .mount(&stripe)
+        .await;
+    let subscription = stripe_object("subscription", json!({"id": "sub_Wire0001"}));
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions/sub_Wire0001"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(subscription.clone()))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_Wire0001"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(subscription.clone()))
+        .mount(&stripe)
+        .await;
+    let providers = Providers::default().with(Arc::new(
+        StripeProvider::new("sk_test_wire", Some(&stripe.uri())).expect("client"),
+    ));
+    let (base, _, token) = with_subscription(Provider::Stripe, providers).await;
+
+    let (status, body) = post(&base, "/billing/portal", &token, json!({})).await;
+    assert_eq!(
+        (status, body["url"].as_str()),
+        (200, Some("https://billing.stripe.com/p/session/wire"))
+    );
+    assert_eq!(
+        post(&base, "/billing/subscription/cancel", &token, json!({}))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        post(&base, "/billing/subscription/resume", &token, json!({}))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        post(
+            &base,
+            "/billing/subscription/change",
+            &token,
+            json!({"plan": "team"})
+        )
+        .await
+        .0,
+        202
+    );
+    let (status, body) = post(
+        &base,
+        "/billing/subscription/change",
+        &token,
+        json!({"plan": "pro"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed")),
+        "already on pro"
+    );
+
+    let requests = stripe.received_requests().await.expect("recorded");
+    let portal = requests
+        .iter()
+        .find(|r| r.url.path() == "/v1/billing_portal/sessions")
+        .expect("portal");
+    assert_eq!(field(&form(&portal.body), "customer"), Some("cus_Wire0001"));
+    let updates: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v1/subscriptions/sub_Wire0001")
+        .map(|r| form(&r.body))
+        .collect();
+    assert_eq!(updates.len(), 3, "cancel, resume, change");
+    assert_eq!(field(&updates[0], "cancel_at_period_end"), Some("true"));
+    assert_eq!(field(&updates[1], "cancel_at_period_end"), Some("false"));
+    let item_id = subscription["items"]["data"][0]["id"]
+        .as_str()
+        .expect("item id");
+    assert_eq!(field(&updates[2], "items[0][id]"), Some(item_id));
+    assert_eq!(
+        field(&updates[2], "items[0][price]"),
+        Some("price_1TestTeamMonthly1")
+    );
+    assert_eq!(
+        field(&updates[2], "proration_behavior"),
+        Some("always_invoice"),
+        "the team plan's proration"
+    );
+}
+
+#[tokio::test]
+async fn whop_checkout_and_cancel_send_the_expected_requests() {
+    let whop = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/checkout_configurations"))
+        .and(header("authorization", "Bearer whop_key_wire"))
+        .and(body_string_contains("plan_TestProMonthly"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "ch_Wire0001", "purchase_url": "https://whop.com/checkout/ch_Wire0001"}),
+        ))
+        .expect(1)
+        .mount(&whop)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/memberships/mem_Wire0001/cancel"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "mem_Wire0001"})))
+        .expect(1)
+        .mount(&whop)
+        .await;
+    let client = Arc::new(
+        WhopProvider::new(
+            &format!("{}/api/v1", whop.uri()),
+            "whop_key_wire".to_owned().into(),
+        )
+        .expect("client"),
+    );
+    let (mut c, _, _) = components_at(now());
+    c.providers = Providers::default().with(client.clone());
+    let state = AppState::assemble(c);
+    let (user, token) = signed_up(&state).await;
+    let base = tollgate_tests::spawn_app(state).await;
+    let (status, body) = post(
+        &base,
+        "/billing/checkout",
+        &token,
+        json!({"plan": "pro", "provider": "whop"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["url"].as_str()),
+        (200, Some("https://whop.com/checkout/ch_Wire0001")),
+        "{body}"
+    );
+    let requests = whop.received_requests().await.expect("recorded");
+    let sent: Value = serde_json::from_slice(&requests[0].body).expect("json body");
+    assert_eq!(sent["plan_id"], "plan_TestProMonthly");
+    assert_eq!(sent["metadata"]["user_id"], user.to_string());
+    assert!(requests[0].headers.get("idempotency-key").is_some());
+
+    let (base, _, token) =
+        with_subscription(Provider::Whop, Providers::default().with(client)).await;
+    assert_eq!(
+        post(&base, "/billing/subscription/cancel", &token, json!({}))
+            .await
+            .0,
+        202
+    );
+    let requests = whop.received_requests().await.expect("recorded");
+    let cancel = requests
+        .iter()
+        .find(|r| r.url.path().ends_with("/cancel"))
+        .expect("cancel");
+    let sent: Value = serde_json::from_slice(&cancel.body).expect("json");
+    assert_eq!(sent["cancellation_mode"], "at_period_end");
+}
+
+#[tokio::test]
+async fn billing_routes_refuse_what_they_cannot_do() {
+    let (c, _, _) = components_at(now());
+    let state = AppState::assemble(c);
+    let (_, token) = signed_up(&state).await;
+    let base = tollgate_tests::spawn_app(state).await;
+    let (status, body) = post(&base, "/billing/checkout", &token, json!({"plan": "pro"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("provider_not_configured"))
+    );
+    let (status, body) = post(
+        &base,
+        "/billing/checkout",
+        &token,
+        json!({"plan": "gold", "provider": "stripe"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed"))
+    );
+    let (status, body) = post(&base, "/billing/portal", &token, json!({})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("no_subscription"))
+    );
+    let (status, _) = post(
+        &base,
+        "/billing/checkout",
+        "not-a-token",
+        json!({"plan": "pro"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+}

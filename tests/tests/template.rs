@@ -1,0 +1,870 @@
+//! `template.yaml` (the SAM template) agrees with the code it deploys: its HTTP API events are
+//! exactly the functions' `ROUTES`, it builds one function per crate under `functions/`, its table
+//! has the keys and TTL attribute of `tollgate::store::keys`, no IAM statement in it grants a
+//! `*` action or resource, and the webhook pipeline is wired as DESIGN §7 needs it: the processor
+//! is triggered by an SQS FIFO queue with partial batch failures, that queue redrives to a FIFO
+//! dead-letter queue after 5 receives, its visibility timeout is at least 6x the processor's
+//! timeout, and ingest sends to that same queue. infra/check-template.sh checks the rest
+//! (CloudFormation validity).
+//!
+//! Each check is a function over the parsed template returning its problems, so the last test can
+//! show that every check fails on a template that breaks it.
+
+use saphyr::{LoadableYamlNode, Yaml};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use tollgate::store::keys;
+
+type Route = (String, String);
+
+/// The SQS consumer: it has no HTTP routes, and its event source is checked instead.
+const PROCESSOR: &str = "webhook-processor";
+/// The sender of the processor's queue (`TOLLGATE_QUEUE_URL`, shared/src/config.rs).
+const INGEST: &str = "webhook-ingest";
+
+/// Every function crate: binary (= package = folder) name and its declared routes.
+const FUNCTIONS: &[(&str, &[(&str, &str)])] = &[
+    ("signup", signup::ROUTES),
+    ("login", login::ROUTES),
+    ("token-refresh", token_refresh::ROUTES),
+    ("jwks", jwks::ROUTES),
+    ("subscription-lookup", subscription_lookup::ROUTES),
+    ("checkout", checkout::ROUTES),
+    ("webhook-ingest", webhook_ingest::ROUTES),
+    (PROCESSOR, &[]),
+];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn template_text() -> String {
+    let path = workspace_root().join("template.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Parses one YAML document. CloudFormation short tags (`!Ref X`) come back as `Yaml::Tagged`.
+fn parse(text: &str) -> Yaml<'_> {
+    let mut docs = Yaml::load_from_str(text).expect("template.yaml is valid YAML");
+    assert_eq!(docs.len(), 1, "template.yaml holds one YAML document");
+    docs.remove(0)
+}
+
+// ---- small accessors over saphyr's tree ---------------------------------------------------------
+
+/// The node under a CloudFormation short tag (`!Sub "…"` → `"…"`); other nodes as they are.
+fn untag<'a, 'i>(node: &'a Yaml<'i>) -> &'a Yaml<'i> {
+    match node {
+        Yaml::Tagged(_, inner) => untag(inner),
+        other => other,
+    }
+}
+
+fn get<'a, 'i>(node: &'a Yaml<'i>, key: &str) -> Option<&'a Yaml<'i>> {
+    untag(node).as_mapping_get(key)
+}
+
+fn text<'a>(node: &'a Yaml<'_>) -> Option<&'a str> {
+    untag(node).as_str()
+}
+
+fn text_at<'a>(node: &'a Yaml<'_>, key: &str) -> Option<&'a str> {
+    get(node, key).and_then(text)
+}
+
+/// A sequence's items, or a lone scalar as a one-item list (IAM's `Action: x` = `Action: [x]`).
+fn items<'a, 'i>(node: &'a Yaml<'i>) -> Vec<&'a Yaml<'i>> {
+    match untag(node).as_sequence() {
+        Some(seq) => seq.iter().collect(),
+        None => vec![node],
+    }
+}
+
+/// The target of `!Ref X` or `{Ref: X}`.
+fn ref_target<'a>(node: &'a Yaml<'_>) -> Option<&'a str> {
+    match node {
+        Yaml::Tagged(tag, inner) if tag.suffix == "Ref" => inner.as_str(),
+        other => other.as_mapping_get("Ref").and_then(|r| r.as_str()),
+    }
+}
+
+/// `(resource, attribute)` of `!GetAtt X.Attr`, `!GetAtt [X, Attr]` or `{Fn::GetAtt: [X, Attr]}`.
+fn getatt_target<'a>(node: &'a Yaml<'_>) -> Option<(&'a str, &'a str)> {
+    let args = match node {
+        Yaml::Tagged(tag, inner) if tag.suffix == "GetAtt" => inner.as_ref(),
+        other => other.as_mapping_get("Fn::GetAtt")?,
+    };
+    if let Some(dotted) = args.as_str() {
+        return dotted.split_once('.');
+    }
+    match args.as_sequence()?.as_slice() {
+        [resource, attribute] => Some((resource.as_str()?, attribute.as_str()?)),
+        _ => None,
+    }
+}
+
+/// A whole number written as a YAML integer or a string (CloudFormation takes both).
+fn integer(node: &Yaml<'_>) -> Option<i64> {
+    let node = untag(node);
+    node.as_integer()
+        .or_else(|| node.as_str()?.trim().parse().ok())
+}
+
+/// `true` written as a YAML boolean or the string `"true"` (CloudFormation takes both).
+fn is_true(node: Option<&Yaml<'_>>) -> bool {
+    node.map(untag)
+        .is_some_and(|n| n.as_bool() == Some(true) || n.as_str() == Some("true"))
+}
+
+/// The one resource called `id`, if it has type `resource_type`.
+fn resource<'a, 'i>(doc: &'a Yaml<'i>, id: &str, resource_type: &str) -> Option<&'a Yaml<'i>> {
+    resources(doc, resource_type)
+        .into_iter()
+        .find(|(rid, _)| *rid == id)
+        .map(|(_, r)| r)
+}
+
+/// `(logical id, resource)` for every resource of `resource_type`.
+fn resources<'a, 'i>(doc: &'a Yaml<'i>, resource_type: &str) -> Vec<(&'a str, &'a Yaml<'i>)> {
+    get(doc, "Resources")
+        .and_then(|r| untag(r).as_mapping())
+        .map(|m| {
+            m.iter()
+                .filter(|(_, r)| text_at(r, "Type") == Some(resource_type))
+                .filter_map(|(id, r)| Some((text(id)?, r)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Each `AWS::Serverless::Function` with its build binary (`Metadata.BuildProperties.Binary`).
+fn functions<'a, 'i>(doc: &'a Yaml<'i>) -> Vec<(&'a str, Option<&'a str>, &'a Yaml<'i>)> {
+    resources(doc, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, f)| {
+            let binary = get(f, "Metadata")
+                .and_then(|m| get(m, "BuildProperties"))
+                .and_then(|b| text_at(b, "Binary"));
+            (id, binary, f)
+        })
+        .collect()
+}
+
+/// Every `(method, path)` of a function's `HttpApi` events.
+fn event_routes(function: &Yaml<'_>) -> Result<Vec<Route>, String> {
+    let Some(events) = get(function, "Properties")
+        .and_then(|p| get(p, "Events"))
+        .and_then(|e| untag(e).as_mapping())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut routes = Vec::new();
+    for (name, event) in events {
+        if text_at(event, "Type") != Some("HttpApi") {
+            continue;
+        }
+        let name = text(name).unwrap_or("?");
+        let props = get(event, "Properties").ok_or(format!("event {name} has no Properties"))?;
+        let method = text_at(props, "Method").ok_or(format!("event {name} has no Method"))?;
+        let path = text_at(props, "Path").ok_or(format!("event {name} has no Path"))?;
+        routes.push((method.to_ascii_uppercase(), path.to_owned()));
+    }
+    Ok(routes)
+}
+
+fn declared_routes() -> BTreeSet<Route> {
+    FUNCTIONS
+        .iter()
+        .flat_map(|(_, routes)| routes.iter())
+        .map(|(m, p)| (m.to_ascii_uppercase(), (*p).to_owned()))
+        .collect()
+}
+
+// ---- the checks ---------------------------------------------------------------------------------
+
+/// (a) The set of `(method, path)` over all HttpApi events equals the union of the functions'
+/// `ROUTES`, each route appears once, and every event is on the template's one HttpApi.
+fn check_routes(doc: &Yaml<'_>) -> Result<(), String> {
+    let apis = resources(doc, "AWS::Serverless::HttpApi");
+    let [(api_id, _)] = apis.as_slice() else {
+        return Err(format!(
+            "expected one AWS::Serverless::HttpApi, found {}",
+            apis.len()
+        ));
+    };
+    let mut in_template = Vec::new();
+    for (id, _, function) in functions(doc) {
+        in_template.extend(event_routes(function).map_err(|e| format!("{id}: {e}"))?);
+        let events = get(function, "Properties").and_then(|p| get(p, "Events"));
+        for event in events
+            .and_then(|e| untag(e).as_mapping())
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|e| text_at(e, "Type") == Some("HttpApi"))
+        {
+            let on = get(event, "Properties")
+                .and_then(|p| get(p, "ApiId"))
+                .and_then(ref_target);
+            if on != Some(*api_id) {
+                return Err(format!(
+                    "{id}: an event is not on !Ref {api_id} (ApiId = {on:?})"
+                ));
+            }
+        }
+    }
+    let set: BTreeSet<Route> = in_template.iter().cloned().collect();
+    if set.len() != in_template.len() {
+        return Err(format!(
+            "a route is declared by two events: {in_template:?}"
+        ));
+    }
+    let declared = declared_routes();
+    if set != declared {
+        return Err(format!(
+            "template routes differ from the functions' ROUTES\n  only in template: {:?}\n  only in code: {:?}",
+            set.difference(&declared).collect::<Vec<_>>(),
+            declared.difference(&set).collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+/// Each route reaches the function that declares it: a function's events are its own crate's
+/// `ROUTES`, and the HttpApi's written-out integrations (template.yaml says why they are written
+/// out) invoke `<stack>-<binary>` for exactly the routes of that binary's events.
+fn check_route_owners(doc: &Yaml<'_>) -> Result<(), String> {
+    let mut by_events = BTreeSet::new();
+    for (id, binary, function) in functions(doc) {
+        let binary = binary.ok_or(format!("{id} has no Metadata.BuildProperties.Binary"))?;
+        let routes: BTreeSet<Route> = event_routes(function)?.into_iter().collect();
+        let own: BTreeSet<Route> = FUNCTIONS
+            .iter()
+            .filter(|(name, _)| *name == binary)
+            .flat_map(|(_, r)| r.iter())
+            .map(|(m, p)| (m.to_ascii_uppercase(), (*p).to_owned()))
+            .collect();
+        if routes != own {
+            return Err(format!(
+                "{id} (binary {binary}) has events {routes:?} but its ROUTES are {own:?}"
+            ));
+        }
+        let name = get(function, "Properties").and_then(|p| text_at(p, "FunctionName"));
+        let expected = format!("${{AWS::StackName}}-{binary}");
+        if name != Some(expected.as_str()) {
+            return Err(format!(
+                "{id}: FunctionName is {name:?}, the integrations expect !Sub {expected}"
+            ));
+        }
+        by_events.extend(routes.into_iter().map(|(m, p)| (m, p, binary.to_owned())));
+    }
+
+    let mut by_definition = BTreeSet::new();
+    for (id, api) in resources(doc, "AWS::Serverless::HttpApi") {
+        let paths = get(api, "Properties")
+            .and_then(|p| get(p, "DefinitionBody"))
+            .and_then(|b| get(b, "paths"))
+            .and_then(|p| untag(p).as_mapping())
+            .ok_or(format!("{id} has no DefinitionBody.paths"))?;
+        for (path, methods) in paths {
+            let path = text(path).ok_or(format!("{id}: a path is not a string"))?;
+            for (method, op) in untag(methods).as_mapping().into_iter().flatten() {
+                let method =
+                    text(method).ok_or(format!("{id} {path}: a method is not a string"))?;
+                let uri = get(op, "x-amazon-apigateway-integration")
+                    .and_then(|i| text_at(i, "uri"))
+                    .ok_or(format!("{id}: {method} {path} has no integration uri"))?;
+                let binary = uri
+                    .split_once(":function:${AWS::StackName}-")
+                    .and_then(|(_, rest)| rest.strip_suffix("/invocations"))
+                    .ok_or(format!(
+                        "{id}: {method} {path}: uri {uri:?} names no function of this stack"
+                    ))?;
+                by_definition.insert((
+                    method.to_ascii_uppercase(),
+                    path.to_owned(),
+                    binary.to_owned(),
+                ));
+            }
+        }
+    }
+    if by_definition != by_events {
+        return Err(format!(
+            "the API definition and the events disagree\n  only in definition: {:?}\n  only in events: {:?}",
+            by_definition.difference(&by_events).collect::<Vec<_>>(),
+            by_events.difference(&by_definition).collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+/// (b) The set of function binaries equals the set of folders under `functions/`; each is built by
+/// cargo lambda.
+fn check_binaries(doc: &Yaml<'_>, crates: &BTreeSet<String>) -> Result<(), String> {
+    let mut binaries = BTreeSet::new();
+    for (id, binary, function) in functions(doc) {
+        let binary = binary.ok_or(format!("{id} has no Metadata.BuildProperties.Binary"))?;
+        let method = get(function, "Metadata").and_then(|m| text_at(m, "BuildMethod"));
+        if method != Some("rust-cargolambda") {
+            return Err(format!(
+                "{id}: BuildMethod is {method:?}, not rust-cargolambda"
+            ));
+        }
+        if !binaries.insert(binary.to_owned()) {
+            return Err(format!("binary {binary} is built by two functions"));
+        }
+    }
+    if &binaries != crates {
+        return Err(format!(
+            "function binaries {binaries:?} != folders under functions/ {crates:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// (c) One table, keyed PK (HASH) / SK (RANGE), both strings and nothing else, TTL on
+/// `keys::TTL_ATTRIBUTE`: the names the store code uses (shared/src/store/keys.rs).
+fn check_table(doc: &Yaml<'_>) -> Result<(), String> {
+    let tables = resources(doc, "AWS::DynamoDB::Table");
+    let [(id, table)] = tables.as_slice() else {
+        return Err(format!(
+            "expected one AWS::DynamoDB::Table, found {}",
+            tables.len()
+        ));
+    };
+    let props = get(table, "Properties").ok_or(format!("{id} has no Properties"))?;
+    let pairs = |list: &str, a: &str, b: &str| -> BTreeSet<(String, String)> {
+        get(props, list)
+            .map(items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                (
+                    text_at(e, a).unwrap_or("?").to_owned(),
+                    text_at(e, b).unwrap_or("?").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let owned = |v: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    };
+    let key_schema = pairs("KeySchema", "AttributeName", "KeyType");
+    if key_schema != owned(&[(keys::PK, "HASH"), (keys::SK, "RANGE")]) {
+        return Err(format!(
+            "{id}: KeySchema is {key_schema:?}, expected {} HASH / {} RANGE",
+            keys::PK,
+            keys::SK
+        ));
+    }
+    let attributes = pairs("AttributeDefinitions", "AttributeName", "AttributeType");
+    if attributes != owned(&[(keys::PK, "S"), (keys::SK, "S")]) {
+        return Err(format!(
+            "{id}: AttributeDefinitions are {attributes:?}, expected only {} and {} as S",
+            keys::PK,
+            keys::SK
+        ));
+    }
+    let ttl = get(props, "TimeToLiveSpecification");
+    let ttl_attribute = ttl.and_then(|t| text_at(t, "AttributeName"));
+    let ttl_enabled = ttl
+        .and_then(|t| get(t, "Enabled"))
+        .and_then(|e| untag(e).as_bool());
+    if ttl_attribute != Some(keys::TTL_ATTRIBUTE) || ttl_enabled != Some(true) {
+        return Err(format!(
+            "{id}: TTL is {ttl_attribute:?} (enabled {ttl_enabled:?}), expected {} enabled",
+            keys::TTL_ATTRIBUTE
+        ));
+    }
+    Ok(())
+}
+
+/// Every IAM statement anywhere in the template (any mapping's `Statement`).
+fn statements<'a, 'i>(node: &'a Yaml<'i>, out: &mut Vec<&'a Yaml<'i>>) {
+    match untag(node) {
+        Yaml::Mapping(m) => {
+            for (k, v) in m {
+                if text(k) == Some("Statement") {
+                    out.extend(items(v));
+                } else {
+                    statements(v, out);
+                }
+            }
+        }
+        Yaml::Sequence(s) => s.iter().for_each(|v| statements(v, out)),
+        _ => {}
+    }
+}
+
+/// (d) No IAM statement has a `*` in an action or a resource (nor NotAction/NotResource, which
+/// grant everything else), and no permission comes from outside the template where this test
+/// cannot see it: no managed policy ARNs on roles, no SAM `Policies` other than inline statements.
+fn check_iam(doc: &Yaml<'_>) -> Result<(), String> {
+    let mut found = Vec::new();
+    statements(doc, &mut found);
+    let roles = resources(doc, "AWS::IAM::Role");
+    // At least a trust statement and a permission statement per role, or the walk missed them.
+    if found.len() < 2 * roles.len().max(1) {
+        return Err(format!(
+            "found only {} IAM statements for {} roles",
+            found.len(),
+            roles.len()
+        ));
+    }
+    for statement in found {
+        let sid = text_at(statement, "Sid").unwrap_or("(no Sid)");
+        for forbidden in ["NotAction", "NotResource"] {
+            if get(statement, forbidden).is_some() {
+                return Err(format!("statement {sid} uses {forbidden}"));
+            }
+        }
+        for (key, what) in [("Action", "action"), ("Resource", "resource")] {
+            for value in get(statement, key).map(items).unwrap_or_default() {
+                // Plain strings and !Sub strings; !Ref / !GetAtt name one resource.
+                if let Some(s) = text(value).filter(|s| s.contains('*')) {
+                    return Err(format!("statement {sid} has the {what} {s:?}"));
+                }
+            }
+        }
+    }
+    for (id, role) in roles {
+        if get(role, "Properties")
+            .and_then(|p| get(p, "ManagedPolicyArns"))
+            .is_some()
+        {
+            return Err(format!(
+                "{id} attaches managed policies, whose statements this test cannot check"
+            ));
+        }
+    }
+    let globals = get(doc, "Globals").and_then(|g| get(g, "Function"));
+    let mut functions: Vec<(&str, Option<&Yaml<'_>>)> = vec![("Globals.Function", globals)];
+    functions.extend(
+        resources(doc, "AWS::Serverless::Function")
+            .into_iter()
+            .map(|(id, f)| (id, get(f, "Properties"))),
+    );
+    for (id, props) in functions {
+        for policy in props
+            .and_then(|p| get(p, "Policies"))
+            .map(items)
+            .unwrap_or_default()
+        {
+            if get(policy, "Statement").is_none() {
+                return Err(format!("{id}: a Policies entry is a managed policy or SAM policy template, not a statement"));
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- the webhook pipeline (DESIGN §7) ----------------------------------------------------------
+
+/// The one function resource that builds `binary`: `(logical id, resource)`.
+fn function_building<'a, 'i>(
+    doc: &'a Yaml<'i>,
+    binary: &str,
+) -> Result<(&'a str, &'a Yaml<'i>), String> {
+    let found: Vec<_> = functions(doc)
+        .into_iter()
+        .filter(|(_, b, _)| *b == Some(binary))
+        .collect();
+    match found.as_slice() {
+        [(id, _, function)] => Ok((id, function)),
+        other => Err(format!(
+            "expected one function building {binary}, found {}",
+            other.len()
+        )),
+    }
+}
+
+/// The queue the processor consumes, after checking its trigger: exactly one event, of type SQS,
+/// on `!GetAtt <queue>.Arn` of a queue in this template, with `ReportBatchItemFailures` (the
+/// handler returns partial batch failures; without it Lambda ignores them and retries or deletes
+/// the whole batch) and a batch size within the FIFO limit of 10.
+fn processor_queue<'a, 'i>(doc: &'a Yaml<'i>) -> Result<(&'a str, &'a Yaml<'i>), String> {
+    let (id, function) = function_building(doc, PROCESSOR)?;
+    let events: Vec<_> = get(function, "Properties")
+        .and_then(|p| get(p, "Events"))
+        .and_then(|e| untag(e).as_mapping())
+        .map(|m| m.values().collect())
+        .unwrap_or_default();
+    let [event] = events.as_slice() else {
+        return Err(format!(
+            "{id}: expected exactly one event (the SQS trigger), found {}",
+            events.len()
+        ));
+    };
+    let kind = text_at(event, "Type");
+    if kind != Some("SQS") {
+        return Err(format!("{id}: the trigger is {kind:?}, not SQS"));
+    }
+    let props = get(event, "Properties").ok_or(format!("{id}: the SQS event has no Properties"))?;
+    if get(props, "Enabled").map(untag).and_then(Yaml::as_bool) == Some(false) {
+        return Err(format!("{id}: the SQS event is disabled"));
+    }
+    let types: Vec<&str> = get(props, "FunctionResponseTypes")
+        .map(items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(text)
+        .collect();
+    if !types.contains(&"ReportBatchItemFailures") {
+        return Err(format!(
+            "{id}: FunctionResponseTypes is {types:?}, without ReportBatchItemFailures"
+        ));
+    }
+    let batch = get(props, "BatchSize").and_then(integer);
+    if !batch.is_some_and(|b| (1..=10).contains(&b)) {
+        return Err(format!(
+            "{id}: BatchSize is {batch:?}; a FIFO queue allows 1..=10"
+        ));
+    }
+    let queue = get(props, "Queue")
+        .and_then(getatt_target)
+        .filter(|(_, attribute)| *attribute == "Arn")
+        .map(|(queue, _)| queue)
+        .ok_or(format!(
+            "{id}: the SQS event's Queue is not !GetAtt <queue>.Arn"
+        ))?;
+    let resource = resource(doc, queue, "AWS::SQS::Queue").ok_or(format!(
+        "{id}: {queue} is not an AWS::SQS::Queue of this template"
+    ))?;
+    Ok((queue, resource))
+}
+
+fn queue_properties<'a, 'i>(id: &str, queue: &'a Yaml<'i>) -> Result<&'a Yaml<'i>, String> {
+    get(queue, "Properties").ok_or(format!("{id} has no Properties"))
+}
+
+/// (e) The webhook processor is triggered by SQS with partial batch failures.
+fn check_processor_trigger(doc: &Yaml<'_>) -> Result<(), String> {
+    processor_queue(doc).map(|_| ())
+}
+
+/// (f) The processor's queue is FIFO, deduplicated by the id the sender sets (not by content),
+/// and moves a message after 5 receives to a FIFO dead-letter queue that keeps it 14 days.
+fn check_queue_redrive(doc: &Yaml<'_>) -> Result<(), String> {
+    let (id, queue) = processor_queue(doc)?;
+    let props = queue_properties(id, queue)?;
+    if !is_true(get(props, "FifoQueue")) {
+        return Err(format!("{id} is not a FIFO queue (FifoQueue: true)"));
+    }
+    if is_true(get(props, "ContentBasedDeduplication")) {
+        return Err(format!(
+            "{id} deduplicates by content; ingest sets MessageDeduplicationId"
+        ));
+    }
+    let redrive = get(props, "RedrivePolicy").ok_or(format!("{id} has no RedrivePolicy"))?;
+    let receives = get(redrive, "maxReceiveCount").and_then(integer);
+    if receives != Some(5) {
+        return Err(format!(
+            "{id}: RedrivePolicy.maxReceiveCount is {receives:?}, expected 5"
+        ));
+    }
+    let dlq = get(redrive, "deadLetterTargetArn")
+        .and_then(getatt_target)
+        .filter(|(_, attribute)| *attribute == "Arn")
+        .map(|(dlq, _)| dlq)
+        .ok_or(format!(
+            "{id}: RedrivePolicy.deadLetterTargetArn is not !GetAtt <queue>.Arn"
+        ))?;
+    if dlq == id {
+        return Err(format!("{id} redrives to itself"));
+    }
+    let dlq_props = resource(doc, dlq, "AWS::SQS::Queue")
+        .ok_or(format!(
+            "{id}: DLQ {dlq} is not an AWS::SQS::Queue of this template"
+        ))
+        .and_then(|q| queue_properties(dlq, q))?;
+    if !is_true(get(dlq_props, "FifoQueue")) {
+        return Err(format!(
+            "DLQ {dlq} is not FIFO (a FIFO queue's DLQ must be FIFO)"
+        ));
+    }
+    if get(dlq_props, "RedrivePolicy").is_some() {
+        return Err(format!("DLQ {dlq} redrives further"));
+    }
+    let retention = get(dlq_props, "MessageRetentionPeriod").and_then(integer);
+    if retention != Some(14 * 86_400) {
+        return Err(format!(
+            "DLQ {dlq}: MessageRetentionPeriod is {retention:?}, expected 14 days (1209600)"
+        ));
+    }
+    Ok(())
+}
+
+/// (g) The queue's VisibilityTimeout is at least 6x the processor's Timeout (AWS guidance for SQS
+/// event sources): a shorter one hands a batch still being processed to a second invocation.
+/// Defaults when unset: Globals.Function.Timeout, else Lambda's 3 s; SQS's 30 s.
+fn check_visibility_timeout(doc: &Yaml<'_>) -> Result<(), String> {
+    let (id, queue) = processor_queue(doc)?;
+    let (function_id, function) = function_building(doc, PROCESSOR)?;
+    let timeout_of = |node: Option<&Yaml<'_>>| -> Result<Option<i64>, String> {
+        match node.and_then(|n| get(n, "Timeout")) {
+            None => Ok(None),
+            Some(t) => integer(t)
+                .map(Some)
+                .ok_or(format!("{function_id}: Timeout {t:?} is not a number")),
+        }
+    };
+    let globals = get(doc, "Globals").and_then(|g| get(g, "Function"));
+    let timeout = timeout_of(get(function, "Properties"))?
+        .or(timeout_of(globals)?)
+        .unwrap_or(3);
+    let visibility = match get(queue_properties(id, queue)?, "VisibilityTimeout") {
+        None => 30,
+        Some(v) => integer(v).ok_or(format!("{id}: VisibilityTimeout {v:?} is not a number"))?,
+    };
+    if visibility < 6 * timeout {
+        return Err(format!(
+            "{id}: VisibilityTimeout {visibility} s < 6 x {function_id} Timeout {timeout} s"
+        ));
+    }
+    Ok(())
+}
+
+/// The function's role: the resource named by `Role: !GetAtt <role>.Arn`.
+fn role_of<'a, 'i>(
+    doc: &'a Yaml<'i>,
+    id: &str,
+    function: &Yaml<'_>,
+) -> Result<&'a Yaml<'i>, String> {
+    let role = get(function, "Properties")
+        .and_then(|p| get(p, "Role"))
+        .and_then(getatt_target)
+        .filter(|(_, attribute)| *attribute == "Arn")
+        .map(|(role, _)| role)
+        .ok_or(format!("{id}: Role is not !GetAtt <role>.Arn"))?;
+    resource(doc, role, "AWS::IAM::Role").ok_or(format!("{id}: {role} is not an AWS::IAM::Role"))
+}
+
+/// The actions the role's Allow statements grant on `!GetAtt <resource>.Arn`.
+fn actions_on<'a>(role: &'a Yaml<'_>, target: &str) -> BTreeSet<&'a str> {
+    let mut found = Vec::new();
+    if let Some(policies) = get(role, "Properties").and_then(|p| get(p, "Policies")) {
+        statements(policies, &mut found);
+    }
+    found
+        .into_iter()
+        .filter(|s| text_at(s, "Effect") == Some("Allow"))
+        .filter(|s| {
+            get(s, "Resource")
+                .map(items)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|r| getatt_target(r) == Some((target, "Arn")))
+        })
+        .flat_map(|s| get(s, "Action").map(items).unwrap_or_default())
+        .filter_map(text)
+        .collect()
+}
+
+/// (h) Ingest sends to the queue the processor reads: `TOLLGATE_QUEUE_URL` is `!Ref <queue>` on
+/// webhook-ingest and set nowhere else (Globals or another function), ingest's role may
+/// `sqs:SendMessage` to it, and the processor's role has what the event source mapping polls with.
+fn check_queue_wiring(doc: &Yaml<'_>) -> Result<(), String> {
+    const VAR: &str = "TOLLGATE_QUEUE_URL";
+    let (queue, _) = processor_queue(doc)?;
+    let variable = |node: Option<&Yaml<'_>>| {
+        node.and_then(|n| get(n, "Environment"))
+            .and_then(|e| get(e, "Variables"))
+            .and_then(|v| get(v, VAR))
+            .map(|v| ref_target(v).unwrap_or("(not a !Ref)").to_owned())
+    };
+    if let Some(v) = variable(get(doc, "Globals").and_then(|g| get(g, "Function"))) {
+        return Err(format!(
+            "Globals.Function sets {VAR} (= {v}); only {INGEST} sends"
+        ));
+    }
+    for (id, binary, function) in functions(doc) {
+        let value = variable(get(function, "Properties"));
+        if binary == Some(INGEST) {
+            if value.as_deref() != Some(queue) {
+                return Err(format!(
+                    "{id}: {VAR} is {value:?}, expected !Ref {queue} (the processor's queue)"
+                ));
+            }
+        } else if let Some(v) = value {
+            return Err(format!("{id} sets {VAR} (= {v}); only {INGEST} sends"));
+        }
+    }
+    let (ingest_id, ingest) = function_building(doc, INGEST)?;
+    if !actions_on(role_of(doc, ingest_id, ingest)?, queue).contains("sqs:SendMessage") {
+        return Err(format!(
+            "{ingest_id}'s role may not sqs:SendMessage to {queue}"
+        ));
+    }
+    let (processor_id, processor) = function_building(doc, PROCESSOR)?;
+    let granted = actions_on(role_of(doc, processor_id, processor)?, queue);
+    let needed = [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",
+    ];
+    let missing: Vec<_> = needed.iter().filter(|a| !granted.contains(**a)).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{processor_id}'s role lacks {missing:?} on {queue}"
+        ));
+    }
+    Ok(())
+}
+
+fn function_crates() -> BTreeSet<String> {
+    let dir = workspace_root().join("functions");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("dir entry"))
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+// ---- tests --------------------------------------------------------------------------------------
+
+#[test]
+fn template_routes_are_exactly_the_functions_routes() {
+    let text = template_text();
+    check_routes(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn each_route_invokes_the_function_that_declares_it() {
+    let text = template_text();
+    check_route_owners(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn template_builds_one_function_per_crate_under_functions() {
+    let text = template_text();
+    check_binaries(&parse(&text), &function_crates()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn table_keys_and_ttl_are_the_store_keys() {
+    let text = template_text();
+    check_table(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn no_iam_statement_grants_a_wildcard_action_or_resource() {
+    let text = template_text();
+    check_iam(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn webhook_processor_is_an_sqs_trigger_with_partial_batch_failures() {
+    let text = template_text();
+    check_processor_trigger(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn webhook_queue_is_fifo_and_redrives_to_a_fifo_dlq_after_5_receives() {
+    let text = template_text();
+    check_queue_redrive(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn webhook_queue_visibility_timeout_is_at_least_6x_the_processor_timeout() {
+    let text = template_text();
+    check_visibility_timeout(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn webhook_ingest_sends_to_the_queue_the_processor_reads() {
+    let text = template_text();
+    check_queue_wiring(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Each check rejects a copy of template.yaml broken in the way it guards against, so none of the
+/// tests above can pass vacuously.
+#[test]
+fn every_check_fails_on_a_template_that_breaks_it() {
+    type Check = fn(&Yaml<'_>) -> Result<(), String>;
+    let binaries: Check = |doc| check_binaries(doc, &function_crates());
+    let original = template_text();
+    // (name, check, text in template.yaml, its replacement, part of the expected error)
+    let cases: &[(&str, Check, &str, &str, &str)] = &[
+        ("route path", check_routes, "Path: /auth/me", "Path: /auth/you", "(\"GET\", \"/auth/you\")"),
+        ("route method", check_routes, "Method: POST\n            Path: /auth/logout", "Method: DELETE\n            Path: /auth/logout", "(\"DELETE\", \"/auth/logout\")"),
+        ("route removed", check_routes, "        Logout:\n          Type: HttpApi", "        Logout:\n          Type: Api", "only in code: [(\"POST\", \"/auth/logout\")]"),
+        ("event on another API", check_routes, "ApiId: !Ref HttpApi\n            Method: GET\n            Path: /auth/me", "ApiId: !Ref OtherApi\n            Method: GET\n            Path: /auth/me", "not on !Ref HttpApi"),
+        ("route on the wrong function", check_route_owners, "Binary: jwks", "Binary: subscription-lookup", "JwksFunction (binary subscription-lookup)"),
+        ("integration to the wrong function", check_route_owners, "function:${AWS::StackName}-login/invocations", "function:${AWS::StackName}-signup/invocations", "(\"POST\", \"/auth/login\", \"signup\")"),
+        ("function name", check_route_owners, "FunctionName: !Sub ${AWS::StackName}-jwks", "FunctionName: !Sub ${AWS::StackName}-keys", "the integrations expect"),
+        ("binary name", binaries, "Binary: token-refresh", "Binary: token_refresh", "\"token_refresh\""),
+        ("build method", binaries, "BuildMethod: rust-cargolambda", "BuildMethod: makefile", "not rust-cargolambda"),
+        ("range key", check_table, "KeyType: RANGE", "KeyType: HASH", "KeySchema"),
+        ("extra attribute", check_table, "- AttributeName: SK\n          AttributeType: S", "- AttributeName: SK\n          AttributeType: S\n        - AttributeName: GSI1PK\n          AttributeType: S", "AttributeDefinitions"),
+        ("ttl attribute", check_table, "AttributeName: expires_at", "AttributeName: ttl", "TTL"),
+        ("wildcard action", check_iam, "Action: dynamodb:DescribeTable", "Action: dynamodb:*", "\"dynamodb:*\""),
+        ("wildcard resource", check_iam, "Resource: !Ref JwtKeysSecret", "Resource: \"*\"", "the resource \"*\""),
+        ("wildcard in a !Sub resource", check_iam, "Resource: !GetAtt Table.Arn", "Resource: !Sub ${Table.Arn}/*", "\"${Table.Arn}/*\""),
+        ("NotAction", check_iam, "Action: sts:AssumeRole", "NotAction: sts:AssumeRole", "uses NotAction"),
+        ("managed policy", check_iam, "      Policies:\n        - PolicyName: jwks", "      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n      Policies:\n        - PolicyName: jwks", "attaches managed policies"),
+        ("new crate's route missing", check_routes, "Path: /billing/subscription/change", "Path: /billing/subscription/switch", "(\"POST\", \"/billing/subscription/change\")"),
+        ("processor function removed", binaries, "  WebhookProcessorFunction:\n    Type: AWS::Serverless::Function", "  WebhookProcessorFunction:\n    Type: AWS::Serverless::LayerVersion", "!= folders under functions/"),
+        ("processor gets an HTTP route", check_route_owners, "      Events:\n        WebhookEvents:\n          Type: SQS", "      Events:\n        Poll:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref HttpApi\n            Method: POST\n            Path: /webhooks/poll\n        WebhookEvents:\n          Type: SQS", "WebhookProcessorFunction (binary webhook-processor) has events"),
+        ("no ReportBatchItemFailures", check_processor_trigger, "FunctionResponseTypes: [ReportBatchItemFailures]", "FunctionResponseTypes: []", "without ReportBatchItemFailures"),
+        ("FunctionResponseTypes removed", check_processor_trigger, "            FunctionResponseTypes: [ReportBatchItemFailures]\n", "", "without ReportBatchItemFailures"),
+        ("processor not triggered by SQS", check_processor_trigger, "        WebhookEvents:\n          Type: SQS", "        WebhookEvents:\n          Type: Schedule", "not SQS"),
+        ("batch over the FIFO limit", check_processor_trigger, "BatchSize: 10", "BatchSize: 100", "BatchSize"),
+        ("trigger on a queue not in the template", check_processor_trigger, "Queue: !GetAtt WebhookQueue.Arn", "Queue: !GetAtt WebhookQueues.Arn", "is not an AWS::SQS::Queue"),
+        ("queue not FIFO", check_queue_redrive, "  WebhookQueue:\n    Type: AWS::SQS::Queue\n    DeletionPolicy: Delete\n    UpdateReplacePolicy: Delete\n    Properties:\n      FifoQueue: true", "  WebhookQueue:\n    Type: AWS::SQS::Queue\n    DeletionPolicy: Delete\n    UpdateReplacePolicy: Delete\n    Properties:\n      FifoQueue: false", "WebhookQueue is not a FIFO queue"),
+        ("content-based deduplication", check_queue_redrive, "ContentBasedDeduplication: false", "ContentBasedDeduplication: true", "deduplicates by content"),
+        ("maxReceiveCount", check_queue_redrive, "maxReceiveCount: 5", "maxReceiveCount: 10", "maxReceiveCount is Some(10)"),
+        ("no redrive policy", check_queue_redrive, "      RedrivePolicy:\n", "      RedrivePolicyX:\n", "has no RedrivePolicy"),
+        ("DLQ not FIFO", check_queue_redrive, "  WebhookDeadLetterQueue:\n    Type: AWS::SQS::Queue\n    DeletionPolicy: Delete\n    UpdateReplacePolicy: Delete\n    Properties:\n      FifoQueue: true", "  WebhookDeadLetterQueue:\n    Type: AWS::SQS::Queue\n    DeletionPolicy: Delete\n    UpdateReplacePolicy: Delete\n    Properties:\n      FifoQueue: false", "DLQ WebhookDeadLetterQueue is not FIFO"),
+        ("redrive to itself", check_queue_redrive, "deadLetterTargetArn: !GetAtt WebhookDeadLetterQueue.Arn", "deadLetterTargetArn: !GetAtt WebhookQueue.Arn", "redrives to itself"),
+        ("DLQ retention", check_queue_redrive, "MessageRetentionPeriod: 1209600", "MessageRetentionPeriod: 345600", "MessageRetentionPeriod"),
+        ("visibility timeout too short", check_visibility_timeout, "VisibilityTimeout: 180", "VisibilityTimeout: 179", "VisibilityTimeout 179 s < 6 x"),
+        ("visibility timeout unset (SQS default 30 s)", check_visibility_timeout, "      VisibilityTimeout: 180", "      # VisibilityTimeout: 180", "VisibilityTimeout 30 s < 6 x"),
+        ("processor timeout raised", check_visibility_timeout, "      Timeout: 30\n", "      Timeout: 31\n", "Timeout 31 s"),
+        ("ingest sends elsewhere", check_queue_wiring, "TOLLGATE_QUEUE_URL: !Ref WebhookQueue", "TOLLGATE_QUEUE_URL: !Ref WebhookDeadLetterQueue", "TOLLGATE_QUEUE_URL is Some(\"WebhookDeadLetterQueue\")"),
+        ("queue URL on another function", check_queue_wiring, "          TOLLGATE_PROVIDER_SECRETS_ID: !Ref ProviderSecrets # API keys for the refetch", "          TOLLGATE_PROVIDER_SECRETS_ID: !Ref ProviderSecrets\n          TOLLGATE_QUEUE_URL: !Ref WebhookQueue", "WebhookProcessorFunction sets TOLLGATE_QUEUE_URL"),
+        ("ingest may not send", check_queue_wiring, "Action: sqs:SendMessage", "Action: sqs:SendMessageBatch", "may not sqs:SendMessage"),
+        ("processor may not poll", check_queue_wiring, "sqs:ChangeMessageVisibility]", "sqs:ChangeMessageVisibilityBatch]", "lacks [\"sqs:ChangeMessageVisibility\"]"),
+    ];
+    let mut survived = Vec::new();
+    let mut wrong_reason = Vec::new();
+    for (name, check, from, to, expected) in cases {
+        assert!(
+            original.contains(from),
+            "case {name}: template.yaml no longer contains {from:?}"
+        );
+        let broken = original.replacen(from, to, 1);
+        let result = check(&parse(&broken));
+        match result {
+            Ok(()) => survived.push(*name),
+            // Failing for another reason would not show that the check catches this breakage.
+            Err(e) if !e.contains(expected) => wrong_reason.push(format!("{name}: {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        survived.is_empty(),
+        "checks passed a broken template: {survived:?}"
+    );
+    assert!(
+        wrong_reason.is_empty(),
+        "checks failed for another reason than the breakage:\n{}",
+        wrong_reason.join("\n")
+    );
+    // The function list in this file is the functions' ROUTES; it must cover every crate too.
+    let listed: BTreeSet<String> = FUNCTIONS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    assert_eq!(
+        listed,
+        function_crates(),
+        "FUNCTIONS in this file misses a crate under functions/"
+    );
+    assert_eq!(
+        BTreeMap::from_iter(FUNCTIONS.iter().copied()).len(),
+        FUNCTIONS.len()
+    );
+}
