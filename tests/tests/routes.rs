@@ -29,6 +29,12 @@ fn functions() -> Vec<Function> {
             subscription_lookup::ROUTES,
             subscription_lookup::routes(),
         ),
+        ("checkout", checkout::ROUTES, checkout::routes()),
+        (
+            "webhook-ingest",
+            webhook_ingest::ROUTES,
+            webhook_ingest::routes(),
+        ),
     ]
 }
 

@@ -64,3 +64,65 @@ impl EventQueue for SqsQueue {
             .map_err(|e| QueueError(e.code().unwrap_or("send failed").to_owned()))
     }
 }
+
+/// Moves up to `max` messages from the dead-letter queue `dlq_url` back to `queue_url`, keeping
+/// each message's group and body and giving it a fresh deduplication id (the original would be
+/// dropped within SQS's 5-minute deduplication interval). A message is deleted from the DLQ only
+/// after it was sent again. Returns how many were moved.
+///
+/// # Errors
+/// [`QueueError`] on the first SQS failure (messages moved until then stay moved).
+pub async fn replay_dead_letters(
+    client: &Client,
+    dlq_url: &str,
+    queue_url: &str,
+    max: usize,
+) -> Result<usize, QueueError> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let mut moved = 0;
+    while moved < max {
+        let out = client
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10.min((max - moved) as i32))
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .visibility_timeout(30)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .map_err(|e| QueueError(e.code().unwrap_or("receive failed").to_owned()))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let group = m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+                .unwrap_or_else(|| "replay".to_owned());
+            let id = m.message_id.clone().unwrap_or_default();
+            client
+                .send_message()
+                .queue_url(queue_url)
+                .message_body(m.body.clone().unwrap_or_default())
+                .message_group_id(sqs_id(&group))
+                .message_deduplication_id(sqs_id(&format!("replay:{id}")))
+                .send()
+                .await
+                .map_err(|e| QueueError(e.code().unwrap_or("send failed").to_owned()))?;
+            if let Some(handle) = m.receipt_handle {
+                client
+                    .delete_message()
+                    .queue_url(dlq_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| QueueError(e.code().unwrap_or("delete failed").to_owned()))?;
+            }
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
