@@ -17,34 +17,7 @@ use wiremock::matchers::{body_string_contains, header, header_exists, method, pa
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
-    url_decode_pairs(std::str::from_utf8(body).expect("utf8 form"))
-}
-
-fn url_decode_pairs(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.replace('+', " ").into_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
-            out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    url::form_urlencoded::parse(body).into_owned().collect()
 }
 
 fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {

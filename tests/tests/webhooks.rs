@@ -347,7 +347,7 @@ fn provider_sub(
 #[tokio::test]
 async fn an_event_takes_effect_once_and_records_its_payment() {
     let h = harness(STRIPE_SECRET);
-    let (user, _) = h
+    let (user, tokens) = h
         .state
         .auth()
         .signup(
@@ -413,6 +413,14 @@ async fn an_event_takes_effect_once_and_records_its_payment() {
         .await
         .expect("view");
     assert!(view.access.has_access);
+    // A token issued before the payment still says "free"; /auth/me answers with the plan now.
+    let claims = h
+        .state
+        .auth()
+        .verify_access_token(&tokens.access_token)
+        .expect("valid token");
+    assert_eq!(claims.plan, "free");
+    assert_eq!(h.state.auth().me(&claims).await.expect("me").plan, "pro");
 }
 
 #[tokio::test]

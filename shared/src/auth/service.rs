@@ -97,17 +97,6 @@ pub struct PlanClaims {
     pub entitlements: BTreeMap<String, serde_json::Value>,
 }
 
-impl PlanClaims {
-    /// The `free` plan: tier 0, no entitlements.
-    pub fn free() -> Self {
-        Self {
-            plan: "free".to_owned(),
-            tier: 0,
-            entitlements: BTreeMap::new(),
-        }
-    }
-}
-
 /// The account service: stores, keys, hasher, clock and settings, shared by every handler.
 pub struct Auth {
     users: Arc<dyn UserStore>,
@@ -401,9 +390,10 @@ impl Auth {
             .sid
             .parse()
             .map_err(|_| AuthError::InvalidAccessToken)?;
-        let (user, session) = tokio::join!(
+        let (user, session, plan) = tokio::join!(
             self.users.get_user(&user_id),
-            self.sessions.get_session(&user_id, &session_id)
+            self.sessions.get_session(&user_id, &session_id),
+            self.plan_claims(&user_id)
         );
         let (user, session) = (user?, session?);
         match (user, session) {
@@ -412,7 +402,7 @@ impl Auth {
             {
                 Ok(Me {
                     user,
-                    plan: claims.plan.clone(),
+                    plan: plan?.plan,
                 })
             }
             _ => Err(AuthError::InvalidAccessToken),

@@ -73,6 +73,19 @@ impl From<ProviderError> for BillingError {
     }
 }
 
+/// The provider a checkout session id belongs to, by its prefix: the dev server's local provider
+/// `cs_local_…`, Stripe `cs_…` (docs.stripe.com/api/checkout/sessions/object), Whop checkout
+/// configurations `ch_…`.
+fn provider_of_session(session_id: &str) -> Provider {
+    if session_id.starts_with("cs_local_") {
+        Provider::Local
+    } else if session_id.starts_with("ch_") {
+        Provider::Whop
+    } else {
+        Provider::Stripe
+    }
+}
+
 /// A user's billing state as the API returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubscriptionView {
@@ -291,14 +304,7 @@ impl Billing {
     }
 
     async fn sync_checkout(&self, user_id: &UserId, session_id: &str) -> Result<(), BillingError> {
-        let provider = if session_id.starts_with("cs_") {
-            Provider::Stripe
-        } else {
-            self.providers
-                .default_provider()
-                .unwrap_or(Provider::Stripe)
-        };
-        let (provider, client) = self.provider(Some(provider))?;
+        let (provider, client) = self.provider(Some(provider_of_session(session_id)))?;
         let Some(subscription_id) = client.fetch_checkout_subscription(session_id).await? else {
             return Ok(());
         };
@@ -417,5 +423,17 @@ impl Billing {
             .change_price(&sub.subscription_id, &price, plan.proration)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkout_sessions_are_routed_to_their_provider() {
+        assert_eq!(provider_of_session("cs_local_01a1fd3b"), Provider::Local);
+        assert_eq!(provider_of_session("cs_test_a1b2"), Provider::Stripe);
+        assert_eq!(provider_of_session("ch_Wire0001"), Provider::Whop);
     }
 }

@@ -38,7 +38,13 @@ impl std::fmt::Debug for StripeProvider {
 
 fn classify(e: StripeError) -> ProviderError {
     match e {
-        StripeError::Stripe(err, 404) => ProviderError::NotFound.tap_log(err.message.as_deref()),
+        StripeError::Stripe(err, 404) => {
+            tracing::debug!(
+                message = err.message.as_deref().unwrap_or(""),
+                "stripe: not found"
+            );
+            ProviderError::NotFound
+        }
         StripeError::Stripe(_, status) if status == 429 || status >= 500 => {
             ProviderError::Unavailable(format!("stripe answered {status}"))
         }
@@ -57,17 +63,6 @@ fn classify(e: StripeError) -> ProviderError {
         StripeError::ConfigError(m) => {
             ProviderError::Rejected(format!("stripe client configuration: {m}"))
         }
-    }
-}
-
-trait TapLog {
-    fn tap_log(self, message: Option<&str>) -> Self;
-}
-
-impl TapLog for ProviderError {
-    fn tap_log(self, message: Option<&str>) -> Self {
-        tracing::debug!(message = message.unwrap_or(""), "stripe: not found");
-        self
     }
 }
 
