@@ -3,9 +3,12 @@
 //! is a read-check-write inside one transaction.
 //!
 //! Durability: commits are made with `Durability::None` and a background task makes one durable
-//! commit per second ([`EmbeddedStore::FLUSH_INTERVAL`]); [`EmbeddedStore::flush`] (called on
-//! shutdown) persists everything. A hard kill can lose at most about one second of writes — a
-//! trade made for the local dev store only, which keeps refresh cheap enough to benchmark.
+//! commit per second ([`EmbeddedStore::FLUSH_INTERVAL_MS`]); [`EmbeddedStore::flush`] (called on
+//! shutdown) persists everything. A hard kill can lose at most about one second of account writes
+//! — a trade made for the local dev store only, which keeps refresh cheap enough to benchmark.
+//! Webhook events are the exception: [`EventLedger::record_event`] returns only once the event is
+//! durable ([`EmbeddedStore::sync`], a group commit), because a provider stops retrying an event
+//! once it is acknowledged (DESIGN §7.1).
 
 use super::{keys, BillingStore, EventLedger, SessionStore, StoreError, UserStore};
 use crate::billing::records::{EventEffects, EventStatus, WebhookEvent};
@@ -15,6 +18,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
@@ -38,6 +42,12 @@ struct UserCustomer {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Commits made so far (each write transaction adds one after it commits).
+    written: Arc<AtomicU64>,
+    /// Commits known durable: every commit numbered up to this has been fsync'ed.
+    durable: Arc<AtomicU64>,
+    /// One durable commit at a time; callers queued behind it usually find their commit covered.
+    syncing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -78,16 +88,55 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(internal)?;
         txn.open_table(ITEMS).map_err(internal)?;
         txn.commit().map_err(internal)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            written: Arc::default(),
+            durable: Arc::default(),
+            syncing: Arc::default(),
+        })
     }
 
-    /// Makes every commit so far durable (one fsync'ed empty commit).
+    /// Makes every commit so far durable (one fsync'ed empty commit). Blocks the calling thread
+    /// for the fsync: from async code use [`EmbeddedStore::sync`].
     ///
     /// # Errors
     /// [`StoreError::Internal`] if the commit fails.
     pub fn flush(&self) -> Result<(), StoreError> {
+        let upto = self.written.load(Ordering::Acquire);
         let txn = self.db.begin_write().map_err(internal)?;
-        txn.commit().map_err(internal)
+        txn.commit().map_err(internal)?;
+        self.durable.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Returns once every commit made before the call is durable. A group commit: callers that
+    /// arrive while a durable commit is running wait for it and then, usually, find their own
+    /// commit already covered by the next one, so N concurrent callers cost about two fsyncs,
+    /// not N. The fsync runs on Tokio's blocking pool.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] if the durable commit fails.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let target = self.written.load(Ordering::Acquire);
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _turn = self.syncing.lock().await;
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(internal)?
+    }
+
+    /// Commits made durable so far, and commits made: for tests of [`EmbeddedStore::sync`].
+    pub fn commit_counts(&self) -> (u64, u64) {
+        (
+            self.durable.load(Ordering::Acquire),
+            self.written.load(Ordering::Acquire),
+        )
     }
 
     /// Spawns the task that calls [`EmbeddedStore::flush`] every
@@ -133,6 +182,7 @@ impl EmbeddedStore {
             f(&mut table)?
         };
         txn.commit().map_err(internal)?;
+        self.written.fetch_add(1, Ordering::AcqRel);
         Ok(result)
     }
 }
@@ -353,13 +403,17 @@ impl BillingStore for EmbeddedStore {
 impl EventLedger for EmbeddedStore {
     async fn record_event(&self, event: &WebhookEvent) -> Result<(WebhookEvent, bool), StoreError> {
         let key = keys::event(event.provider.as_str(), &event.event_id);
-        self.write(|t| match read::<WebhookEvent>(t, &key)? {
+        let recorded = self.write(|t| match read::<WebhookEvent>(t, &key)? {
             Some(existing) => Ok((existing, false)),
             None => {
                 put(t, &key, event)?;
                 Ok((event.clone(), true))
             }
-        })
+        })?;
+        // Durable before ingest acknowledges (also for a duplicate whose first copy may still be
+        // in an unsynced commit).
+        self.sync().await?;
+        Ok(recorded)
     }
 
     async fn get_event(
@@ -431,5 +485,69 @@ impl EventLedger for EmbeddedStore {
             event.last_error = None;
             put(t, &key, &event)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::records::EVENT_RETENTION_SECONDS;
+
+    fn event(id: &str) -> WebhookEvent {
+        WebhookEvent {
+            provider: Provider::Stripe,
+            event_id: id.into(),
+            event_type: "customer.subscription.updated".into(),
+            body: "{}".into(),
+            group_id: "sub_1".into(),
+            received_at: 1_000,
+            status: EventStatus::Received,
+            attempts: 0,
+            last_error: None,
+            processed_at: None,
+            expires_at: 1_000 + EVENT_RETENTION_SECONDS,
+        }
+    }
+
+    #[tokio::test]
+    async fn recorded_events_are_durable_before_record_returns() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        store.record_event(&event("evt_1")).await.expect("record");
+        let (durable, written) = store.commit_counts();
+        assert_eq!(
+            durable, written,
+            "record_event returned before its commit was durable"
+        );
+        // An ordinary write is not synced at once (the flusher or `flush` does it later).
+        store
+            .mark_event(Provider::Stripe, "evt_1", EventStatus::Failed, 1, None, 5)
+            .await
+            .expect("mark");
+        let (durable, written) = store.commit_counts();
+        assert!(durable < written);
+        // A duplicate delivery is durable too, and is reported as not new.
+        let (_, new) = store
+            .record_event(&event("evt_1"))
+            .await
+            .expect("record again");
+        assert!(!new);
+        let (durable, written) = store.commit_counts();
+        assert_eq!(durable, written);
+    }
+
+    #[tokio::test]
+    async fn concurrent_syncs_share_durable_commits() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { s.record_event(&event(&format!("evt_{i}"))).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("join").expect("record");
+        }
+        let (durable, written) = store.commit_counts();
+        assert_eq!(durable, written);
     }
 }
