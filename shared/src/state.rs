@@ -2,7 +2,7 @@
 //! ([`AppState::from_env`], feature `aws`), for the dev server ([`AppState::embedded`]) or for
 //! tests ([`AppState::in_memory`], [`AppState::assemble`]).
 
-use crate::auth::{Auth, KeySet, KeySetError, SigningKeyFile};
+use crate::auth::{Auth, KeySet, KeySetError};
 use crate::billing::{Billing, Catalog, CatalogError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -221,7 +221,7 @@ impl AppState {
     pub fn in_memory(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let store = Arc::new(crate::store::embedded::EmbeddedStore::in_memory()?);
         let keys = KeySet::from_file(
-            &SigningKeyFile::generate(clock.now())?,
+            &crate::auth::SigningKeyFile::generate(clock.now())?,
             &config.issuer,
             &config.audience,
         )?;
@@ -262,10 +262,11 @@ impl AppState {
         let files = FileSecretSource::new(data_dir);
         let key_path = files.path(&config.jwt_keys_secret_id);
         if !key_path.exists() {
-            let file = SigningKeyFile::generate(SystemClock.now())?;
+            let file = crate::auth::SigningKeyFile::generate(SystemClock.now())?;
             let json = serde_json::to_string_pretty(&file)
                 .map_err(|e| StartupError::Other(e.to_string()))?;
-            write_private(&key_path, json.as_bytes()).map_err(|e| io("cannot write keys in", e))?;
+            crate::secrets::write_private(&key_path, json.as_bytes())
+                .map_err(|e| io("cannot write keys in", e))?;
             tracing::info!(path = %key_path.display(), "generated a development signing key");
         }
         let keys = Self::load_keys(&config, &files).await?;
@@ -357,14 +358,4 @@ impl AppState {
             local_webhook_secret: None,
         }))
     }
-}
-
-#[cfg(feature = "embedded")]
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
 }

@@ -8,4 +8,4 @@ pub mod tokens;
 pub use password::{PasswordHasher, Verification};
 pub use refresh::RefreshToken;
 pub use service::{Auth, AuthError, IssuedTokens, Me};
-pub use tokens::{AccessClaims, KeySet, KeySetError, SigningKeyFile};
+pub use tokens::{AccessClaims, KeySet, KeySetError, SigningKeyFile, LEEWAY_SECONDS};

@@ -70,22 +70,37 @@ impl SigningKeyFile {
         })
     }
 
-    /// This file with one more freshly generated key, which becomes the signing key; keys older
-    /// than `keep_after` (Unix seconds) are dropped, but never the previous signing key.
+    /// This file with one more freshly generated key (created at `now`, Unix seconds), which
+    /// becomes the signing key. A key stops signing when its successor is created, and the tokens
+    /// it signed stay valid for one access-token lifetime (plus verification leeway) after that:
+    /// so every key whose successor was created at or after `retired_after` (Unix seconds;
+    /// callers pass `now - access TTL - leeway`) stays, to verify those tokens and to be
+    /// published in the JWKS; older ones are dropped. The previous signing key always stays.
     ///
     /// # Errors
     /// [`KeySetError::Generate`] if key generation fails.
-    pub fn rotated(mut self, now: i64, keep_after: i64) -> Result<Self, KeySetError> {
-        let newest = self
+    pub fn rotated(mut self, now: i64, retired_after: i64) -> Result<Self, KeySetError> {
+        self.keys.sort_by_key(|k| k.created_at);
+        let successors: Vec<i64> = self
             .keys
             .iter()
+            .skip(1)
             .map(|k| k.created_at)
-            .max()
-            .unwrap_or(i64::MIN);
-        self.keys
-            .retain(|k| k.created_at >= keep_after || k.created_at == newest);
+            .chain(std::iter::once(now))
+            .collect();
+        self.keys = std::mem::take(&mut self.keys)
+            .into_iter()
+            .zip(successors)
+            .filter(|(_, successor_created)| *successor_created >= retired_after)
+            .map(|(k, _)| k)
+            .collect();
         self.keys.push(generate_key(now)?);
         Ok(self)
+    }
+
+    /// `created_at` of the key that signs (the newest), or `None` for an empty file.
+    pub fn signing_created_at(&self) -> Option<i64> {
+        self.keys.iter().map(|k| k.created_at).max()
     }
 }
 
@@ -406,6 +421,23 @@ mod tests {
             keys.verify(&old_token, now()).is_ok(),
             "tokens of the old key still verify"
         );
+    }
+
+    #[test]
+    fn rotation_drops_a_key_only_after_the_tokens_it_signed_have_expired() {
+        // Key A (created 1_000) signs until B is created at 2_000; B until C at 6_000.
+        let ab = FILE.clone().rotated(2_000, 0).expect("rotate");
+        // Rotating again at 6_000 with tokens living 900 s (+5 s leeway): A retired at 2_000
+        // (< 6_000 - 905), so its tokens are gone and it is dropped; B retires now and stays.
+        let abc = ab.clone().rotated(6_000, 6_000 - 905).expect("rotate");
+        let created: Vec<i64> = abc.keys.iter().map(|k| k.created_at).collect();
+        assert_eq!(created, vec![2_000, 6_000]);
+        // Rotating twice within one token lifetime keeps every key whose tokens may be alive,
+        // however long ago it was created.
+        let quick = ab.rotated(2_500, 2_500 - 905).expect("rotate");
+        let created: Vec<i64> = quick.keys.iter().map(|k| k.created_at).collect();
+        assert_eq!(created, vec![1_000, 2_000, 2_500]);
+        assert_eq!(quick.signing_created_at(), Some(2_500));
     }
 
     #[test]

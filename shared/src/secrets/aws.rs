@@ -41,3 +41,112 @@ impl SecretSource for AwsSecretSource {
         }
     }
 }
+
+/// `PutSecretValue` (a new `AWSCURRENT` version).
+#[async_trait]
+impl super::SecretWriter for AwsSecretSource {
+    async fn put_secret(&self, name: &str, value: &SecretString) -> Result<(), SecretError> {
+        use secrecy::ExposeSecret as _;
+        match self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.expose_secret())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                Err(SecretError::NotFound(name.to_owned()))
+            }
+            Err(e) => Err(SecretError::Unavailable {
+                name: name.to_owned(),
+                reason: e.code().unwrap_or("request failed").to_owned(),
+            }),
+        }
+    }
+}
+
+/// Tag naming the stack a Tollgate secret belongs to (set in `template.yaml`).
+pub const STACK_TAG: &str = "tollgate:stack";
+/// Tag saying which Tollgate secret it is: [`JWT_KEYS_ROLE`] or [`PROVIDER_SECRETS_ROLE`].
+pub const ROLE_TAG: &str = "tollgate:secret";
+/// [`ROLE_TAG`] value of the JWT signing key set.
+pub const JWT_KEYS_ROLE: &str = "jwt-keys";
+/// [`ROLE_TAG`] value of the provider secrets.
+pub const PROVIDER_SECRETS_ROLE: &str = "provider-secrets";
+
+/// The ARNs of a stack's two secrets, found by their tags (`ListSecrets`; the template's secrets
+/// have no fixed names, see `template.yaml`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackSecrets {
+    /// ARN of the JWT signing key set.
+    pub jwt_keys: String,
+    /// ARN of the provider secrets.
+    pub provider_secrets: String,
+}
+
+impl AwsSecretSource {
+    /// Finds the secrets of stack `stack` by their [`STACK_TAG`] and [`ROLE_TAG`] tags.
+    ///
+    /// # Errors
+    /// [`SecretError::NotFound`] naming the missing role (wrong stack name or region);
+    /// [`SecretError::Unavailable`] if listing fails or a role is found twice.
+    pub async fn find_stack_secrets(&self, stack: &str) -> Result<StackSecrets, SecretError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let unavailable = |reason: String| SecretError::Unavailable {
+            name: format!("stack {stack}"),
+            reason,
+        };
+        let mut found: Vec<(String, String)> = Vec::new();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .values(STACK_TAG)
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| unavailable(e.code().unwrap_or("request failed").to_owned()))?;
+            for secret in page.secret_list() {
+                let tag = |key: &str| {
+                    secret
+                        .tags()
+                        .iter()
+                        .find(|t| t.key() == Some(key))
+                        .and_then(|t| t.value())
+                };
+                if let (Some(s), Some(role), Some(arn)) =
+                    (tag(STACK_TAG), tag(ROLE_TAG), secret.arn())
+                {
+                    if s == stack {
+                        found.push((role.to_owned(), arn.to_owned()));
+                    }
+                }
+            }
+        }
+        let one = |role: &str| {
+            let arns: Vec<&String> = found
+                .iter()
+                .filter(|(r, _)| r == role)
+                .map(|(_, a)| a)
+                .collect();
+            match arns.as_slice() {
+                [arn] => Ok((*arn).clone()),
+                [] => Err(SecretError::NotFound(format!(
+                    "{role} secret of stack {stack}"
+                ))),
+                _ => Err(unavailable(format!("several {role} secrets are tagged"))),
+            }
+        };
+        Ok(StackSecrets {
+            jwt_keys: one(JWT_KEYS_ROLE)?,
+            provider_secrets: one(PROVIDER_SECRETS_ROLE)?,
+        })
+    }
+}

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod bootstrap;
 pub mod providers;
 
 use async_trait::async_trait;
@@ -35,6 +36,18 @@ pub trait SecretSource: Send + Sync {
     /// # Errors
     /// [`SecretError::NotFound`] if absent; [`SecretError::Unavailable`] on backend failure.
     async fn get_secret(&self, name: &str) -> Result<SecretString, SecretError>;
+}
+
+/// A [`SecretSource`] that can also be written: the boundary of the keys-and-secrets bootstrap
+/// ([`bootstrap`]).
+#[async_trait]
+pub trait SecretWriter: SecretSource {
+    /// Makes `value` the secret's current value (its first value, for a secret created empty).
+    ///
+    /// # Errors
+    /// [`SecretError::NotFound`] if the secret does not exist (where secrets are created
+    /// elsewhere, as by the template); [`SecretError::Unavailable`] on backend failure.
+    async fn put_secret(&self, name: &str, value: &SecretString) -> Result<(), SecretError>;
 }
 
 /// Secrets from environment variables: name `tollgate/jwt-keys` is read from
@@ -100,6 +113,33 @@ impl SecretSource for FileSecretSource {
             }),
         }
     }
+}
+
+/// Writes the file atomically (a temporary file renamed over it), readable by its owner only.
+#[async_trait]
+impl SecretWriter for FileSecretSource {
+    async fn put_secret(&self, name: &str, value: &SecretString) -> Result<(), SecretError> {
+        use secrecy::ExposeSecret as _;
+        let path = self.path(name);
+        let unavailable = |e: std::io::Error| SecretError::Unavailable {
+            name: name.to_owned(),
+            reason: e.kind().to_string(),
+        };
+        let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        write_private(&tmp, value.expose_secret().as_bytes()).map_err(unavailable)?;
+        std::fs::rename(&tmp, &path).map_err(unavailable)
+    }
+}
+
+/// Creates `path` (which must not exist) with mode 0600 on Unix and writes `bytes` to it.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

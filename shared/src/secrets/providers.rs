@@ -8,6 +8,16 @@ use crate::webhooks::signature::WebhookSecrets;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 
+/// Every name the provider secret may hold, in the order of the fields below.
+pub const PROVIDER_SECRET_NAMES: [&str; 6] = [
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "WHOP_API_KEY",
+    "WHOP_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+    "WHOP_API_BASE",
+];
+
 /// The provider secrets that are set. `Debug` is redacted.
 #[derive(Default)]
 pub struct ProviderSecrets {
