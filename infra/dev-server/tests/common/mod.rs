@@ -1,0 +1,55 @@
+//! Starting and stopping the real `dev-server` binary, for this crate's integration tests.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// A running dev-server process, killed when dropped.
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts the binary on `127.0.0.1:<port>` with `--data-dir data_dir`; returns once it listens.
+pub async fn start(data_dir: &std::path::Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_dev-server"))
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .spawn()
+        .expect("start dev-server");
+    let server = Server(child);
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("dev-server did not listen on {port}");
+}
+
+/// Sends SIGTERM and asserts a graceful exit.
+pub fn terminate(mut server: Server) {
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = server.0.wait().expect("wait");
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+}

@@ -1,0 +1,169 @@
+//! The README's offline paid flow, against the real `dev-server` binary (the program
+//! `cargo run -p dev-server` starts): sign up → checkout with the `local` provider → "pay" →
+//! the signed webhook lands and the in-process processor applies it → `/billing/subscription`
+//! shows the paid plan with access → the next refresh's access token carries the plan → cancel at
+//! period end keeps access until the period ends.
+
+mod common;
+
+use base64::Engine as _;
+use common::{free_port, start};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn send(&self, r: reqwest::RequestBuilder) -> (u16, Value) {
+        let res = r.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut r = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        self.send(r).await
+    }
+
+    async fn subscription(&self, token: &str) -> Value {
+        let (status, body) = self
+            .send(
+                self.http
+                    .get(format!("{}/billing/subscription", self.base))
+                    .bearer_auth(token),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Polls `/billing/subscription` until `done` holds (the processor runs asynchronously).
+    async fn wait_for(&self, token: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            last = self.subscription(token).await;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: not reached within 5 s; last answer {last}");
+    }
+}
+
+/// The claims of an access token (its signature is checked by the HTTP flow tests).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims json")
+}
+
+#[tokio::test]
+async fn signup_checkout_pay_refresh_and_cancel_offline() {
+    let dir = std::env::temp_dir().join(format!("tollgate-local-flow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_port();
+    let _server = start(&dir, port).await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+
+    let (status, signup) = api
+        .post(
+            "/auth/signup",
+            None,
+            json!({"email": "newcomer@example.com", "password": "correct horse battery staple"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{signup}");
+    let access = signup["access_token"].as_str().expect("access").to_owned();
+    let refresh = signup["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_eq!(claims(&access)["plan"], "free");
+    let before = api.subscription(&access).await;
+    assert_eq!(
+        (before["plan"].as_str(), before["access"].as_bool()),
+        (Some("free"), Some(false)),
+        "no paid access yet"
+    );
+
+    let (status, checkout) = api
+        .post(
+            "/billing/checkout",
+            Some(&access),
+            json!({"plan": "pro", "provider": "local"}),
+        )
+        .await;
+    assert_eq!(
+        (status, checkout["provider"].as_str()),
+        (200, Some("local")),
+        "{checkout}"
+    );
+    let url = checkout["url"].as_str().expect("url");
+    assert!(url.starts_with(&api.base), "{url}");
+    // "Pay" on the local checkout page: it posts a signed checkout.session.completed to
+    // /webhooks/local, which ingest stores and enqueues.
+    let (status, paid) = api.send(api.http.post(url)).await;
+    assert_eq!(
+        (status, paid["completed"].as_bool()),
+        (200, Some(true)),
+        "{paid}"
+    );
+
+    let sub = api
+        .wait_for(&access, "the paid plan", |s| s["plan"] == "pro")
+        .await;
+    assert_eq!(sub["provider"], "local");
+    assert_eq!(sub["access"], true, "{sub}");
+    assert!(
+        matches!(sub["status"].as_str(), Some("active" | "trialing")),
+        "{sub}"
+    );
+    let period_end = sub["current_period_end"].clone();
+    assert!(period_end.is_string(), "an RFC 3339 time: {sub}");
+    assert_eq!(sub["cancel_at_period_end"], false);
+
+    let (status, refreshed) = api
+        .post("/auth/refresh", None, json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let new_access = refreshed["access_token"].as_str().expect("access");
+    let c = claims(new_access);
+    assert_eq!(
+        (c["plan"].as_str(), c["tier"].as_u64()),
+        (Some("pro"), Some(1)),
+        "{c}"
+    );
+    assert!(c["entitlements"].is_object(), "{c}");
+
+    let (status, reply) = api
+        .post("/billing/subscription/cancel", Some(new_access), json!({}))
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    let canceled = api
+        .wait_for(new_access, "cancel at period end", |s| {
+            s["cancel_at_period_end"] == true
+        })
+        .await;
+    assert_eq!(
+        (
+            canceled["plan"].as_str(),
+            canceled["access"].as_bool(),
+            &canceled["current_period_end"]
+        ),
+        (Some("pro"), Some(true), &period_end),
+        "access stays until the period ends: {canceled}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
