@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs every check Tollgate has, as CI does: formatting, clippy (-D warnings), and the whole test
-# suite — including the store conformance cases against DynamoDB, for which it installs (if
-# missing) and starts moto_server on a free loopback port, and stops it afterwards.
+# Runs every check Tollgate has, as CI does: the template check, formatting, clippy (-D warnings),
+# the whole test suite — including the DynamoDB, SQS and Secrets Manager cases, for which it
+# installs (if missing) and starts moto_server on a free loopback port, and the Stripe-library
+# signing test, for which it installs the pinned `stripe` npm package — then the functions as
+# separate Lambda processes against moto (infra/local-lambda.sh) and the release Lambda builds
+# (infra/lambda-build.sh). Needs a Rust toolchain, python3 with pip, and node with npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +42,9 @@ export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 # The DynamoDB conformance cases refuse to skip when CI=true.
 export CI="${CI:-true}"
 
+log "npm ci --prefix tests/stripe-node (the Stripe library that signs events in tests/tests/stripe_library.rs)"
+npm ci --prefix tests/stripe-node --no-audit --no-fund --loglevel=error
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy --workspace --all-targets -- -D warnings"
@@ -46,3 +52,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test --workspace"
 cargo test --workspace --locked
 log "DynamoDB requests served by moto_server: $(grep -c '"POST / HTTP' target/moto.log || true)"
+
+log "infra/local-lambda.sh (every function as its own Lambda process under cargo lambda watch, against moto)"
+bash infra/local-lambda.sh
+
+log "infra/lambda-build.sh --fast (cargo lambda build --release of every function; zip sizes)"
+bash infra/lambda-build.sh --fast

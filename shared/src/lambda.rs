@@ -3,7 +3,7 @@
 use crate::state::AppState;
 use axum::Router;
 
-/// Initialises JSON logs (`RUST_LOG`, default `info`), builds [`AppState::from_env`] once per cold
+/// Initialises JSON logs (`RUST_LOG` as `target=level,…`, default `info`), builds [`AppState::from_env`] once per cold
 /// start, and serves `routes` through `lambda_http` (API Gateway HTTP API, payload v2).
 ///
 /// # Errors
@@ -54,13 +54,27 @@ pub async fn run_sqs() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// JSON logs filtered by `RUST_LOG` in `tracing`'s `target=level,…` syntax (default `info`; an
+/// unparsable value falls back to `info`). `filter::Targets` rather than `EnvFilter`: the same
+/// syntax for targets and levels, and the linker can drop the regex engine EnvFilter needs for
+/// its span and field filters (no function uses them).
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing_subscriber::filter::LevelFilter::INFO)
+        });
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(false)
+                .without_time(), // CloudWatch stamps each line
         )
-        .with_current_span(false)
-        .without_time() // CloudWatch stamps each line
+        .with(filter)
         .try_init();
 }

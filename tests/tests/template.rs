@@ -868,3 +868,41 @@ fn every_check_fails_on_a_template_that_breaks_it() {
         FUNCTIONS.len()
     );
 }
+
+/// `cargo lambda watch`'s router (`[workspace.metadata.lambda.watch.router]` in Cargo.toml, used
+/// by infra/local-lambda.sh) sends exactly the functions' `ROUTES`, each to the function that
+/// declares it.
+#[test]
+fn cargo_lambda_watch_router_is_exactly_the_functions_routes() {
+    let text = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("Cargo.toml");
+    let manifest: toml::Table = toml::from_str(&text).expect("Cargo.toml parses");
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("[workspace.metadata.lambda.watch.router]");
+    let mut in_router = BTreeSet::new();
+    for (path, entries) in router {
+        for entry in entries.as_array().expect("a list of {method, function}") {
+            in_router.insert((
+                entry["method"]
+                    .as_str()
+                    .expect("method")
+                    .to_ascii_uppercase(),
+                path.clone(),
+                entry["function"].as_str().expect("function").to_owned(),
+            ));
+        }
+    }
+    let in_code: BTreeSet<(String, String, String)> = FUNCTIONS
+        .iter()
+        .flat_map(|(function, routes)| {
+            routes.iter().map(move |(m, p)| {
+                (
+                    m.to_ascii_uppercase(),
+                    (*p).to_owned(),
+                    (*function).to_owned(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(in_router, in_code);
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The local Lambda run (issue #4): every function as a separate Lambda process under
+# `cargo lambda watch`, against DynamoDB, SQS FIFO (+ DLQ) and Secrets Manager in moto_server,
+# created from template.yaml's own resource definitions, and a full flow driven over HTTP:
+# signup, login, refresh, checkout against a Stripe double, signed webhooks into ingest, the
+# processor invoked (`cargo lambda invoke`) with the SQS messages received from the queue, and the
+# subscription visible through subscription-lookup and in a refreshed token.
+# The steps are described in infra/local/flow.py.
+#
+# Usage: infra/local-lambda.sh [--no-build]
+#   --no-build   skip `cargo build` of the function binaries (they must be built already)
+#
+# Needs: a Rust toolchain, Python >= 3.11 with pip, and the shared fixtures in ../shared/fixtures
+# (like the Rust tests; TOLLGATE_FIXTURES overrides). Installs the pinned moto[server] and
+# cargo-lambda (which brings zig) from PyPI when missing or of another version. No Docker, no AWS
+# account, no network beyond those installs.
+# Takes about a minute once the debug build exists (the first build: several minutes).
+# Logs: target/local-lambda/{moto,watch}.log and the SQS event sent: target/local-lambda/sqs-event.json.
+# Exit status: 0 when every step passed; 1 naming the failed step (with the logs' last lines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION=5.2.1
+CARGO_LAMBDA_VERSION=1.9.2
+
+python3 - <<'PY' || { echo "infra/local-lambda.sh needs Python >= 3.11 (tomllib)" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+pip_install() {
+  echo "installing $* (PyPI)"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check "$@"
+}
+if ! command -v moto_server >/dev/null 2>&1; then
+  pip_install "moto[server]==$MOTO_VERSION"
+fi
+if [ "$(cargo lambda --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LAMBDA_VERSION" ]; then
+  pip_install "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi
+
+# Python runs in the background so that a TERM/INT to this script reaches it: it then stops
+# moto_server, cargo lambda watch and the function processes before exiting.
+python3 infra/local/flow.py "$@" &
+flow=$!
+trap 'kill -TERM "$flow" 2>/dev/null || true' INT TERM
+status=0
+wait "$flow" || status=$?
+# `wait` returns early when a trapped signal arrives: wait for the cleanup to finish.
+while kill -0 "$flow" 2>/dev/null; do
+  wait "$flow" || status=$?
+done
+exit "$status"

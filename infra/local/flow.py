@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""The local Lambda run (issue #4, item 4): every function as its own Lambda process under
+`cargo lambda watch`, against DynamoDB, SQS and Secrets Manager in moto_server, driven through a
+whole account-and-billing flow over HTTP. Started by infra/local-lambda.sh (which installs the
+pinned tools first); see that script for usage.
+
+What happens, in order:
+ 1. `cargo build` (debug) of every function binary the template names, so `cargo lambda watch`
+    starts each one without compiling on the first request (--no-build skips it).
+ 2. moto_server on a free port; the table, the FIFO queue and its DLQ, and both secrets created
+    from template.yaml's resource properties (local_stack.py); the secrets filled like the
+    bootstrap command does (new signing key; Stripe keys pointing at the Stripe double).
+ 3. A Stripe API double (stripe_double.py) on a free port.
+ 4. `cargo lambda watch` on a free port: its router (Cargo.toml [workspace.metadata.lambda.watch
+    .router]) sends each route to its function, started from its binary with the environment the
+    template gives the functions, resolved against the local resources.
+ 5. The flow, each step asserting status codes and bodies: discovery and JWKS, signup, login,
+    refresh, /auth/me, checkout (asserting what reached Stripe), the customer paying, a forged and
+    two signed webhooks into ingest (and a redelivery that the FIFO queue deduplicates), the
+    event source mapping played by hand — ReceiveMessage on the template's trigger queue, the
+    received messages as a real SQS event into `cargo lambda invoke webhook-processor`, no
+    batchItemFailures, DeleteMessage — then the same batch again (an event takes effect once), the
+    subscription through subscription-lookup, and a refreshed access token carrying the plan.
+ 6. Everything started is stopped, also on failure or Ctrl-C. Logs: target/local-lambda/.
+
+Exit status 0 when every step passed; 1 with the failed step named otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+import uuid
+from contextlib import contextmanager
+
+sys.dont_write_bytecode = True  # no __pycache__ next to the sources
+
+import cfn_template  # noqa: E402
+import lambda_events  # noqa: E402
+import local_stack  # noqa: E402
+from processes import ManagedProcess, WaitTimeout, free_port, port_open, terminate_on_sigterm, wait_until  # noqa: E402
+from stripe_double import StripeDouble, stripe_signature  # noqa: E402
+
+REPO = local_stack.REPO
+LOG_DIR = REPO / "target" / "local-lambda"
+PASSWORD = "correct horse battery staple"
+
+
+class StepFailed(Exception):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    """An assertion that survives `python -O` and explains itself."""
+    if not condition:
+        raise StepFailed(message)
+
+
+# ---- HTTP ------------------------------------------------------------------------------------------
+
+
+class Response:
+    def __init__(self, status: int, headers, body: bytes):
+        self.status = status
+        self.headers = headers
+        self.text = body.decode(errors="replace")
+        try:
+            self.json = json.loads(self.text) if self.text else None
+        except json.JSONDecodeError:
+            self.json = None
+
+    def expect(self, status: int, what: str) -> dict:
+        check(self.status == status, f"{what}: expected HTTP {status}, got {self.status}: {self.text[:500]}")
+        return self.json if isinstance(self.json, dict) else {}
+
+
+def request(method: str, url: str, body: dict | bytes | None = None, headers: dict | None = None,
+            timeout: float = 120.0) -> Response:
+    """One HTTP request; any status is returned (not raised). The generous default timeout covers
+    a function's first request, which starts its process (`cargo run` of a built binary)."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None and "content-type" not in {k.lower() for k in req.headers}:
+        req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Response(r.status, r.headers, r.read())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, e.headers, e.read())
+
+
+def bearer(token: str) -> dict:
+    return {"authorization": f"Bearer {token}"}
+
+
+# ---- tokens ----------------------------------------------------------------------------------------
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def verify_access_token(token: str, jwks: dict, issuer: str, audience: str) -> dict:
+    """Verifies an RS256 access token against the JWKS the jwks function served (as any other
+    service would) and returns its claims."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    header = json.loads(_b64url(header_b64))
+    check(header.get("alg") == "RS256", f"token alg {header.get('alg')}")
+    keys = [k for k in jwks["keys"] if k.get("kid") == header.get("kid")]
+    check(len(keys) == 1, f"token kid {header.get('kid')} is not in the JWKS")
+    n = int.from_bytes(_b64url(keys[0]["n"]), "big")
+    e = int.from_bytes(_b64url(keys[0]["e"]), "big")
+    RSAPublicNumbers(e, n).public_key().verify(
+        _b64url(signature_b64), f"{header_b64}.{payload_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    claims = json.loads(_b64url(payload_b64))
+    now = time.time()
+    check(claims.get("iss") == issuer, f"iss {claims.get('iss')} != {issuer}")
+    aud = claims.get("aud")
+    check(aud == audience or (isinstance(aud, list) and audience in aud), f"aud {aud} != {audience}")
+    check(claims.get("nbf", 0) <= now + 5 and claims.get("exp", 0) > now, "token not currently valid")
+    return claims
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.processes: list[ManagedProcess] = []
+        self.double: StripeDouble | None = None
+        self.step_no = 0
+        self.step_name = "setup"
+        self.started = time.monotonic()
+
+    @contextmanager
+    def step(self, name: str):
+        self.step_no += 1
+        self.step_name = name
+        t0 = time.monotonic()
+        print(f"[{self.step_no:2d}] {name} ...", flush=True)
+        try:
+            yield
+        except StepFailed:
+            raise
+        except Exception as e:  # an unexpected error is a failure of this step too
+            raise StepFailed(f"{type(e).__name__}: {e}") from e
+        print(f"     ok ({(time.monotonic() - t0) * 1000:.0f} ms)", flush=True)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.processes):  # the functions (watch) before moto
+            proc.stop()
+        if self.double:
+            self.double.stop()
+
+    # -- setup -------------------------------------------------------------------------------------
+
+    def build(self, binaries: list[str]) -> None:
+        # The same package selection as the `cargo run --bin <name>` that `cargo lambda watch` runs
+        # (no -p: the whole workspace's features), so that run finds the binary fresh.
+        # tollgate-admin: the bootstrap command that fills the secrets (local_stack.bootstrap_secrets).
+        argv = ["cargo", "build", "--locked"] + [a for b in binaries + ["tollgate-admin"]
+                                                 for a in ("--bin", b)]
+        print("     $ " + " ".join(argv), flush=True)
+        subprocess.run(argv, cwd=REPO, check=True)
+
+    def start(self) -> None:
+        template = cfn_template.load_template(local_stack.TEMPLATE)
+        self.binaries = [f.binary for f in cfn_template.functions(template)]
+        if not self.args.no_build:
+            with self.step(f"cargo build (debug) of {len(self.binaries)} functions"):
+                self.build(self.binaries)
+
+        with self.step("moto_server + the template's table, queues and secrets"):
+            moto, endpoint = local_stack.start_moto(LOG_DIR / "moto.log")
+            self.processes.append(moto)
+            self.stack = local_stack.create_stack(endpoint)
+            print("     created: " + ", ".join(self.stack.created))
+
+        with self.step("Stripe double + bootstrap the secrets (signing key, provider keys)"):
+            provider = local_stack.local_provider_secrets(stripe_api_base="")
+            self.double = StripeDouble(provider["STRIPE_SECRET_KEY"])
+            provider["STRIPE_API_BASE"] = self.double.start()
+            self.webhook_secret = provider["STRIPE_WEBHOOK_SECRET"]
+            local_stack.bootstrap_secrets(self.stack, provider)
+
+        with self.step("cargo lambda watch (router from Cargo.toml metadata)"):
+            self.watch_port = free_port()
+            self.base = f"http://127.0.0.1:{self.watch_port}"
+            env = local_stack.function_process_env(self.stack, issuer=self.base)
+            self.audience = env["TOLLGATE_AUDIENCE"]
+            watch = ManagedProcess(
+                "cargo lambda watch",
+                ["cargo", "lambda", "watch", "--ignore-changes",
+                 "--invoke-address", "127.0.0.1", "--invoke-port", str(self.watch_port)],
+                LOG_DIR / "watch.log", env=env, cwd=REPO)
+            self.processes.append(watch)
+            wait_until("cargo lambda watch", lambda: port_open(self.watch_port), 120, interval=0.2, alive=watch)
+            print(f"     {self.base} (log: {watch.log_path.relative_to(REPO)})")
+
+    # -- the flow ----------------------------------------------------------------------------------
+
+    def flow(self) -> None:
+        base, double = self.base, self.double
+        plans = tomllib.loads((REPO / "infra" / "plans.toml").read_text())["plans"]
+        pro = next(p for p in plans if p["id"] == "pro")
+
+        with self.step("jwks: GET /.well-known/openid-configuration and /.well-known/jwks.json"):
+            discovery = request("GET", f"{base}/.well-known/openid-configuration").expect(200, "discovery")
+            check(discovery.get("issuer") == base, f"issuer {discovery.get('issuer')} != {base}")
+            check(discovery.get("jwks_uri") == f"{base}/.well-known/jwks.json", f"jwks_uri {discovery.get('jwks_uri')}")
+            self.jwks = request("GET", f"{base}/.well-known/jwks.json").expect(200, "jwks")
+            keys = self.jwks.get("keys", [])
+            check(len(keys) == 1 and keys[0].get("kty") == "RSA" and keys[0].get("kid"), f"JWKS {self.jwks}")
+            check("d" not in keys[0], "the JWKS must not carry private key material")
+
+        email = f"ada-{uuid.uuid4().hex[:12]}@example.com"
+        with self.step("signup: POST /auth/signup"):
+            body = request("POST", f"{base}/auth/signup", {"email": email, "password": PASSWORD}).expect(201, "signup")
+            self.user_id = body["user"]["id"]
+            check(body["user"]["email"] == email, f"user {body['user']}")
+            claims = self.verify(body["access_token"])
+            check(claims["sub"] == self.user_id and claims.get("plan") == "free", f"claims {claims}")
+            check(request("POST", f"{base}/auth/signup", {"email": email.upper(), "password": PASSWORD})
+                  .expect(409, "second signup").get("code") == "email_taken", "second signup: code email_taken")
+
+        with self.step("login: POST /auth/login (wrong password 401, then right one)"):
+            bad = request("POST", f"{base}/auth/login", {"email": email, "password": "incorrect horse"})
+            check(bad.expect(401, "wrong password").get("code") == "invalid_credentials", f"code {bad.json}")
+            body = request("POST", f"{base}/auth/login", {"email": email.upper(), "password": PASSWORD}).expect(200, "login")
+            self.verify(body["access_token"])
+            login_refresh = body["refresh_token"]
+
+        with self.step("refresh: POST /auth/refresh rotates the refresh token"):
+            body = request("POST", f"{base}/auth/refresh", {"refresh_token": login_refresh}).expect(200, "refresh")
+            check(body["refresh_token"] != login_refresh, "refresh token was not rotated")
+            self.access, self.refresh = body["access_token"], body["refresh_token"]
+            self.verify(self.access)
+
+        with self.step("subscription-lookup: GET /auth/me and /billing/subscription (free)"):
+            me = request("GET", f"{base}/auth/me", headers=bearer(self.access)).expect(200, "me")
+            check(me.get("id") == self.user_id and me.get("plan") == "free", f"me {me}")
+            sub = request("GET", f"{base}/billing/subscription", headers=bearer(self.access)).expect(200, "subscription")
+            check(sub.get("plan") == "free" and sub.get("access") is False, f"subscription before paying {sub}")
+            check(request("GET", f"{base}/auth/me").expect(401, "me without token").get("code") == "invalid_token",
+                  "me without token: code invalid_token")
+
+        with self.step("checkout: POST /billing/checkout {plan: pro} against the Stripe double"):
+            body = request("POST", f"{base}/billing/checkout", {"plan": "pro", "interval": "month"},
+                           headers=bearer(self.access)).expect(200, "checkout")
+            check(body.get("provider") == "stripe", f"checkout {body}")
+            customers = double.requests("POST", "/v1/customers")
+            check(len(customers) == 1, f"{len(customers)} customer creations")
+            check(customers[0].form.get("metadata[user_id]") == self.user_id, f"customer form {customers[0].form}")
+            check(customers[0].headers.get("idempotency-key") == f"customer-{self.user_id}",
+                  f"customer idempotency key {customers[0].headers.get('idempotency-key')}")
+            sessions = double.requests("POST", "/v1/checkout/sessions")
+            check(len(sessions) == 1, f"{len(sessions)} checkout sessions")
+            form = sessions[0].form
+            expected = {
+                "mode": "subscription",
+                "line_items[0][price]": pro["stripe"]["prices"]["month"],
+                "client_reference_id": self.user_id,
+                "metadata[user_id]": self.user_id,
+                "subscription_data[metadata][user_id]": self.user_id,
+                "subscription_data[trial_period_days]": str(pro.get("trial_days", 0)),
+            }
+            wrong = {k: (form.get(k), v) for k, v in expected.items() if form.get(k) != v}
+            check(not wrong, f"checkout session form (got, expected): {wrong}")
+            session = next(iter(double.state.sessions.values()))
+            check(body.get("url") == session["url"], f"checkout url {body.get('url')} != {session['url']}")
+            self.session_id = session["id"]
+
+        with self.step("Stripe: the customer pays (subscription created, session complete)"):
+            self.subscription = double.complete_checkout(self.session_id)
+            check(self.subscription["status"] == "trialing", f"status {self.subscription['status']}")
+
+        with self.step("webhook-ingest: a forged Stripe-Signature is refused (400 invalid_signature)"):
+            event = double.event("customer.subscription.updated", self.subscription)
+            raw = json.dumps(event).encode()
+            forged = request("POST", f"{base}/webhooks/stripe", raw,
+                             {"stripe-signature": stripe_signature("whsec_forged", raw)})
+            check(forged.expect(400, "forged webhook").get("code") == "invalid_signature", f"code {forged.json}")
+
+        session_event = double.event("checkout.session.completed", double.state.sessions[self.session_id])
+        subscription_event = double.event("customer.subscription.created", self.subscription)
+        self.event_ids = [session_event["id"], subscription_event["id"]]
+        with self.step("webhook-ingest: two signed events (and a redelivery) into POST /webhooks/stripe"):
+            for event in (session_event, subscription_event, subscription_event):
+                raw = json.dumps(event).encode()
+                body = request("POST", f"{base}/webhooks/stripe", raw,
+                               {"stripe-signature": stripe_signature(self.webhook_secret, raw)}).expect(200, event["type"])
+                check(body == {"received": True, "duplicate": False}, f"ingest answer {body}")
+
+        trigger = self.stack.sqs_triggers()
+        with self.step("the processor's event source: the template's SQS trigger"):
+            check(len(trigger) == 1, f"SQS triggers in the template: {trigger}")
+            trigger = trigger[0]
+            check(trigger["report_batch_item_failures"], "the SQS trigger lacks ReportBatchItemFailures")
+            sqs = self.stack.client("sqs")
+            depth = wait_until("two messages in the queue", lambda: self.depth(sqs, trigger["queue_url"]) or None, 10)
+            check(depth == 2, f"{depth} messages queued; the redelivery should be deduplicated to 2")
+
+        with self.step("webhook-processor: ReceiveMessage, then `cargo lambda invoke` with that SQS event"):
+            messages: list[dict] = []
+
+            def received() -> bool:
+                messages.extend(lambda_events.receive_batch(sqs, trigger["queue_url"], trigger["batch_size"]))
+                return len(messages) >= 2
+
+            wait_until("receiving the queued events", received, 20)
+            check([json.loads(m["Body"]) for m in messages]
+                  == [{"provider": "stripe", "event_id": i} for i in self.event_ids],
+                  f"queued pointers {[m['Body'] for m in messages]}")
+            for m in messages:
+                attrs = m["Attributes"]
+                check(attrs.get("MessageGroupId") == self.subscription["id"], f"group {attrs.get('MessageGroupId')}")
+                check(attrs.get("MessageDeduplicationId", "").startswith("stripe:"), f"dedup {attrs}")
+            self.batch_file = LOG_DIR / "sqs-event.json"
+            self.batch_file.write_text(json.dumps(lambda_events.sqs_event(messages, trigger["queue_arn"]), indent=2))
+            self.invoke_processor(trigger["function"])
+            sqs.delete_message_batch(QueueUrl=trigger["queue_url"], Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+            check(self.depth(sqs, trigger["queue_url"], in_flight=True) == 0, "messages left in the queue")
+            dlq = json.loads(sqs.get_queue_attributes(QueueUrl=trigger["queue_url"], AttributeNames=["RedrivePolicy"])
+                             ["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"]
+            dlq_url = sqs.get_queue_url(QueueName=dlq.rsplit(":", 1)[1])["QueueUrl"]
+            check(self.depth(sqs, dlq_url, in_flight=True) == 0, "messages in the DLQ")
+            fetched = double.requests("GET", f"/v1/subscriptions/{self.subscription['id']}")
+            check(len(fetched) >= 1, "the processor did not refetch the subscription from Stripe")
+
+        with self.step("webhook-processor: the same batch again (redelivery) changes nothing"):
+            before = request("GET", f"{base}/billing/subscription", headers=bearer(self.access)).expect(200, "subscription")
+            self.invoke_processor(trigger["function"])
+            after = request("GET", f"{base}/billing/subscription", headers=bearer(self.access)).expect(200, "subscription")
+            check(before == after, f"redelivery changed the subscription: {before} -> {after}")
+
+        with self.step("subscription-lookup: GET /billing/subscription shows pro"):
+            sub = request("GET", f"{base}/billing/subscription", headers=bearer(self.access)).expect(200, "subscription")
+            wanted = {"plan": "pro", "access": True, "status": "trialing", "provider": "stripe", "tier": pro["tier"]}
+            wrong = {k: (sub.get(k), v) for k, v in wanted.items() if sub.get(k) != v}
+            check(not wrong, f"subscription (got, expected): {wrong} in {sub}")
+            check(sub.get("trial_end") and sub.get("current_period_end"), f"times missing in {sub}")
+            check(sub.get("entitlements") == pro["entitlements"], f"entitlements {sub.get('entitlements')}")
+
+        with self.step("token-refresh: the next access token carries the plan"):
+            body = request("POST", f"{base}/auth/refresh", {"refresh_token": self.refresh}).expect(200, "refresh")
+            claims = self.verify(body["access_token"])
+            check(claims.get("plan") == "pro" and claims.get("tier") == pro["tier"], f"claims {claims}")
+            check(claims.get("entitlements") == pro["entitlements"], f"entitlements claim {claims.get('entitlements')}")
+            me = request("GET", f"{base}/auth/me", headers=bearer(body["access_token"])).expect(200, "me")
+            check(me.get("plan") == "pro", f"me {me}")
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def verify(self, token: str) -> dict:
+        return verify_access_token(token, self.jwks, issuer=self.base, audience=self.audience)
+
+    @staticmethod
+    def depth(sqs, queue_url: str, in_flight: bool = False) -> int:
+        names = ["ApproximateNumberOfMessages"] + (["ApproximateNumberOfMessagesNotVisible"] if in_flight else [])
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+        return sum(int(attrs[n]) for n in names)
+
+    def invoke_processor(self, function: str) -> None:
+        """`cargo lambda invoke` of the SQS consumer through watch's Lambda invoke API, asserting
+        the partial-batch-failure answer lists no failure."""
+        argv = ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1",
+                "--invoke-port", str(self.watch_port), "--data-file", str(self.batch_file),
+                "--output-format", "json"]
+        out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
+        check(out.returncode == 0, f"cargo lambda invoke exited {out.returncode}: {out.stderr.strip()[-1000:]}")
+        try:
+            answer = json.loads(out.stdout)
+        except json.JSONDecodeError:
+            raise StepFailed(f"cargo lambda invoke printed no JSON: {out.stdout[-500:]!r}") from None
+        check(answer == {"batchItemFailures": []}, f"processor answered {answer}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-build", action="store_true", help="skip the debug build of the functions")
+    args = parser.parse_args()
+    terminate_on_sigterm()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    run = Run(args)
+    try:
+        run.start()
+        run.flow()
+    except (StepFailed, WaitTimeout, subprocess.CalledProcessError) as e:
+        for proc in run.processes:
+            print(f"\n--- last lines of {proc.log_path.relative_to(REPO)} ---\n{proc.log_tail(25)}", file=sys.stderr)
+        print(f"\nFAILED at step {run.step_no} ({run.step_name}): {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        print(f"\ninterrupted ({e}) at step {run.step_no}; stopping", file=sys.stderr)
+        return 130
+    finally:
+        run.stop_all()
+    print(f"\nlocal Lambda flow passed: {run.step_no} steps in {time.monotonic() - run.started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
