@@ -6,11 +6,15 @@
 # Lambda's own limit is 50 MB zipped).
 #
 # Usage: infra/lambda-build.sh [--fast]
-#   --fast  CI's variant: the release profile without LTO and with 16 codegen units
-#           (CARGO_PROFILE_RELEASE_* overrides). Fat LTO + 1 codegen unit (the deploy profile,
-#           Cargo.toml) takes about 3.5 min per binary on 2 cores; without LTO the eight link in
-#           about a minute. LTO only removes code, so a --fast zip under budget bounds the deploy
-#           zip from above; BENCHMARKS.md records both.
+#   --fast  CI's variant: proves every function compiles and links for Lambda's target with
+#           `cargo lambda build --release` (zig linker, glibc of provided.al2023), with the release
+#           profile's optimisation, LTO and single codegen unit turned off (CARGO_PROFILE_RELEASE_*
+#           overrides; the crypto crates keep their opt-level 3), and prints the sizes without
+#           holding them to the budget: fat LTO with one codegen unit (the deploy profile,
+#           Cargo.toml) is what shrinks the binaries to their deployed size, and costs minutes per
+#           binary on 2 cores. The budget is checked on the
+#           deploy profile (this script without --fast; infra/bench/coldstart.py --check), and
+#           BENCHMARKS.md records those figures.
 # Needs python3 with pip: installs cargo-lambda (PyPI; brings zig) at the pinned version if missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,8 +23,10 @@ cd "$root"
 CARGO_LAMBDA_VERSION=1.9.2
 LIMIT_BYTES=$((6 * 1000 * 1000))
 
+enforce=1
 if [[ "${1:-}" == "--fast" ]]; then
-  export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+  export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256
+  enforce=0
 fi
 if ! cargo lambda --version 2>/dev/null | grep -q "cargo-lambda $CARGO_LAMBDA_VERSION"; then
   echo "installing cargo-lambda==$CARGO_LAMBDA_VERSION (PyPI)"
@@ -38,9 +44,9 @@ for f in "${functions[@]}"; do
   cargo lambda build --release --locked -p "$f"
 done
 
-python3 - "$LIMIT_BYTES" "${functions[@]}" <<'PY'
+python3 - "$LIMIT_BYTES" "$enforce" "${functions[@]}" <<'PY'
 import os, sys, zipfile
-limit, names = int(sys.argv[1]), sys.argv[2:]
+limit, enforce, names = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3:]
 failed = []
 print(f"{'function':<22}{'binary (bytes)':>16}{'zip (bytes)':>14}")
 for name in names:
@@ -56,6 +62,10 @@ for name in names:
     print(f"{name:<22}{b:>16,}{zb:>14,}")
     if zb >= limit:
         failed.append(name)
-if failed:
+if not enforce:
+    print(f"(--fast: unoptimised, so larger than deployed; the {limit:,}-byte budget applies to the deploy profile)")
+elif failed:
     sys.exit(f"zip of {', '.join(failed)} is not under {limit:,} bytes")
+else:
+    print(f"every zip is under {limit:,} bytes")
 PY
