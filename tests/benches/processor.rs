@@ -10,11 +10,11 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use std::sync::Arc;
 use tollgate::billing::records::{EventStatus, WebhookEvent, EVENT_RETENTION_SECONDS};
 use tollgate::billing::{Provider, ProviderSubscription, SubscriptionStatus};
-use tollgate::domain::UserId;
+use tollgate::domain::{User, UserId, UserStatus};
 use tollgate::payments::Providers;
 use tollgate::queue::EventMessage;
 use tollgate::store::embedded::EmbeddedStore;
-use tollgate::store::EventLedger;
+use tollgate::store::{EventLedger, UserStore};
 use tollgate::webhooks::process::{BatchItem, Processor};
 use tollgate::AppState;
 use tollgate_tests::{components_at, now, stripe_subscription_event, FakeProvider};
@@ -70,8 +70,24 @@ fn setup(rt: &tokio::runtime::Runtime, run: usize) -> Setup {
                 trial_end: None,
             })
             .collect();
-        for s in &subs {
+        for (i, s) in subs.iter().enumerate() {
             stripe.set(s.clone());
+            // The processor only applies events to existing users.
+            let id = s.user_id.expect("user id");
+            store
+                .create_user(&User {
+                    id,
+                    email: format!("bench{i}@example.com"),
+                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into(),
+                    status: UserStatus::Active,
+                    email_verified: false,
+                    roles: Vec::new(),
+                    created_at: now(),
+                    updated_at: now(),
+                    version: 1,
+                })
+                .await
+                .expect("user");
         }
         // Interleaved across subscriptions, as deliveries arrive.
         for n in 0..EVENTS_PER_SUBSCRIPTION {
