@@ -336,6 +336,16 @@ def create_stack(endpoint: str, template_path: Path = TEMPLATE,
 # ---- secrets: the bootstrap ------------------------------------------------------------------------
 
 
+def moto_env(endpoint: str) -> dict[str, str]:
+    """This process's environment for a child process, without a developer's own AWS profile,
+    Stripe/Whop keys or Tollgate settings (they must not leak into the run), plus the AWS SDK
+    settings for moto."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "TOLLGATE_", "STRIPE_", "WHOP_"))}
+    env.update(aws_env(endpoint))
+    return env
+
+
 def local_provider_secrets(stripe_api_base: str) -> dict[str, str]:
     """Provider secrets for a local run: a random test-mode Stripe API key and webhook signing
     secret, and the Stripe double's base URL. Whop is left unset (its billing answers 503)."""
@@ -357,9 +367,7 @@ def bootstrap_secrets(stack: LocalStack, provider_secrets: dict[str, str]) -> No
     Its output names keys and secrets, never values."""
     if not ADMIN_BINARY.exists():
         raise RuntimeError(f"{ADMIN_BINARY} is missing: cargo build --locked -p tollgate-admin")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "TOLLGATE_", "STRIPE_", "WHOP_"))}
-    env.update(aws_env(stack.endpoint))
+    env = moto_env(stack.endpoint)
     env.update(provider_secrets)
     subprocess.run([str(ADMIN_BINARY), "bootstrap", "--stack", STACK_NAME],
                    cwd=REPO, env=env, check=True)
@@ -368,9 +376,6 @@ def bootstrap_secrets(stack: LocalStack, provider_secrets: dict[str, str]) -> No
 def function_process_env(stack: LocalStack, issuer: str) -> dict[str, str]:
     """The environment for function processes: this process's environment, the AWS SDK settings
     for moto, and the union of the template's function environments (issuer = the local API)."""
-    # A developer's own AWS profile, Stripe keys or Tollgate settings must not leak into the run.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "TOLLGATE_", "STRIPE_", "WHOP_"))}
-    env.update(aws_env(stack.endpoint))
+    env = moto_env(stack.endpoint)
     env.update(stack.shared_environment({"TOLLGATE_ISSUER": issuer}))
     return env

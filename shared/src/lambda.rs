@@ -3,8 +3,8 @@
 use crate::state::AppState;
 use axum::Router;
 
-/// Initialises JSON logs (`RUST_LOG` as `target=level,…`, default `info`), builds [`AppState::from_env`] once per cold
-/// start, and serves `routes` through `lambda_http` (API Gateway HTTP API, payload v2).
+/// Initialises JSON logs (`RUST_LOG` as `target=level,…`, default `info`), builds
+/// [`AppState::from_env`] once per cold start, and serves `routes` through `lambda_http` (API Gateway HTTP API, payload v2).
 ///
 /// # Errors
 /// Start-up errors (configuration, secrets, keys) end the init phase with the error logged.

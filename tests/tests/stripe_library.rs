@@ -149,6 +149,20 @@ async fn call(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+/// `GET /billing/subscription` with `token`, asserting 200.
+async fn subscription(base: &str, token: &str) -> Value {
+    let (status, body) = call(
+        base,
+        reqwest::Method::GET,
+        "/billing/subscription",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 async fn deliver(base: &str, body: &str, signature: &str) -> (u16, Value) {
     let res = reqwest::Client::new()
         .post(format!("{base}/webhooks/stripe"))
@@ -261,14 +275,7 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
     }
     process_queue(&state, &queue).await;
 
-    let (status, sub) = call(
-        &base,
-        reqwest::Method::GET,
-        "/billing/subscription",
-        Some(&access),
-        None,
-    )
-    .await;
+    let sub = subscription(&base, &access).await;
     assert_eq!(status, 200, "{sub}");
     assert_eq!(
         (
@@ -314,14 +321,7 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
     .expect("signer ran above");
     assert_eq!(deliver(&base, &canceled, &header[0]).await.0, 200);
     process_queue(&state, &queue).await;
-    let (_, sub) = call(
-        &base,
-        reqwest::Method::GET,
-        "/billing/subscription",
-        Some(&access),
-        None,
-    )
-    .await;
+    let sub = subscription(&base, &access).await;
     assert_eq!(
         (
             sub["plan"].as_str(),
@@ -381,13 +381,6 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
         "nothing stored"
     );
     assert!(queue.0.lock().expect("lock").is_empty(), "nothing enqueued");
-    let (_, after) = call(
-        &base,
-        reqwest::Method::GET,
-        "/billing/subscription",
-        Some(&access),
-        None,
-    )
-    .await;
+    let after = subscription(&base, &access).await;
     assert_eq!(after, sub, "the subscription is untouched");
 }

@@ -906,3 +906,33 @@ fn cargo_lambda_watch_router_is_exactly_the_functions_routes() {
         .collect();
     assert_eq!(in_router, in_code);
 }
+
+/// The two secrets carry the tags `tollgate-admin bootstrap --stack` finds them by
+/// (`tollgate::secrets::aws`): the stack name and their role.
+#[test]
+fn secrets_are_tagged_for_the_bootstrap_command() {
+    use tollgate::secrets::aws::{JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG};
+    let source = template_text();
+    let doc = parse(&source);
+    for (id, role) in [
+        ("JwtKeysSecret", JWT_KEYS_ROLE),
+        ("ProviderSecrets", PROVIDER_SECRETS_ROLE),
+    ] {
+        let secret = resource(&doc, id, "AWS::SecretsManager::Secret").expect(id);
+        let tags = get(secret, "Properties")
+            .and_then(|p| get(p, "Tags"))
+            .map(items)
+            .unwrap_or_default();
+        let tag = |key: &str| {
+            tags.iter()
+                .find(|t| text_at(t, "Key") == Some(key))
+                .and_then(|t| get(t, "Value"))
+        };
+        assert_eq!(tag(ROLE_TAG).and_then(text), Some(role), "{id}");
+        assert_eq!(
+            tag(STACK_TAG).and_then(ref_target),
+            Some("AWS::StackName"),
+            "{id}"
+        );
+    }
+}

@@ -31,14 +31,19 @@ impl SecretSource for AwsSecretSource {
                         reason: "secret has no string value".to_owned(),
                     })
             }
-            Err(e) if e.code() == Some("ResourceNotFoundException") => {
-                Err(SecretError::NotFound(name.to_owned()))
-            }
-            Err(e) => Err(SecretError::Unavailable {
-                name: name.to_owned(),
-                reason: e.code().unwrap_or("request failed").to_owned(),
-            }),
+            Err(e) => Err(secret_error(name, e.code())),
         }
+    }
+}
+
+/// A Secrets Manager error code as a [`SecretError`] naming the secret (never its value).
+fn secret_error(name: &str, code: Option<&str>) -> SecretError {
+    match code {
+        Some("ResourceNotFoundException") => SecretError::NotFound(name.to_owned()),
+        code => SecretError::Unavailable {
+            name: name.to_owned(),
+            reason: code.unwrap_or("request failed").to_owned(),
+        },
     }
 }
 
@@ -56,13 +61,7 @@ impl super::SecretWriter for AwsSecretSource {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ResourceNotFoundException") => {
-                Err(SecretError::NotFound(name.to_owned()))
-            }
-            Err(e) => Err(SecretError::Unavailable {
-                name: name.to_owned(),
-                reason: e.code().unwrap_or("request failed").to_owned(),
-            }),
+            Err(e) => Err(secret_error(name, e.code())),
         }
     }
 }

@@ -132,7 +132,8 @@ impl EmbeddedStore {
     }
 
     /// Commits made durable so far, and commits made: for tests of [`EmbeddedStore::sync`].
-    pub fn commit_counts(&self) -> (u64, u64) {
+    #[cfg(test)]
+    fn commit_counts(&self) -> (u64, u64) {
         (
             self.durable.load(Ordering::Acquire),
             self.written.load(Ordering::Acquire),
