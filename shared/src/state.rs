@@ -188,23 +188,30 @@ impl AppState {
     pub fn providers_from(secrets: &ProviderSecrets) -> Result<Providers, StartupError> {
         #[allow(unused_mut)]
         let mut providers = Providers::default();
+        #[cfg(any(feature = "stripe", feature = "whop"))]
+        let http = match (&secrets.stripe_secret_key, &secrets.whop_api_key) {
+            (None, None) => None,
+            _ => Some(
+                crate::payments::http_client().map_err(|e| StartupError::Other(e.to_string()))?,
+            ),
+        };
         #[cfg(feature = "stripe")]
-        if let Some(key) = &secrets.stripe_secret_key {
+        if let (Some(key), Some(http)) = (&secrets.stripe_secret_key, &http) {
             let stripe = crate::payments::stripe::StripeProvider::new(
-                key.expose_secret(),
+                http.clone(),
+                key,
                 secrets.stripe_api_base.as_deref(),
             )
             .map_err(|e| StartupError::Other(e.to_string()))?;
             providers = providers.with(Arc::new(stripe));
         }
         #[cfg(feature = "whop")]
-        if let Some(key) = &secrets.whop_api_key {
+        if let (Some(key), Some(http)) = (&secrets.whop_api_key, &http) {
             let base = secrets
                 .whop_api_base
                 .as_deref()
                 .unwrap_or(crate::payments::whop::DEFAULT_API_BASE);
-            let whop = crate::payments::whop::WhopProvider::new(base, key.clone())
-                .map_err(|e| StartupError::Other(e.to_string()))?;
+            let whop = crate::payments::whop::WhopProvider::new(http.clone(), base, key.clone());
             providers = providers.with(Arc::new(whop));
         }
         #[cfg(not(any(feature = "stripe", feature = "whop")))]

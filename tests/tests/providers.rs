@@ -72,7 +72,12 @@ async fn stripe_checkout_creates_one_customer_and_a_session_with_the_user_everyw
         .await;
     let (mut c, _, _) = components_at(now());
     c.providers = Providers::default().with(Arc::new(
-        StripeProvider::new("sk_test_wire", Some(&stripe.uri())).expect("client"),
+        StripeProvider::new(
+            tollgate::payments::http_client().expect("http"),
+            &"sk_test_wire".to_owned().into(),
+            Some(&stripe.uri()),
+        )
+        .expect("client"),
     ));
     let state = AppState::assemble(c);
     let (user, token) = signed_up(&state).await;
@@ -116,6 +121,21 @@ async fn stripe_checkout_creates_one_customer_and_a_session_with_the_user_everyw
             .get("authorization")
             .and_then(|v| v.to_str().ok()),
         Some("Bearer sk_test_wire")
+    );
+    // The API version async-stripe 1.0.0-rc.10 is generated for, and a form body.
+    assert_eq!(
+        customer
+            .headers
+            .get("stripe-version")
+            .and_then(|v| v.to_str().ok()),
+        Some("2026-09-30.endive")
+    );
+    assert_eq!(
+        customer
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-www-form-urlencoded")
     );
     let cf = form(&customer.body);
     assert_eq!(
@@ -230,7 +250,12 @@ async fn stripe_portal_cancel_resume_and_change_send_the_expected_requests() {
         .mount(&stripe)
         .await;
     let providers = Providers::default().with(Arc::new(
-        StripeProvider::new("sk_test_wire", Some(&stripe.uri())).expect("client"),
+        StripeProvider::new(
+            tollgate::payments::http_client().expect("http"),
+            &"sk_test_wire".to_owned().into(),
+            Some(&stripe.uri()),
+        )
+        .expect("client"),
     ));
     let (base, _, token) = with_subscription(Provider::Stripe, providers).await;
 
@@ -305,6 +330,62 @@ async fn stripe_portal_cancel_resume_and_change_send_the_expected_requests() {
 }
 
 #[tokio::test]
+async fn stripe_errors_become_problems_and_refusals_are_not_retried() {
+    let stripe = MockServer::start().await;
+    let providers = Providers::default().with(Arc::new(
+        StripeProvider::new(
+            tollgate::payments::http_client().expect("http"),
+            &"sk_test_wire".to_owned().into(),
+            Some(&stripe.uri()),
+        )
+        .expect("client"),
+    ));
+    let (base, _, token) = with_subscription(Provider::Stripe, providers).await;
+    // (Stripe's answer, the route's answer): a refusal (4xx) is the provider's word, an outage
+    // (5xx, 429) is retryable, a 2xx body that is not the expected object is an outage too.
+    let cases = [
+        (
+            ResponseTemplate::new(400).set_body_json(json!({"error": {
+                "type": "invalid_request_error", "code": "resource_missing",
+                "message": "No such customer: 'cus_Wire0001'", "param": "customer"}})),
+            (502, "provider_error"),
+        ),
+        (
+            ResponseTemplate::new(500)
+                .insert_header("stripe-should-retry", "true")
+                .set_body_string("<html>upstream</html>"),
+            (503, "unavailable"),
+        ),
+        (
+            ResponseTemplate::new(429)
+                .set_body_json(json!({"error": {"type": "rate_limit_error"}})),
+            (503, "unavailable"),
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"object": "billing_portal.session"})),
+            (503, "unavailable"),
+        ),
+    ];
+    for (answer, expected) in cases {
+        stripe.reset().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/billing_portal/sessions"))
+            .respond_with(answer)
+            .expect(1) // one attempt: Tollgate's requests use `RequestStrategy::Once`
+            .mount(&stripe)
+            .await;
+        let (status, body) = post(&base, "/billing/portal", &token, json!({})).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (expected.0, Some(expected.1)),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("sk_test"), "{body}");
+        stripe.verify().await;
+    }
+}
+
+#[tokio::test]
 async fn whop_checkout_and_cancel_send_the_expected_requests() {
     let whop = MockServer::start().await;
     Mock::given(method("POST"))
@@ -323,13 +404,11 @@ async fn whop_checkout_and_cancel_send_the_expected_requests() {
         .expect(1)
         .mount(&whop)
         .await;
-    let client = Arc::new(
-        WhopProvider::new(
-            &format!("{}/api/v1", whop.uri()),
-            "whop_key_wire".to_owned().into(),
-        )
-        .expect("client"),
-    );
+    let client = Arc::new(WhopProvider::new(
+        tollgate::payments::http_client().expect("http"),
+        &format!("{}/api/v1", whop.uri()),
+        "whop_key_wire".to_owned().into(),
+    ));
     let (mut c, _, _) = components_at(now());
     c.providers = Providers::default().with(client.clone());
     let state = AppState::assemble(c);

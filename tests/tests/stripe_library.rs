@@ -201,7 +201,12 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
     let queue = Arc::new(RecordingQueue::default());
     c.queue = Some(queue.clone());
     c.providers = Providers::default().with(Arc::new(
-        StripeProvider::new("sk_test_library", Some(&stripe.uri())).expect("client"),
+        StripeProvider::new(
+            tollgate::payments::http_client().expect("http"),
+            &"sk_test_library".to_owned().into(),
+            Some(&stripe.uri()),
+        )
+        .expect("client"),
     ));
     c.provider_secrets = ProviderSecrets {
         stripe_webhook_secrets: Some(WebhookSecrets::parse(SECRET).expect("secret")),

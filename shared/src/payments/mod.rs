@@ -15,6 +15,25 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Per-attempt timeout of provider API calls, seconds. Stripe's own libraries default to 80 s, but
+/// a Lambda behind API Gateway has 30 s in all (its integration timeout), so an attempt gets 10 s.
+#[cfg(any(feature = "stripe", feature = "whop"))]
+pub const ATTEMPT_TIMEOUT_SECS: u64 = 10;
+
+/// The HTTP client the Stripe and Whop providers share (one connection pool and TLS
+/// configuration per process: rustls with aws-lc, the system's trust store), with
+/// [`ATTEMPT_TIMEOUT_SECS`] per request. Build it once per runtime, at start-up.
+///
+/// # Errors
+/// [`ProviderError::Unavailable`] if the TLS configuration cannot be built.
+#[cfg(any(feature = "stripe", feature = "whop"))]
+pub fn http_client() -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(ATTEMPT_TIMEOUT_SECS))
+        .build()
+        .map_err(|e| ProviderError::Unavailable(format!("http client: {e}")))
+}
+
 /// A provider call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {

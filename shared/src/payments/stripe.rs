@@ -1,6 +1,8 @@
-//! Stripe through async-stripe 1.0.0-rc.10's client (transport, authentication, API version,
-//! idempotency keys, retries; rustls with aws-lc). The base URL is configurable
-//! (`STRIPE_API_BASE`) so tests and local doubles can stand in for Stripe.
+//! Stripe through async-stripe 1.0.0-rc.10: its request layer (`RequestBuilder`, form encoding,
+//! `RequestStrategy` with idempotency keys and retries, the pinned API version, response reading)
+//! over [`transport::Transport`], its `StripeClient` trait implemented on reqwest (rustls with
+//! aws-lc) — see that module for why not async-stripe's hyper client. The base URL is
+//! configurable (`STRIPE_API_BASE`) so tests and local doubles can stand in for Stripe.
 //!
 //! Requests and responses are Tollgate's own small forms and field sets ([`CheckoutForm`],
 //! [`SubscriptionFields`], …), sent through async-stripe's `RequestBuilder` and read through its
@@ -21,15 +23,19 @@ use crate::billing::catalog::Proration;
 use crate::billing::state::{Provider, ProviderSubscription, SubscriptionStatus};
 use crate::domain::UserId;
 use async_trait::async_trait;
+use secrecy::SecretString;
 use serde::Serialize;
 use std::collections::HashMap;
-use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError};
+use stripe::{IdempotencyKey, RequestStrategy};
 use stripe_client_core::{CustomizableStripeRequest, RequestBuilder, StripeMethod};
+use transport::{CallError, Transport};
+
+pub mod transport;
 
 /// The Stripe provider. Cheap to clone.
 #[derive(Clone)]
 pub struct StripeProvider {
-    client: Client,
+    client: Transport,
 }
 
 impl std::fmt::Debug for StripeProvider {
@@ -38,33 +44,33 @@ impl std::fmt::Debug for StripeProvider {
     }
 }
 
-fn classify(e: StripeError) -> ProviderError {
+/// Maps a failed call to the provider-neutral error: 404 → `NotFound`; 409 (idempotency
+/// conflict), 429 and 5xx → `Unavailable` (retryable, as async-stripe's retry rule treats them);
+/// other 4xx → `Rejected` with Stripe's type, code and message; no answer → `Unavailable`.
+fn classify(e: CallError) -> ProviderError {
     match e {
-        StripeError::Stripe(err, 404) => {
+        CallError::Api { status: 404, error } => {
             tracing::debug!(
-                message = err.message.as_deref().unwrap_or(""),
+                code = error.code.as_deref().unwrap_or(""),
                 "stripe: not found"
             );
             ProviderError::NotFound
         }
-        StripeError::Stripe(_, status) if status == 429 || status >= 500 => {
+        CallError::Api { status, .. } if status == 409 || status == 429 || status >= 500 => {
             ProviderError::Unavailable(format!("stripe answered {status}"))
         }
-        StripeError::Stripe(err, status) => ProviderError::Rejected(format!(
-            "stripe answered {status}: {}",
-            err.message.unwrap_or_default()
+        CallError::Api { status, error } => ProviderError::Rejected(format!(
+            "stripe answered {status} ({}/{}): {}",
+            error.kind.as_deref().unwrap_or("-"),
+            error.code.as_deref().unwrap_or("-"),
+            error.message.as_deref().unwrap_or("")
         )),
-        StripeError::JSONDeserialize(m) => ProviderError::Unavailable(format!(
+        CallError::Deserialize(m) => ProviderError::Unavailable(format!(
             "unexpected stripe response: {}",
             m.chars().take(200).collect::<String>()
         )),
-        StripeError::ClientError(m) => {
-            ProviderError::Unavailable(format!("stripe unreachable: {m}"))
-        }
-        StripeError::Timeout => ProviderError::Unavailable("stripe timed out".into()),
-        StripeError::ConfigError(m) => {
-            ProviderError::Rejected(format!("stripe client configuration: {m}"))
-        }
+        CallError::Unreachable(m) => ProviderError::Unavailable(format!("stripe unreachable: {m}")),
+        CallError::Invalid(m) => ProviderError::Rejected(format!("stripe request: {m}")),
     }
 }
 
@@ -200,19 +206,23 @@ fn user_metadata(user_id: &UserId) -> HashMap<String, String> {
 }
 
 impl StripeProvider {
-    /// A client with `secret_key`, talking to `base_url` when given (default: Stripe's API).
+    /// A client over `http` ([`crate::payments::http_client`]) with `secret_key`, talking to
+    /// `base_url` when given (an origin such as `http://127.0.0.1:12111`; default
+    /// [`transport::DEFAULT_API_BASE`]).
     ///
     /// # Errors
-    /// [`ProviderError::Rejected`] if the client cannot be built.
-    pub fn new(secret_key: &str, base_url: Option<&str>) -> Result<Self, ProviderError> {
-        let mut builder = ClientBuilder::new(secret_key);
-        if let Some(base) = base_url {
-            // async-stripe requests `{base}v1{path}`: the base must end with a slash.
-            builder = builder.url(format!("{}/", base.trim_end_matches('/')));
-        }
-        let client = builder
-            .build()
-            .map_err(|e| ProviderError::Rejected(format!("stripe client: {e}")))?;
+    /// [`ProviderError::Rejected`] if the key is not a valid header value.
+    pub fn new(
+        http: reqwest::Client,
+        secret_key: &SecretString,
+        base_url: Option<&str>,
+    ) -> Result<Self, ProviderError> {
+        let client = Transport::new(
+            http,
+            secret_key,
+            base_url.unwrap_or(transport::DEFAULT_API_BASE),
+        )
+        .map_err(classify)?;
         Ok(Self { client })
     }
 }

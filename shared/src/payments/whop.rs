@@ -35,20 +35,14 @@ impl std::fmt::Debug for WhopProvider {
 }
 
 impl WhopProvider {
-    /// A client for `base` (no trailing slash) with `api_key`.
-    ///
-    /// # Errors
-    /// [`ProviderError::Unavailable`] if the HTTP client cannot be built.
-    pub fn new(base: &str, api_key: SecretString) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        Ok(Self {
+    /// A client over `http` ([`super::http_client`]) for `base` (a trailing slash is ignored)
+    /// with `api_key`.
+    pub fn new(http: reqwest::Client, base: &str, api_key: SecretString) -> Self {
+        Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             api_key,
-        })
+        }
     }
 
     async fn call(
