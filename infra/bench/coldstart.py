@@ -398,7 +398,7 @@ def main() -> int:
     print(table(results))
     print("\nMeasured from just before the process is spawned to its first `GET /runtime/invocation/next`"
           " and to its first response POST, against a local Runtime API. Init includes reading the"
-          " secrets its template environment names (signing keys; provider keys for the four billing"
+          " secrets its template environment names (signing keys for the HTTP functions; provider keys for the four billing"
           " functions) from, and warming DynamoDB against, moto_server on loopback; not included: microVM"
           " start, code download and unzip, memory-size CPU limits. One untimed start per function"
           " first (binary in the page cache). Zip = `bootstrap` alone, deflate level 9.")

@@ -17,7 +17,8 @@ pub async fn run_http(routes: Router<AppState>) -> Result<(), lambda_http::Error
     lambda_http::run(crate::http_app(routes, state)).await
 }
 
-/// The SQS entry point of the webhook processor: builds [`AppState::from_env`] once, then for
+/// The SQS entry point of the webhook processor: builds [`AppState::processor_from_env`] once
+/// (no signing keys: the processor issues no tokens), then for
 /// each batch parses every record alone (a record that does not parse is reported failed, not the
 /// batch), processes them and returns the partial batch failure response
 /// (`ReportBatchItemFailures`).
@@ -27,11 +28,10 @@ pub async fn run_http(routes: Router<AppState>) -> Result<(), lambda_http::Error
 pub async fn run_sqs() -> Result<(), lambda_runtime::Error> {
     use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
     init_tracing();
-    let state = AppState::from_env().await.map_err(|e| {
+    let processor = AppState::processor_from_env().await.map_err(|e| {
         tracing::error!(error = %e, "start-up failed");
         e
     })?;
-    let processor = state.processor().clone();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let processor = processor.clone();

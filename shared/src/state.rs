@@ -309,8 +309,75 @@ impl AppState {
     /// [`StartupError`] for bad configuration or catalog, unreadable keys or secrets.
     #[cfg(feature = "aws")]
     pub async fn from_env() -> Result<Self, StartupError> {
+        let start = AwsStart::new().await?;
+        let (keys, provider_secrets) = tokio::join!(
+            Self::load_keys(&start.config, &start.secrets),
+            start.provider_secrets_and_warm_up()
+        );
+        let provider_secrets = provider_secrets?;
+        let providers = Self::providers_from(&provider_secrets)?;
+        let queue: Option<Arc<dyn EventQueue>> = start.config.queue_url.as_ref().map(|url| {
+            Arc::new(crate::queue::sqs::SqsQueue::new(
+                aws_sdk_sqs::Client::new(&start.aws),
+                url.clone(),
+            )) as Arc<dyn EventQueue>
+        });
+        let store = start.store;
+        Ok(Self::assemble(Components {
+            config: start.config,
+            users: store.clone(),
+            sessions: store.clone(),
+            billing_store: store.clone(),
+            ledger: store,
+            queue,
+            keys: keys?,
+            clock: Arc::new(SystemClock),
+            providers,
+            catalog: start.catalog,
+            provider_secrets,
+            local_webhook_secret: None,
+        }))
+    }
+
+    /// The webhook processor alone, for its SQS Lambda: DynamoDB store, provider secrets and
+    /// catalog as in [`AppState::from_env`], but no signing keys (it issues and verifies no
+    /// tokens, so its role has no access to the key secret) and no queue.
+    ///
+    /// # Errors
+    /// [`StartupError`] for bad configuration or catalog, or unreadable provider secrets.
+    #[cfg(feature = "aws")]
+    pub async fn processor_from_env() -> Result<Arc<Processor>, StartupError> {
+        let start = AwsStart::new().await?;
+        let provider_secrets = start.provider_secrets_and_warm_up().await?;
+        let providers = Self::providers_from(&provider_secrets)?;
+        let store = start.store;
+        Ok(Arc::new(Processor::new(
+            store.clone(),
+            store.clone(),
+            store,
+            providers,
+            start.catalog,
+            Arc::new(SystemClock),
+        )))
+    }
+}
+
+/// What every Lambda builds at start-up: configuration, catalog, the AWS SDK configuration and the
+/// DynamoDB and Secrets Manager clients (built once per cold start, DESIGN §9).
+#[cfg(feature = "aws")]
+struct AwsStart {
+    config: Config,
+    catalog: Arc<Catalog>,
+    aws: aws_config::SdkConfig,
+    store: Arc<crate::store::dynamo::DynamoStore>,
+    secrets: crate::secrets::aws::AwsSecretSource,
+}
+
+#[cfg(feature = "aws")]
+impl AwsStart {
+    async fn new() -> Result<Self, StartupError> {
         let config = Config::from_env()?;
-        let catalog = Self::load_catalog(&config)?;
+        let catalog = AppState::load_catalog(&config)?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let store = Arc::new(crate::store::dynamo::DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
@@ -318,12 +385,23 @@ impl AppState {
         ));
         let secrets =
             crate::secrets::aws::AwsSecretSource::new(aws_sdk_secretsmanager::Client::new(&aws));
-        let provider_secrets = async {
-            match &config.provider_secrets_id {
-                Some(id) => match secrets.get_secret(id).await {
+        Ok(Self {
+            config,
+            catalog,
+            aws,
+            store,
+            secrets,
+        })
+    }
+
+    /// Reads the provider secrets (when `TOLLGATE_PROVIDER_SECRETS_ID` is set) while warming the
+    /// DynamoDB connection. A secret the template created but nobody filled yet gives empty
+    /// secrets: billing answers 503 `provider_not_configured` and the account routes keep working.
+    async fn provider_secrets_and_warm_up(&self) -> Result<ProviderSecrets, StartupError> {
+        let read = async {
+            match &self.config.provider_secrets_id {
+                Some(id) => match self.secrets.get_secret(id).await {
                     Ok(json) => ProviderSecrets::from_json(&json).map_err(StartupError::Other),
-                    // A secret created by the template but not filled yet: billing answers 503
-                    // `provider_not_configured`, and the account routes keep working.
                     Err(SecretError::NotFound(_)) => {
                         tracing::warn!(secret = %id, "provider secrets are not set yet; billing is unavailable");
                         Ok(ProviderSecrets::default())
@@ -333,36 +411,11 @@ impl AppState {
                 None => Ok(ProviderSecrets::default()),
             }
         };
-        let (keys, warmed, provider_secrets) = tokio::join!(
-            Self::load_keys(&config, &secrets),
-            store.warm(),
-            provider_secrets
-        );
+        let (warmed, secrets) = tokio::join!(self.store.warm(), read);
         if let Err(e) = warmed {
             // Not fatal: the first request retries the connection.
             tracing::warn!(error = %e, "could not warm the DynamoDB connection");
         }
-        let provider_secrets = provider_secrets?;
-        let providers = Self::providers_from(&provider_secrets)?;
-        let queue: Option<Arc<dyn EventQueue>> = config.queue_url.as_ref().map(|url| {
-            Arc::new(crate::queue::sqs::SqsQueue::new(
-                aws_sdk_sqs::Client::new(&aws),
-                url.clone(),
-            )) as Arc<dyn EventQueue>
-        });
-        Ok(Self::assemble(Components {
-            config,
-            users: store.clone(),
-            sessions: store.clone(),
-            billing_store: store.clone(),
-            ledger: store,
-            queue,
-            keys: keys?,
-            clock: Arc::new(SystemClock),
-            providers,
-            catalog,
-            provider_secrets,
-            local_webhook_secret: None,
-        }))
+        secrets
     }
 }

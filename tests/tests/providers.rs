@@ -27,6 +27,18 @@ fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The real Stripe provider (async-stripe over reqwest), pointed at the double `stripe`.
+fn stripe_at(stripe: &MockServer) -> Providers {
+    Providers::default().with(Arc::new(
+        StripeProvider::new(
+            tollgate::payments::http_client().expect("http"),
+            &"sk_test_wire".to_owned().into(),
+            Some(&stripe.uri()),
+        )
+        .expect("client"),
+    ))
+}
+
 async fn signed_up(state: &AppState) -> (tollgate::domain::UserId, String) {
     let (user, tokens) = state
         .auth()
@@ -71,14 +83,7 @@ async fn stripe_checkout_creates_one_customer_and_a_session_with_the_user_everyw
         .mount(&stripe)
         .await;
     let (mut c, _, _) = components_at(now());
-    c.providers = Providers::default().with(Arc::new(
-        StripeProvider::new(
-            tollgate::payments::http_client().expect("http"),
-            &"sk_test_wire".to_owned().into(),
-            Some(&stripe.uri()),
-        )
-        .expect("client"),
-    ));
+    c.providers = stripe_at(&stripe);
     let state = AppState::assemble(c);
     let (user, token) = signed_up(&state).await;
     let base = tollgate_tests::spawn_app(state).await;
@@ -249,14 +254,7 @@ async fn stripe_portal_cancel_resume_and_change_send_the_expected_requests() {
         .respond_with(ResponseTemplate::new(200).set_body_json(subscription.clone()))
         .mount(&stripe)
         .await;
-    let providers = Providers::default().with(Arc::new(
-        StripeProvider::new(
-            tollgate::payments::http_client().expect("http"),
-            &"sk_test_wire".to_owned().into(),
-            Some(&stripe.uri()),
-        )
-        .expect("client"),
-    ));
+    let providers = stripe_at(&stripe);
     let (base, _, token) = with_subscription(Provider::Stripe, providers).await;
 
     let (status, body) = post(&base, "/billing/portal", &token, json!({})).await;
@@ -332,14 +330,7 @@ async fn stripe_portal_cancel_resume_and_change_send_the_expected_requests() {
 #[tokio::test]
 async fn stripe_errors_become_problems_and_refusals_are_not_retried() {
     let stripe = MockServer::start().await;
-    let providers = Providers::default().with(Arc::new(
-        StripeProvider::new(
-            tollgate::payments::http_client().expect("http"),
-            &"sk_test_wire".to_owned().into(),
-            Some(&stripe.uri()),
-        )
-        .expect("client"),
-    ));
+    let providers = stripe_at(&stripe);
     let (base, _, token) = with_subscription(Provider::Stripe, providers).await;
     // (Stripe's answer, the route's answer): a refusal (4xx) is the provider's word, an outage
     // (5xx, 429) is retryable, a 2xx body that is not the expected object is an outage too.
