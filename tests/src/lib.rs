@@ -167,6 +167,19 @@ pub async fn dynamo_store() -> Option<tollgate::store::dynamo::DynamoStore> {
     ))
 }
 
+/// Signs up a user with a [`random_email`] and [`PASSWORD`] through the account service (no
+/// HTTP), returning the user and its first tokens.
+///
+/// # Panics
+/// If the signup fails.
+pub async fn sign_up(state: &AppState) -> (tollgate::domain::User, tollgate::auth::IssuedTokens) {
+    state
+        .auth()
+        .signup(&random_email(), PASSWORD.to_owned(), None)
+        .await
+        .expect("signup")
+}
+
 /// A random, valid email address.
 pub fn random_email() -> String {
     format!("user-{}@example.com", uuid::Uuid::now_v7().simple())

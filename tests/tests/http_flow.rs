@@ -22,6 +22,23 @@ async fn json_of(r: Response) -> Value {
     r.json().await.expect("json body")
 }
 
+/// `POST /auth/signup` with `email` and [`PASSWORD`]; the 201 answer's JSON body.
+async fn signup_over_http(http: &Client, base: &str, email: &str) -> Value {
+    let r = post(
+        http,
+        format!("{base}/auth/signup"),
+        json!({"email": email, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    json_of(r).await
+}
+
+/// The string at `key` of a JSON object.
+fn text(body: &Value, key: &str) -> String {
+    body[key].as_str().expect(key).to_owned()
+}
+
 async fn code_of(r: Response) -> (StatusCode, String) {
     let status = r.status();
     let ct = r
@@ -254,16 +271,10 @@ async fn refresh_by_cookie_and_session_expiry() {
     let base = spawn_app(state).await;
     let http = Client::new();
     let email = random_email();
-    let r = post(
-        &http,
-        format!("{base}/auth/signup"),
-        json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
-    let refresh = json_of(r).await["refresh_token"]
-        .as_str()
-        .expect("refresh")
-        .to_owned();
+    let refresh = text(
+        &signup_over_http(&http, &base, &email).await,
+        "refresh_token",
+    );
     let r = http
         .post(format!("{base}/auth/refresh"))
         .header("cookie", format!("theme=dark; tollgate_refresh={refresh}"))
@@ -298,16 +309,10 @@ async fn access_tokens_expire_after_fifteen_minutes() {
     let (state, clock) = state_at(now());
     let base = spawn_app(state).await;
     let http = Client::new();
-    let r = post(
-        &http,
-        format!("{base}/auth/signup"),
-        json!({"email": random_email(), "password": PASSWORD}),
-    )
-    .await;
-    let access = json_of(r).await["access_token"]
-        .as_str()
-        .expect("access")
-        .to_owned();
+    let access = text(
+        &signup_over_http(&http, &base, &random_email()).await,
+        "access_token",
+    );
     clock.advance(900 + 6);
     let (status, code) = code_of(
         http.get(format!("{base}/auth/me"))
@@ -328,16 +333,10 @@ async fn access_token_verifies_with_a_standard_library_using_only_the_jwks() {
     let (state, _) = state_at(now());
     let base = spawn_app(state).await;
     let http = Client::new();
-    let r = post(
-        &http,
-        format!("{base}/auth/signup"),
-        json!({"email": random_email(), "password": PASSWORD}),
-    )
-    .await;
-    let access = json_of(r).await["access_token"]
-        .as_str()
-        .expect("access")
-        .to_owned();
+    let access = text(
+        &signup_over_http(&http, &base, &random_email()).await,
+        "access_token",
+    );
 
     let discovery: Value = json_of(
         http.get(format!("{base}/.well-known/openid-configuration"))
@@ -395,13 +394,7 @@ async fn rejected_requests_change_nothing_stored() {
     let base = spawn_app(state).await;
     let http = Client::new();
     let email = random_email();
-    let r = post(
-        &http,
-        format!("{base}/auth/signup"),
-        json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
-    let id: tollgate::domain::UserId = json_of(r).await["user"]["id"]
+    let id: tollgate::domain::UserId = signup_over_http(&http, &base, &email).await["user"]["id"]
         .as_str()
         .expect("id")
         .parse()

@@ -12,7 +12,7 @@ use tollgate::payments::whop::WhopProvider;
 use tollgate::payments::Providers;
 use tollgate::store::BillingStore;
 use tollgate::AppState;
-use tollgate_tests::{components_at, now, stripe_object, PASSWORD};
+use tollgate_tests::{components_at, now, stripe_object};
 use wiremock::matchers::{body_string_contains, header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -40,11 +40,7 @@ fn stripe_at(stripe: &MockServer) -> Providers {
 }
 
 async fn signed_up(state: &AppState) -> (tollgate::domain::UserId, String) {
-    let (user, tokens) = state
-        .auth()
-        .signup(&tollgate_tests::random_email(), PASSWORD.to_owned(), None)
-        .await
-        .expect("signup");
+    let (user, tokens) = tollgate_tests::sign_up(state).await;
     (user.id, tokens.access_token)
 }
 

@@ -151,15 +151,7 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
         ..Default::default()
     };
     let state = AppState::assemble(c);
-    let (user, _) = state
-        .auth()
-        .signup(
-            &tollgate_tests::random_email(),
-            tollgate_tests::PASSWORD.into(),
-            None,
-        )
-        .await
-        .expect("signup");
+    let (user, _) = tollgate_tests::sign_up(&state).await;
     let (a, b) = (
         subscription(user.id, "sub_groupA"),
         subscription(user.id, "sub_groupB"),

@@ -347,16 +347,7 @@ fn provider_sub(
 #[tokio::test]
 async fn an_event_takes_effect_once_and_records_its_payment() {
     let h = harness(STRIPE_SECRET);
-    let (user, tokens) = h
-        .state
-        .auth()
-        .signup(
-            &tollgate_tests::random_email(),
-            tollgate_tests::PASSWORD.into(),
-            None,
-        )
-        .await
-        .expect("signup");
+    let (user, tokens) = tollgate_tests::sign_up(&h.state).await;
     h.stripe.set(provider_sub(
         user.id,
         "sub_1TestSubscr0000001",
@@ -426,16 +417,7 @@ async fn an_event_takes_effect_once_and_records_its_payment() {
 #[tokio::test]
 async fn a_failure_reports_the_record_and_every_later_record_of_its_group() {
     let h = harness(STRIPE_SECRET);
-    let (user, _) = h
-        .state
-        .auth()
-        .signup(
-            &tollgate_tests::random_email(),
-            tollgate_tests::PASSWORD.into(),
-            None,
-        )
-        .await
-        .expect("signup");
+    let (user, _) = tollgate_tests::sign_up(&h.state).await;
     // Group A's subscription is unknown to the provider (fetch fails); group B's is fine.
     h.stripe.set(provider_sub(
         user.id,
@@ -672,15 +654,7 @@ async fn every_subscription_converges_to_the_provider_state_under_duplicates_reo
     ];
     let mut users = Vec::new();
     for _ in 0..USERS {
-        let (u, _) = state
-            .auth()
-            .signup(
-                &tollgate_tests::random_email(),
-                tollgate_tests::PASSWORD.into(),
-                None,
-            )
-            .await
-            .expect("signup");
+        let (u, _) = tollgate_tests::sign_up(&state).await;
         users.push(u.id);
     }
     flaky.enabled.store(true, Ordering::SeqCst);
@@ -974,15 +948,7 @@ async fn a_slow_fetch_of_an_older_state_never_overwrites_a_newer_one() {
     });
     c.providers = Providers::default().with(provider.clone());
     let state = AppState::assemble(c);
-    let (user, _) = state
-        .auth()
-        .signup(
-            &tollgate_tests::random_email(),
-            tollgate_tests::PASSWORD.into(),
-            None,
-        )
-        .await
-        .expect("signup");
+    let (user, _) = tollgate_tests::sign_up(&state).await;
     let record = |id: &str, sub: &ProviderSubscription| WebhookEvent {
         provider: Provider::Stripe,
         event_id: id.to_owned(),
