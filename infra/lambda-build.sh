@@ -9,7 +9,7 @@
 #   --fast  CI's variant: proves every function compiles and links for Lambda's target with
 #           `cargo lambda build --release` (zig linker, glibc of provided.al2023), with the release
 #           profile's optimisation, LTO and single codegen unit turned off (CARGO_PROFILE_RELEASE_*
-#           overrides; the crypto crates keep their opt-level 3), and prints the sizes without
+#           overrides; the crypto crates and the signup, login and token-refresh crates keep opt-level 3), and prints the sizes without
 #           holding them to the budget: fat LTO with one codegen unit (the deploy profile,
 #           Cargo.toml) is what shrinks the binaries to their deployed size, and costs minutes per
 #           binary on 2 cores. The budget is checked on the
