@@ -1,4 +1,6 @@
-//! Typed configuration, read once per cold start from the environment and validated as a whole.
+//! Typed configuration, read once per cold start from the environment and validated as a whole
+//! (every problem listed at once). The use cases get their parts ([`AuthSettings`],
+//! [`BillingSettings`]); the rest is the edge's.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -11,8 +13,10 @@
 //! | `TOLLGATE_MAX_BODY_BYTES` | `16384` | request body cap; larger bodies get 413 |
 //! | `TOLLGATE_COOKIE_SECURE` | `true` | whether the refresh cookie carries `Secure` |
 //! | `TOLLGATE_TABLE_NAME` | `tollgate` | DynamoDB table (Lambda) |
-//! | `TOLLGATE_JWT_KEYS_SECRET_ID` | `tollgate/jwt-keys` | Secrets Manager id of the signing key set (Lambda) |
-//! | `TOLLGATE_PROVIDER_SECRETS_ID` | unset | Secrets Manager id of the provider secrets JSON (Lambda; only functions that need them) |
+//! | `TOLLGATE_JWT_KEYS_SECRET_ID` | `tollgate/jwt-keys` | Secrets Manager id of the private signing key set (Lambda: the functions that issue tokens) |
+//! | `TOLLGATE_JWKS_SECRET_ID` | `tollgate/jwks` | Secrets Manager id of the published JWKS (Lambda: the functions that only verify tokens) |
+//! | `TOLLGATE_PROVIDER_SECRETS_ID` | `tollgate/provider-secrets` | Secrets Manager id of the provider API keys JSON (Lambda: the functions that call Stripe or Whop) |
+//! | `TOLLGATE_WEBHOOK_SECRETS_ID` | `tollgate/webhook-secrets` | Secrets Manager id of the webhook signing secrets JSON (Lambda: webhook ingest) |
 //! | `TOLLGATE_QUEUE_URL` | unset | SQS FIFO queue URL of webhook events (Lambda) |
 //! | `TOLLGATE_PLANS_FILE` | the built-in `infra/plans.toml` | plan catalog |
 //! | `TOLLGATE_SUCCESS_URL` | `<issuer>/billing/success?checkout_session={CHECKOUT_SESSION_ID}` | checkout success redirect |
@@ -20,62 +24,59 @@
 //! | `TOLLGATE_PORTAL_RETURN_URL` | `<issuer>/` | billing portal return URL |
 //! | `TOLLGATE_PAST_DUE_GRACE_SECONDS` | `604800` | access kept while `past_due` (7 d) |
 
-use crate::domain::SessionPolicy;
+pub use crate::auth::AuthSettings;
+pub use crate::billing::BillingSettings;
+use crate::domain::{SessionPolicy, DEFAULT_PAST_DUE_GRACE_SECONDS};
 use std::collections::HashMap;
 
-/// Everything configurable, validated. Lifetimes are seconds.
+/// Everything configurable, validated. Lifetimes are seconds, sizes bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// `iss` claim and OIDC issuer (no trailing slash).
-    pub issuer: String,
-    /// `aud` claim.
-    pub audience: String,
-    /// Access-token lifetime in seconds.
-    pub access_token_ttl: i64,
-    /// Session lifetimes and grace window.
-    pub session: SessionPolicy,
+    /// Issuer, audience, token and session lifetimes.
+    pub auth: AuthSettings,
+    /// Checkout and portal redirects and the `past_due` grace.
+    pub billing: BillingSettings,
     /// Maximum request body in bytes.
     pub max_body_bytes: usize,
     /// Whether the refresh cookie is `Secure`.
     pub cookie_secure: bool,
     /// DynamoDB table name.
     pub table_name: String,
-    /// Secrets Manager id (name or ARN) of the JWT signing key set.
+    /// Secrets Manager id (name or ARN) of the private JWT signing key set.
     pub jwt_keys_secret_id: String,
-    /// Secrets Manager id of the provider secrets JSON, if this function needs them.
-    pub provider_secrets_id: Option<String>,
-    /// SQS FIFO queue URL for webhook events.
+    /// Secrets Manager id of the published JWKS (public keys).
+    pub jwks_secret_id: String,
+    /// Secrets Manager id of the provider API keys JSON.
+    pub provider_secrets_id: String,
+    /// Secrets Manager id of the webhook signing secrets JSON.
+    pub webhook_secrets_id: String,
+    /// SQS FIFO queue URL for webhook events (required by webhook ingest in Lambda).
     pub queue_url: Option<String>,
     /// Plan catalog file; `None` = the catalog built into the binary.
     pub plans_file: Option<String>,
-    /// Checkout and portal redirects and the `past_due` grace.
-    pub billing: crate::billing::BillingSettings,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let auth = AuthSettings::default();
         Self {
-            issuer: "http://127.0.0.1:3000".to_owned(),
-            audience: "tollgate".to_owned(),
-            access_token_ttl: 900,
-            session: SessionPolicy::default(),
+            billing: billing_defaults(&auth.issuer, DEFAULT_PAST_DUE_GRACE_SECONDS),
+            auth,
             max_body_bytes: 16 * 1024,
             cookie_secure: true,
             table_name: "tollgate".to_owned(),
             jwt_keys_secret_id: "tollgate/jwt-keys".to_owned(),
-            provider_secrets_id: None,
+            jwks_secret_id: "tollgate/jwks".to_owned(),
+            provider_secrets_id: "tollgate/provider-secrets".to_owned(),
+            webhook_secrets_id: "tollgate/webhook-secrets".to_owned(),
             queue_url: None,
             plans_file: None,
-            billing: billing_defaults(
-                "http://127.0.0.1:3000",
-                crate::billing::DEFAULT_PAST_DUE_GRACE_SECONDS,
-            ),
         }
     }
 }
 
-fn billing_defaults(issuer: &str, grace: i64) -> crate::billing::BillingSettings {
-    crate::billing::BillingSettings {
+fn billing_defaults(issuer: &str, grace: i64) -> BillingSettings {
+    BillingSettings {
         success_url: format!("{issuer}/billing/success?checkout_session={{CHECKOUT_SESSION_ID}}"),
         cancel_url: format!("{issuer}/billing/canceled"),
         portal_return_url: format!("{issuer}/"),
@@ -127,25 +128,25 @@ impl Config {
         };
         let access_token_ttl = seconds(
             "TOLLGATE_ACCESS_TOKEN_TTL_SECONDS",
-            d.access_token_ttl,
+            d.auth.access_token_ttl,
             60,
             86_400,
         );
         let idle_timeout = seconds(
             "TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS",
-            d.session.idle_timeout,
+            d.auth.session.idle_timeout,
             60,
             400 * 86_400,
         );
         let absolute_lifetime = seconds(
             "TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS",
-            d.session.absolute_lifetime,
+            d.auth.session.absolute_lifetime,
             60,
             400 * 86_400,
         );
         let reuse_grace = seconds(
             "TOLLGATE_REFRESH_REUSE_GRACE_SECONDS",
-            d.session.reuse_grace,
+            d.auth.session.reuse_grace,
             0,
             300,
         );
@@ -174,7 +175,7 @@ impl Config {
                 true
             }
         };
-        let issuer = text("TOLLGATE_ISSUER", &d.issuer)
+        let issuer = text("TOLLGATE_ISSUER", &d.auth.issuer)
             .trim_end_matches('/')
             .to_owned();
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
@@ -191,7 +192,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let defaults = billing_defaults(&issuer, grace);
-        let billing = crate::billing::BillingSettings {
+        let billing = BillingSettings {
             success_url: optional("TOLLGATE_SUCCESS_URL").unwrap_or(defaults.success_url),
             cancel_url: optional("TOLLGATE_CANCEL_URL").unwrap_or(defaults.cancel_url),
             portal_return_url: optional("TOLLGATE_PORTAL_RETURN_URL")
@@ -199,22 +200,26 @@ impl Config {
             past_due_grace: grace,
         };
         let config = Self {
-            provider_secrets_id: optional("TOLLGATE_PROVIDER_SECRETS_ID"),
             queue_url: optional("TOLLGATE_QUEUE_URL"),
             plans_file: optional("TOLLGATE_PLANS_FILE"),
             billing,
-            issuer,
-            audience: text("TOLLGATE_AUDIENCE", &d.audience),
-            access_token_ttl,
-            session: SessionPolicy {
-                idle_timeout,
-                absolute_lifetime,
-                reuse_grace,
+            auth: AuthSettings {
+                issuer,
+                audience: text("TOLLGATE_AUDIENCE", &d.auth.audience),
+                access_token_ttl,
+                session: SessionPolicy {
+                    idle_timeout,
+                    absolute_lifetime,
+                    reuse_grace,
+                },
             },
             max_body_bytes: usize::try_from(max_body).unwrap_or(d.max_body_bytes),
             cookie_secure,
             table_name: text("TOLLGATE_TABLE_NAME", &d.table_name),
             jwt_keys_secret_id: text("TOLLGATE_JWT_KEYS_SECRET_ID", &d.jwt_keys_secret_id),
+            jwks_secret_id: text("TOLLGATE_JWKS_SECRET_ID", &d.jwks_secret_id),
+            provider_secrets_id: text("TOLLGATE_PROVIDER_SECRETS_ID", &d.provider_secrets_id),
+            webhook_secrets_id: text("TOLLGATE_WEBHOOK_SECRETS_ID", &d.webhook_secrets_id),
         };
         if problems.is_empty() {
             Ok(config)
@@ -261,7 +266,11 @@ mod tests {
             ("TOLLGATE_REFRESH_REUSE_GRACE_SECONDS", " 3 "),
         ]))
         .expect("valid");
-        assert_eq!(c.issuer, "https://auth.example.com");
-        assert_eq!(c.session.reuse_grace, 3);
+        assert_eq!(c.auth.issuer, "https://auth.example.com");
+        assert_eq!(c.auth.session.reuse_grace, 3);
+        assert_eq!(
+            c.billing.cancel_url,
+            "https://auth.example.com/billing/canceled"
+        );
     }
 }

@@ -1,42 +1,58 @@
-//! The Lambda entry helper: every function's `main.rs` is one call to [`run_http`].
+//! The Lambda entry helpers: every function's `main.rs` is one call to [`run_http`] (or
+//! [`run_sqs`] for the webhook processor).
 
-use crate::state::AppState;
+use crate::error::Chain;
+use crate::http::RequestId;
+use crate::state::{AppState, Needs};
+use crate::webhooks::BatchItem;
 use axum::Router;
 
 /// Initialises JSON logs (`RUST_LOG` as `target=level,…`, default `info`), builds
-/// [`AppState::from_env`] once per cold start, and serves `routes` through `lambda_http` (API Gateway HTTP API, payload v2).
+/// [`AppState::from_env`] for `needs` once per cold start, and serves `routes` through
+/// `lambda_http` (API Gateway HTTP API, payload v2), each request's span carrying API Gateway's
+/// `requestContext.requestId`.
 ///
 /// # Errors
 /// Start-up errors (configuration, secrets, keys) end the init phase with the error logged.
-pub async fn run_http(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
+pub async fn run_http(routes: Router<AppState>, needs: Needs) -> Result<(), lambda_http::Error> {
     init_tracing();
-    let state = AppState::from_env().await.map_err(|e| {
-        tracing::error!(error = %e, "start-up failed");
-        e
-    })?;
-    lambda_http::run(crate::http_app(routes, state)).await
+    let state = AppState::from_env(needs)
+        .await
+        .inspect_err(|e| tracing::error!(error = %Chain(e), "start-up failed"))?;
+    let app = crate::http::app(routes, state).layer(axum::middleware::map_request(
+        |mut req: axum::extract::Request| async move {
+            use lambda_http::RequestExt as _;
+            if let Some(id) = req.request_context_ref().and_then(|c| match c {
+                lambda_http::request::RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
+                _ => None,
+            }) {
+                req.extensions_mut().insert(RequestId(id));
+            }
+            req
+        },
+    ));
+    lambda_http::run(app).await
 }
 
-/// The SQS entry point of the webhook processor: builds [`AppState::processor_from_env`] once
-/// (no signing keys: the processor issues no tokens), then for
-/// each batch parses every record alone (a record that does not parse is reported failed, not the
-/// batch), processes them and returns the partial batch failure response
-/// (`ReportBatchItemFailures`).
+/// The SQS entry point of the webhook processor: builds
+/// [`processor_from_env`](crate::state::processor_from_env) once (no signing keys: the processor
+/// issues no tokens), then for each batch parses every record alone (a record that does not parse
+/// is reported failed, not the batch), processes them and returns the partial batch failure
+/// response (`ReportBatchItemFailures`).
 ///
 /// # Errors
 /// Start-up errors end the init phase with the error logged.
 pub async fn run_sqs() -> Result<(), lambda_runtime::Error> {
     use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
     init_tracing();
-    let processor = AppState::processor_from_env().await.map_err(|e| {
-        tracing::error!(error = %e, "start-up failed");
-        e
-    })?;
+    let processor = crate::state::processor_from_env()
+        .await
+        .inspect_err(|e| tracing::error!(error = %Chain(e), "start-up failed"))?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let processor = processor.clone();
             async move {
-                let (items, mut failed) = crate::webhooks::process::batch_from_sqs(event.payload);
+                let (items, mut failed) = batch_from_sqs(event.payload);
                 failed.extend(processor.process_batch(items).await);
                 let mut response = SqsBatchResponse::default();
                 response.batch_item_failures = failed
@@ -54,10 +70,45 @@ pub async fn run_sqs() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Reads an SQS batch: each record's body must be an event pointer
+/// (`crate::queue::EventMessage`) and carry a `MessageGroupId` (else the event id is its
+/// group). Returns the items to process and the message ids of records that do not parse
+/// (reported failed so they reach the dead-letter queue instead of being lost).
+pub fn batch_from_sqs(
+    event: aws_lambda_events::event::sqs::SqsEvent,
+) -> (Vec<BatchItem>, Vec<String>) {
+    let mut items = Vec::new();
+    let mut failed = Vec::new();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let message = record
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<crate::queue::EventMessage>(b).ok());
+        match message {
+            Some(message) => items.push(BatchItem {
+                group_id: record
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
+                    .unwrap_or_else(|| message.event_id.to_string()),
+                message_id: id,
+                message,
+            }),
+            None => {
+                tracing::error!(message_id = %id, "unreadable SQS record: reporting it failed");
+                failed.push(id);
+            }
+        }
+    }
+    (items, failed)
+}
+
 /// JSON logs filtered by `RUST_LOG` in `tracing`'s `target=level,…` syntax (default `info`; an
-/// unparsable value falls back to `info`). `filter::Targets` rather than `EnvFilter`: the same
-/// syntax for targets and levels, and the linker can drop the regex engine EnvFilter needs for
-/// its span and field filters (no function uses them).
+/// unparsable value falls back to `info`), with the current span's fields (request and event
+/// ids) on every line. `filter::Targets` rather than `EnvFilter`: the same syntax for targets and
+/// levels, and the linker can drop the regex engine EnvFilter needs for its span and field
+/// filters (no function uses them).
 fn init_tracing() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -72,7 +123,8 @@ fn init_tracing() {
         .with(
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_current_span(false)
+                .with_current_span(true)
+                .with_span_list(false)
                 .without_time(), // CloudWatch stamps each line
         )
         .with(filter)

@@ -1,21 +1,23 @@
-//! Tollgate core: the rules every Tollgate Lambda shares.
+//! Tollgate core: the rules every Tollgate Lambda shares, in layers that import only downward
+//! (`docs/architecture.md`; `tests/tests/layers.rs` checks it):
 //!
-//! Modules by capability (see `../shared/DESIGN.md` §2):
-//! - [`domain`]: pure types and rules (no I/O; time is passed in as Unix seconds).
-//! - [`auth`]: password hashing, access tokens (RS256 JWT + JWKS), refresh-token sessions, and the
-//!   account use cases (`signup`, `login`, `refresh_token`, `logout`, `me`).
-//! - [`store`]: the storage traits (`UserStore`, `SessionStore`) with their DynamoDB and embedded
-//!   implementations and the single-table key layout.
-//! - [`secrets`]: the `SecretSource` trait (Secrets Manager, environment, files).
-//! - [`http`]: RFC 9457 problem responses, request extractors and cookies.
-//! - [`state`]: `AppState`, built once per cold start or for local use.
-//! - [`lambda`] (feature `aws`): the Lambda entry helper every function's `main.rs` calls.
+//! 1. **domain** — [`domain`] (pure: sessions, credentials, ids, the subscription state and
+//!    access rule, the plan catalog, ledger records, payment facts; time passed in) and
+//!    [`error`] (error plumbing).
+//! 2. **adapters**, one trait per I/O boundary — [`store`] (DynamoDB, embedded), [`queue`] (SQS,
+//!    in-process), [`secrets`] (Secrets Manager, files, environment), [`payments`] (Stripe and
+//!    Whop, each with its API client, event parsing and signature scheme), [`clock`].
+//! 3. **use cases** — [`auth`], [`billing`], [`webhooks`] (ingest, process).
+//! 4. **edge** — [`config`], [`state`] (what each function builds), [`http`] (problems,
+//!    extractors, token responses, telemetry, OpenAPI pieces), [`lambda`] (feature `aws`); then
+//!    the function crates and the dev server.
 
 pub mod auth;
 pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod error;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
@@ -26,18 +28,7 @@ pub mod state;
 pub mod store;
 pub mod webhooks;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, SystemClock};
 pub use config::Config;
-pub use state::AppState;
-
-use axum::Router;
-
-/// Finishes a function's (or the dev server's merged) router: problem+json 404 and 405 answers,
-/// then the state. Used by [`lambda::run_http`], the dev server and tests, so every entry point
-/// serves the same app.
-pub fn http_app(routes: Router<AppState>, state: AppState) -> Router {
-    routes
-        .fallback(http::not_found)
-        .method_not_allowed_fallback(http::method_not_allowed)
-        .with_state(state)
-}
+pub use http::app as http_app;
+pub use state::{AppState, KeyAccess, Needs};

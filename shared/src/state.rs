@@ -1,36 +1,208 @@
-//! [`AppState`]: everything a handler needs, assembled once per cold start
-//! ([`AppState::from_env`], feature `aws`), for the dev server ([`AppState::embedded`]) or for
-//! tests ([`AppState::in_memory`], [`AppState::assemble`]).
+//! [`AppState`]: what a function's handlers use, assembled once per cold start — and only what
+//! that function [`Needs`]. A function that verifies tokens never reads the private signing keys;
+//! webhook ingest never reads a provider's API key; `jwks` reads nothing but the published JWKS.
+//!
+//! - In Lambda: [`AppState::from_env`] (feature `aws`) reads configuration, the secrets the
+//!   function needs and builds its AWS clients; [`processor_from_env`] does the same for the
+//!   webhook processor.
+//! - Locally and in tests: [`Components`] holds every part (the dev server builds them on the
+//!   embedded store with [`embedded_components`]); [`AppState::assemble`] keeps what `needs` asks
+//!   for.
 
-use crate::auth::{Auth, KeySet, KeySetError};
-use crate::billing::{Billing, Catalog, CatalogError};
-use crate::clock::{Clock, SystemClock};
+use crate::auth::{AccessVerifier, Auth, KeySet, KeySetError};
+use crate::billing::{Billing, PlanAccess};
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::{Catalog, CatalogError, Provider};
+use crate::payments::signature::{SignatureError, WebhookSecrets};
 use crate::payments::Providers;
 use crate::queue::EventQueue;
-use crate::secrets::providers::ProviderSecrets;
+use crate::secrets::providers::{ProviderKeys, WebhookSigningSecrets};
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{BillingStore, EventLedger, SessionStore, StoreError, UserStore};
-use crate::webhooks::ingest::Ingest;
-use crate::webhooks::process::Processor;
+use crate::webhooks::{Ingest, Processor};
 use secrecy::ExposeSecret;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The plan catalog built into every binary (`infra/plans.toml`), used unless
 /// `TOLLGATE_PLANS_FILE` names another.
 pub const BUILT_IN_PLANS: &str = include_str!("../../infra/plans.toml");
 
-/// Shared, cloneable handler state.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    auth: Arc<Auth>,
-    billing: Arc<Billing>,
-    ingest: Arc<Ingest>,
-    processor: Arc<Processor>,
-    config: Arc<Config>,
+/// Which signing keys a function holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// None: the function neither issues nor verifies access tokens.
+    None,
+    /// The published JWKS only: it verifies tokens (or serves the JWKS).
+    Public,
+    /// The private key set: it issues tokens.
+    Signing,
 }
 
-/// Why the state could not be built at start-up.
+/// What a function builds at start-up; each function crate declares its own (`NEEDS`), and its
+/// IAM role in `template.yaml` grants exactly the secrets and table access that implies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// Signing or verification keys.
+    pub keys: KeyAccess,
+    /// The account use cases ([`Auth`]: users, sessions, plan access).
+    pub accounts: bool,
+    /// The billing use cases ([`Billing`]) with the providers' API clients (their API keys).
+    pub billing: bool,
+    /// Webhook ingest: the webhook signing secrets, the ledger and the queue.
+    pub ingest: bool,
+}
+
+impl Needs {
+    /// Everything: the dev server, which serves every route in one process.
+    pub const ALL: Needs = Needs {
+        keys: KeyAccess::Signing,
+        accounts: true,
+        billing: true,
+        ingest: true,
+    };
+
+    /// Nothing at all (a function serving static documents).
+    pub const NOTHING: Needs = Needs {
+        keys: KeyAccess::None,
+        accounts: false,
+        billing: false,
+        ingest: false,
+    };
+
+    /// Whether the function uses the table.
+    pub fn table(&self) -> bool {
+        self.accounts || self.billing || self.ingest
+    }
+
+    /// Whether the function reads the plan catalog.
+    pub fn catalog(&self) -> bool {
+        self.accounts || self.billing
+    }
+}
+
+/// A handler asked for a part its function does not build (its `NEEDS` is wrong): a bug, which
+/// the routes and events tests catch by running every route on a state built from its
+/// function's own `NEEDS`.
+#[derive(Debug, thiserror::Error)]
+#[error("this function was not built with {0}")]
+pub struct NotBuilt(pub &'static str);
+
+/// Shared, cloneable handler state.
+#[derive(Clone)]
+pub struct AppState(Arc<Parts>);
+
+struct Parts {
+    config: Config,
+    verifier: Option<AccessVerifier>,
+    auth: Option<Auth>,
+    billing: Option<Billing>,
+    ingest: Option<Ingest>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("verifier", &self.0.verifier.is_some())
+            .field("auth", &self.0.auth.is_some())
+            .field("billing", &self.0.billing.is_some())
+            .field("ingest", &self.0.ingest.is_some())
+            .finish()
+    }
+}
+
+impl AppState {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The access-token verifier (public keys).
+    ///
+    /// # Errors
+    /// [`NotBuilt`] for a function without keys.
+    pub fn verifier(&self) -> Result<&AccessVerifier, NotBuilt> {
+        self.0.verifier.as_ref().ok_or(NotBuilt("keys"))
+    }
+
+    /// The account service.
+    ///
+    /// # Errors
+    /// [`NotBuilt`] for a function without accounts.
+    pub fn auth(&self) -> Result<&Auth, NotBuilt> {
+        self.0.auth.as_ref().ok_or(NotBuilt("accounts"))
+    }
+
+    /// The billing service.
+    ///
+    /// # Errors
+    /// [`NotBuilt`] for a function without billing.
+    pub fn billing(&self) -> Result<&Billing, NotBuilt> {
+        self.0.billing.as_ref().ok_or(NotBuilt("billing"))
+    }
+
+    /// Webhook ingest.
+    ///
+    /// # Errors
+    /// [`NotBuilt`] for a function without ingest.
+    pub fn ingest(&self) -> Result<&Ingest, NotBuilt> {
+        self.0.ingest.as_ref().ok_or(NotBuilt("ingest"))
+    }
+
+    /// A state holding what `needs` asks for, taken from `c`.
+    ///
+    /// # Panics
+    /// Never; a part whose inputs `c` lacks (ingest without a queue) is left unbuilt.
+    pub fn assemble(c: &Components, needs: Needs) -> Self {
+        let signer = (needs.keys == KeyAccess::Signing).then(|| c.keys.clone());
+        let verifier = (needs.keys != KeyAccess::None)
+            .then(|| AccessVerifier::new(c.keys.public().clone(), c.clock.clone()));
+        let access = PlanAccess::new(
+            c.billing_store.clone(),
+            c.catalog.clone(),
+            c.config.billing.past_due_grace,
+        );
+        let auth = needs.accounts.then(|| {
+            Auth::new(
+                c.users.clone(),
+                c.sessions.clone(),
+                signer,
+                c.clock.clone(),
+                c.config.auth.clone(),
+                access.clone(),
+            )
+        });
+        let billing = needs.billing.then(|| {
+            Billing::new(
+                c.users.clone(),
+                c.billing_store.clone(),
+                c.providers.clone(),
+                access,
+                c.clock.clone(),
+                c.config.billing.clone(),
+            )
+        });
+        let ingest = match (&c.queue, needs.ingest) {
+            (Some(queue), true) => Some(Ingest::new(
+                c.ledger.clone(),
+                queue.clone(),
+                c.webhook_secrets.clone(),
+                c.clock.clone(),
+            )),
+            _ => None,
+        };
+        Self(Arc::new(Parts {
+            config: c.config.clone(),
+            verifier,
+            auth,
+            billing,
+            ingest,
+        }))
+    }
+}
+
+/// Why the state could not be built at start-up. Each case keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// Configuration problems (all listed).
@@ -42,18 +214,36 @@ pub enum StartupError {
     /// A secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
-    /// The signing keys are unusable.
-    #[error(transparent)]
-    Keys(#[from] KeySetError),
+    /// A secret's content is unusable (named, never shown).
+    #[error("secret {name:?} is unusable")]
+    BadSecret {
+        /// The secret's id.
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::error::BoxError,
+    },
     /// The store could not be opened or reached.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Local files, provider clients.
-    #[error("{0}")]
-    Other(String),
+    /// A local file or directory (the dev server's data directory).
+    #[error("{what} {path}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A payment provider's client could not be built.
+    #[error("a payment provider client could not be built")]
+    Provider(#[source] crate::payments::ProviderError),
 }
 
-/// The parts a state is assembled from. Every I/O boundary is a trait object.
+/// Every part a state is assembled from. Every I/O boundary is a trait object.
+#[derive(Clone)]
 pub struct Components {
     /// Validated configuration.
     pub config: Config,
@@ -65,9 +255,9 @@ pub struct Components {
     pub billing_store: Arc<dyn BillingStore>,
     /// The webhook ledger.
     pub ledger: Arc<dyn EventLedger>,
-    /// The webhook queue (`None`: ingest answers 503).
+    /// The webhook queue (without one, ingest is not built).
     pub queue: Option<Arc<dyn EventQueue>>,
-    /// Signing keys.
+    /// Signing keys (and their public half).
     pub keys: Arc<KeySet>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
@@ -75,347 +265,394 @@ pub struct Components {
     pub providers: Providers,
     /// The plan catalog.
     pub catalog: Arc<Catalog>,
-    /// Provider secrets (webhook secrets are used by ingest).
-    pub provider_secrets: ProviderSecrets,
-    /// The dev server's `local` provider webhook secret (never set in a Lambda).
-    pub local_webhook_secret: Option<crate::webhooks::signature::WebhookSecrets>,
+    /// Webhook signing secrets per provider.
+    pub webhook_secrets: BTreeMap<Provider, WebhookSecrets>,
 }
 
-impl AppState {
-    /// Assembles a state from its parts.
-    pub fn assemble(c: Components) -> Self {
-        let config = Arc::new(c.config);
-        let billing = Arc::new(Billing::new(
-            c.users.clone(),
-            c.billing_store.clone(),
-            c.providers.clone(),
-            c.catalog.clone(),
-            c.clock.clone(),
-            config.billing.clone(),
-        ));
-        let auth = Arc::new(Auth::new(
-            c.users.clone(),
-            c.sessions,
-            c.keys,
-            c.clock.clone(),
-            config.clone(),
-            billing.clone(),
-        ));
-        let mut ingest = Ingest::new(
-            c.ledger.clone(),
-            c.queue,
-            c.provider_secrets.stripe_webhook_secrets,
-            c.provider_secrets.whop_webhook_secrets,
-            c.clock.clone(),
-        );
-        if let Some(local) = c.local_webhook_secret {
-            ingest = ingest.with_local_secrets(local);
+impl Components {
+    /// The webhook processor over these parts (the dev server runs it in-process).
+    pub fn processor(&self) -> Processor {
+        Processor::new(
+            self.ledger.clone(),
+            self.billing_store.clone(),
+            self.users.clone(),
+            self.providers.clone(),
+            self.catalog.clone(),
+            self.clock.clone(),
+        )
+    }
+}
+
+/// The plan catalog: `config.plans_file` if set, else the built-in one.
+///
+/// # Errors
+/// [`StartupError::Catalog`] listing every problem (or that the file cannot be read).
+pub fn load_catalog(config: &Config) -> Result<Arc<Catalog>, StartupError> {
+    let text = match &config.plans_file {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| CatalogError(vec![format!("{path}: {e}")]))?
         }
-        let ingest = Arc::new(ingest);
-        let processor = Arc::new(Processor::new(
-            c.ledger,
-            c.billing_store,
-            c.users,
-            c.providers,
-            c.catalog,
-            c.clock,
-        ));
-        Self {
-            auth,
-            billing,
-            ingest,
-            processor,
-            config,
+        None => BUILT_IN_PLANS.to_owned(),
+    };
+    Ok(Arc::new(Catalog::from_toml(&text)?))
+}
+
+/// Parses the webhook signing secrets that are set, per provider.
+///
+/// # Errors
+/// [`SignatureError::NoSecrets`] for a value that holds no secret (only separators).
+pub fn webhook_secrets(
+    secrets: &WebhookSigningSecrets,
+) -> Result<BTreeMap<Provider, WebhookSecrets>, SignatureError> {
+    let mut map = BTreeMap::new();
+    for (provider, value) in [
+        (Provider::Stripe, &secrets.stripe),
+        (Provider::Whop, &secrets.whop),
+    ] {
+        if let Some(value) = value {
+            map.insert(provider, WebhookSecrets::parse(value.expose_secret())?);
         }
     }
+    Ok(map)
+}
 
-    /// The account service.
-    pub fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
-    /// The billing service.
-    pub fn billing(&self) -> &Billing {
-        &self.billing
-    }
-
-    /// Webhook ingest.
-    pub fn ingest(&self) -> &Ingest {
-        &self.ingest
-    }
-
-    /// The webhook processor.
-    pub fn processor(&self) -> &Arc<Processor> {
-        &self.processor
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Loads the signing key set named by `config.jwt_keys_secret_id` from `secrets`.
-    ///
-    /// # Errors
-    /// [`StartupError::Secret`] or [`StartupError::Keys`].
-    pub async fn load_keys(
-        config: &Config,
-        secrets: &dyn SecretSource,
-    ) -> Result<Arc<KeySet>, StartupError> {
-        let json = secrets.get_secret(&config.jwt_keys_secret_id).await?;
-        Ok(Arc::new(KeySet::from_json(
-            json.expose_secret(),
-            &config.issuer,
-            &config.audience,
-        )?))
-    }
-
-    /// The plan catalog: `config.plans_file` if set, else the built-in one.
-    ///
-    /// # Errors
-    /// [`StartupError::Catalog`] listing every problem.
-    pub fn load_catalog(config: &Config) -> Result<Arc<Catalog>, StartupError> {
-        Ok(Arc::new(match &config.plans_file {
-            Some(path) => Catalog::load(std::path::Path::new(path))?,
-            None => Catalog::from_toml(BUILT_IN_PLANS)?,
-        }))
-    }
-
-    /// The providers that have API keys, with their base URLs.
-    ///
-    /// # Errors
-    /// [`StartupError::Other`] if a client cannot be built.
-    pub fn providers_from(secrets: &ProviderSecrets) -> Result<Providers, StartupError> {
-        #[allow(unused_mut)]
-        let mut providers = Providers::default();
-        #[cfg(any(feature = "stripe", feature = "whop"))]
-        let http = match (&secrets.stripe_secret_key, &secrets.whop_api_key) {
-            (None, None) => None,
-            _ => Some(
-                crate::payments::http_client().map_err(|e| StartupError::Other(e.to_string()))?,
-            ),
-        };
+/// The providers that have API keys, with their base URLs, sharing one HTTP client.
+///
+/// # Errors
+/// [`StartupError::Provider`] if a client cannot be built.
+pub fn providers_from(keys: &ProviderKeys) -> Result<Providers, StartupError> {
+    #[allow(unused_mut)]
+    let mut providers = Providers::default();
+    #[cfg(any(feature = "stripe", feature = "whop"))]
+    if !keys.is_empty() {
+        let http = crate::payments::http_client().map_err(StartupError::Provider)?;
         #[cfg(feature = "stripe")]
-        if let (Some(key), Some(http)) = (&secrets.stripe_secret_key, &http) {
+        if let Some(key) = &keys.stripe_secret_key {
             let stripe = crate::payments::stripe::StripeProvider::new(
                 http.clone(),
                 key,
-                secrets.stripe_api_base.as_deref(),
+                keys.stripe_api_base.as_deref(),
             )
-            .map_err(|e| StartupError::Other(e.to_string()))?;
+            .map_err(StartupError::Provider)?;
             providers = providers.with(Arc::new(stripe));
         }
         #[cfg(feature = "whop")]
-        if let (Some(key), Some(http)) = (&secrets.whop_api_key, &http) {
-            let base = secrets
+        if let Some(key) = &keys.whop_api_key {
+            let base = keys
                 .whop_api_base
                 .as_deref()
                 .unwrap_or(crate::payments::whop::DEFAULT_API_BASE);
             let whop = crate::payments::whop::WhopProvider::new(http.clone(), base, key.clone());
             providers = providers.with(Arc::new(whop));
         }
-        #[cfg(not(any(feature = "stripe", feature = "whop")))]
-        let _ = secrets;
-        Ok(providers)
     }
+    #[cfg(not(any(feature = "stripe", feature = "whop")))]
+    let _ = keys;
+    Ok(providers)
+}
 
-    /// A state on an in-memory embedded store with a fresh key, no providers and no queue: for
-    /// tests.
-    ///
-    /// # Errors
-    /// [`StartupError`] if the store or key cannot be created.
-    #[cfg(feature = "embedded")]
-    pub fn in_memory(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let store = Arc::new(crate::store::embedded::EmbeddedStore::in_memory()?);
-        let keys = KeySet::from_file(
-            &crate::auth::SigningKeyFile::generate(clock.now())?,
-            &config.issuer,
-            &config.audience,
-        )?;
-        let catalog = Self::load_catalog(&config)?;
-        Ok(Self::assemble(Components {
-            config,
-            users: store.clone(),
-            sessions: store.clone(),
-            billing_store: store.clone(),
-            ledger: store,
-            queue: None,
-            keys: Arc::new(keys),
-            clock,
-            providers: Providers::default(),
-            catalog,
-            provider_secrets: ProviderSecrets::default(),
-            local_webhook_secret: None,
-        }))
+/// Reads the private key set named by `config.jwt_keys_secret_id`.
+///
+/// # Errors
+/// [`StartupError::Secret`] if unreadable; [`StartupError::BadSecret`] if unusable.
+pub async fn load_signing_keys(
+    config: &Config,
+    secrets: &dyn SecretSource,
+) -> Result<Arc<KeySet>, StartupError> {
+    let name = &config.jwt_keys_secret_id;
+    let json = secrets.get_secret(name).await?;
+    KeySet::from_json(
+        json.expose_secret(),
+        &config.auth.issuer,
+        &config.auth.audience,
+    )
+    .map(Arc::new)
+    .map_err(|e| bad_keys(name, e))
+}
+
+fn bad_keys(name: &str, e: KeySetError) -> StartupError {
+    StartupError::BadSecret {
+        name: name.to_owned(),
+        source: Box::new(e),
     }
+}
 
-    /// The parts of the dev server's state: the embedded store in `<data_dir>/tollgate.redb`, the
-    /// signing keys in `<data_dir>/jwt-keys.json` (generated on first start, file mode 0600),
-    /// provider secrets from the environment. The caller adds a queue and providers, assembles,
-    /// runs the store's flusher and flushes it at shutdown.
-    ///
-    /// # Errors
-    /// [`StartupError`] if the directory, store, keys or catalog cannot be created or read.
-    #[cfg(feature = "embedded")]
-    pub async fn embedded_components(
-        config: Config,
-        data_dir: &std::path::Path,
-    ) -> Result<(Components, crate::store::embedded::EmbeddedStore), StartupError> {
-        use crate::secrets::FileSecretSource;
-        let io = |what: &str, e: std::io::Error| {
-            StartupError::Other(format!("{what} {}: {e}", data_dir.display()))
-        };
-        std::fs::create_dir_all(data_dir).map_err(|e| io("cannot create", e))?;
-        let files = FileSecretSource::new(data_dir);
-        let key_path = files.path(&config.jwt_keys_secret_id);
-        if !key_path.exists() {
-            let file = crate::auth::SigningKeyFile::generate(SystemClock.now())?;
-            let json = serde_json::to_string_pretty(&file)
-                .map_err(|e| StartupError::Other(e.to_string()))?;
-            crate::secrets::write_private(&key_path, json.as_bytes())
-                .map_err(|e| io("cannot write keys in", e))?;
-            tracing::info!(path = %key_path.display(), "generated a development signing key");
+/// The parts of the dev server's state: the embedded store in `<data_dir>/tollgate.redb`, the
+/// signing keys in `<data_dir>/jwt-keys.json` (generated on first start, file mode 0600),
+/// provider keys and webhook secrets from the environment, the built-in (or configured) catalog.
+/// The caller adds a queue and providers, assembles, runs the store's flusher and flushes it at
+/// shutdown.
+///
+/// # Errors
+/// [`StartupError`] if the directory, store, keys or catalog cannot be created or read.
+#[cfg(feature = "embedded")]
+pub async fn embedded_components(
+    config: Config,
+    data_dir: &std::path::Path,
+) -> Result<(Components, crate::store::embedded::EmbeddedStore), StartupError> {
+    use crate::auth::SigningKeyFile;
+    use crate::clock::SystemClock;
+    use crate::secrets::FileSecretSource;
+    let io = |what: &'static str| {
+        move |source| StartupError::Io {
+            what,
+            path: data_dir.display().to_string(),
+            source,
         }
-        let keys = Self::load_keys(&config, &files).await?;
-        let catalog = Self::load_catalog(&config)?;
-        let store = crate::store::embedded::EmbeddedStore::open(&data_dir.join("tollgate.redb"))?;
-        let provider_secrets = ProviderSecrets::from_env();
-        let providers = Self::providers_from(&provider_secrets)?;
-        let shared = Arc::new(store.clone());
-        Ok((
-            Components {
-                config,
-                users: shared.clone(),
-                sessions: shared.clone(),
-                billing_store: shared.clone(),
-                ledger: shared,
-                queue: None,
-                keys,
-                clock: Arc::new(SystemClock),
-                providers,
-                catalog,
-                provider_secrets,
-                local_webhook_secret: None,
-            },
-            store,
-        ))
+    };
+    std::fs::create_dir_all(data_dir).map_err(io("cannot create"))?;
+    let files = FileSecretSource::new(data_dir);
+    let key_path = files.path(&config.jwt_keys_secret_id);
+    if !key_path.exists() {
+        let file = SigningKeyFile::generate(SystemClock.now())
+            .map_err(|e| bad_keys(&config.jwt_keys_secret_id, e))?;
+        let json = serde_json::to_string_pretty(&file)
+            .map_err(|e| bad_keys(&config.jwt_keys_secret_id, KeySetError::Json(e)))?;
+        crate::secrets::write_private(&key_path, json.as_bytes())
+            .map_err(io("cannot write keys in"))?;
+        tracing::info!(path = %key_path.display(), "generated a development signing key");
     }
-
-    /// The production state: DynamoDB store, Secrets Manager keys and provider secrets (when
-    /// `TOLLGATE_PROVIDER_SECRETS_ID` is set), SQS queue (when `TOLLGATE_QUEUE_URL` is set), with
-    /// AWS clients built once and the DynamoDB connection warmed (DESIGN §9).
-    ///
-    /// # Errors
-    /// [`StartupError`] for bad configuration or catalog, unreadable keys or secrets.
-    #[cfg(feature = "aws")]
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let start = AwsStart::new().await?;
-        let (keys, provider_secrets) = tokio::join!(
-            Self::load_keys(&start.config, &start.secrets),
-            start.provider_secrets_and_warm_up()
-        );
-        let provider_secrets = provider_secrets?;
-        let providers = Self::providers_from(&provider_secrets)?;
-        let queue: Option<Arc<dyn EventQueue>> = start.config.queue_url.as_ref().map(|url| {
-            Arc::new(crate::queue::sqs::SqsQueue::new(
-                aws_sdk_sqs::Client::new(&start.aws),
-                url.clone(),
-            )) as Arc<dyn EventQueue>
-        });
-        let store = start.store;
-        Ok(Self::assemble(Components {
-            config: start.config,
-            users: store.clone(),
-            sessions: store.clone(),
-            billing_store: store.clone(),
-            ledger: store,
-            queue,
-            keys: keys?,
+    let keys = load_signing_keys(&config, &files).await?;
+    let catalog = load_catalog(&config)?;
+    let store = crate::store::embedded::EmbeddedStore::open(&data_dir.join("tollgate.redb"))?;
+    let providers = providers_from(&ProviderKeys::from_env())?;
+    let webhook_secrets = webhook_secrets(&WebhookSigningSecrets::from_env()).map_err(|e| {
+        StartupError::BadSecret {
+            name: "STRIPE_WEBHOOK_SECRET / WHOP_WEBHOOK_SECRET".to_owned(),
+            source: Box::new(e),
+        }
+    })?;
+    let shared = Arc::new(store.clone());
+    Ok((
+        Components {
+            config,
+            users: shared.clone(),
+            sessions: shared.clone(),
+            billing_store: shared.clone(),
+            ledger: shared,
+            queue: None,
+            keys,
             clock: Arc::new(SystemClock),
             providers,
-            catalog: start.catalog,
-            provider_secrets,
-            local_webhook_secret: None,
-        }))
+            catalog,
+            webhook_secrets,
+        },
+        store,
+    ))
+}
+
+#[cfg(feature = "aws")]
+pub use aws::{processor_from_env, AwsStart};
+
+#[cfg(feature = "aws")]
+mod aws {
+    use super::*;
+    use crate::auth::PublicKeys;
+    use crate::clock::SystemClock;
+    use crate::store::dynamo::DynamoStore;
+
+    /// What every Lambda builds at start-up: configuration, the AWS SDK configuration and the
+    /// Secrets Manager client, and — when the function uses the table — the DynamoDB store and
+    /// catalog. Clients are built once per cold start.
+    pub struct AwsStart {
+        /// Validated configuration.
+        pub config: Config,
+        /// The AWS SDK configuration (region, credentials, endpoint).
+        pub aws: aws_config::SdkConfig,
+        /// Secrets Manager.
+        pub secrets: crate::secrets::aws::AwsSecretSource,
     }
 
-    /// The webhook processor alone, for its SQS Lambda: DynamoDB store, provider secrets and
-    /// catalog as in [`AppState::from_env`], but no signing keys (it issues and verifies no
-    /// tokens, so its role has no access to the key secret) and no queue.
+    impl AwsStart {
+        /// Reads and validates the configuration and loads the AWS SDK configuration.
+        ///
+        /// # Errors
+        /// [`StartupError::Config`] listing every problem.
+        pub async fn new() -> Result<Self, StartupError> {
+            let config = Config::from_env()?;
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let secrets = crate::secrets::aws::AwsSecretSource::new(
+                aws_sdk_secretsmanager::Client::new(&aws),
+            );
+            Ok(Self {
+                config,
+                aws,
+                secrets,
+            })
+        }
+
+        /// The table's store, its connection warmed (a `DescribeTable`, so the first request does
+        /// not pay for TLS set-up: 912 ms unwarmed against 21 ms warmed at 128 MB, BENCHMARKS.md).
+        async fn store(&self) -> Arc<DynamoStore> {
+            let store = Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&self.aws),
+                self.config.table_name.clone(),
+            ));
+            if let Err(e) = store.warm().await {
+                // Not fatal: the first request retries the connection.
+                tracing::warn!(error = %crate::error::Chain(&e), "could not warm the DynamoDB connection");
+            }
+            store
+        }
+
+        async fn public_keys(&self) -> Result<Arc<PublicKeys>, StartupError> {
+            let name = &self.config.jwks_secret_id;
+            let json = self.secrets.get_secret(name).await?;
+            PublicKeys::from_json(
+                json.expose_secret(),
+                &self.config.auth.issuer,
+                &self.config.auth.audience,
+            )
+            .map(Arc::new)
+            .map_err(|e| bad_keys(name, e))
+        }
+
+        async fn provider_keys(&self) -> Result<ProviderKeys, StartupError> {
+            let name = &self.config.provider_secrets_id;
+            let json = self.secrets.get_secret(name).await?;
+            ProviderKeys::from_json(&json).map_err(|e| StartupError::BadSecret {
+                name: name.clone(),
+                source: crate::error::message(e),
+            })
+        }
+
+        async fn webhook_secrets(
+            &self,
+        ) -> Result<BTreeMap<Provider, WebhookSecrets>, StartupError> {
+            let name = &self.config.webhook_secrets_id;
+            let json = self.secrets.get_secret(name).await?;
+            let bad = |source: crate::error::BoxError| StartupError::BadSecret {
+                name: name.clone(),
+                source,
+            };
+            let raw = WebhookSigningSecrets::from_json(&json)
+                .map_err(|e| bad(crate::error::message(e)))?;
+            webhook_secrets(&raw).map_err(|e| bad(Box::new(e)))
+        }
+    }
+
+    async fn maybe<T, F: std::future::Future<Output = Result<T, StartupError>>>(
+        wanted: bool,
+        f: F,
+    ) -> Result<Option<T>, StartupError> {
+        if wanted {
+            f.await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    impl AppState {
+        /// The production state of a function that needs `needs`: DynamoDB store (warmed),
+        /// Secrets Manager secrets read concurrently — the private key set or the published
+        /// JWKS, the provider API keys, the webhook secrets — each only if needed, and the SQS
+        /// queue for ingest.
+        ///
+        /// # Errors
+        /// [`StartupError`]: bad configuration or catalog, a needed secret missing or unusable
+        /// (named), ingest without `TOLLGATE_QUEUE_URL`.
+        pub async fn from_env(needs: Needs) -> Result<Self, StartupError> {
+            let start = AwsStart::new().await?;
+            let config = &start.config;
+            if needs.ingest && config.queue_url.is_none() {
+                return Err(crate::config::ConfigError(vec![
+                    "TOLLGATE_QUEUE_URL: webhook ingest needs the SQS FIFO queue".to_owned(),
+                ])
+                .into());
+            }
+            let catalog = if needs.catalog() {
+                Some(load_catalog(config)?)
+            } else {
+                None
+            };
+            let (signing, public, provider_keys, webhook_secrets, store) = tokio::join!(
+                maybe(
+                    needs.keys == KeyAccess::Signing,
+                    load_signing_keys(config, &start.secrets)
+                ),
+                maybe(needs.keys == KeyAccess::Public, start.public_keys()),
+                maybe(needs.billing, start.provider_keys()),
+                maybe(needs.ingest, start.webhook_secrets()),
+                async {
+                    if needs.table() {
+                        Some(start.store().await)
+                    } else {
+                        None
+                    }
+                },
+            );
+            let (signing, public) = (signing?, public?);
+            let (provider_keys, webhook_secrets) = (provider_keys?, webhook_secrets?);
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let public = public.or_else(|| signing.as_ref().map(|k| k.public().clone()));
+            let verifier = public.map(|keys| AccessVerifier::new(keys, clock.clone()));
+            let access = match (&store, &catalog) {
+                (Some(store), Some(catalog)) => Some(PlanAccess::new(
+                    store.clone(),
+                    catalog.clone(),
+                    config.billing.past_due_grace,
+                )),
+                _ => None,
+            };
+            let auth = match (&store, &access) {
+                (Some(store), Some(access)) if needs.accounts => Some(Auth::new(
+                    store.clone(),
+                    store.clone(),
+                    signing,
+                    clock.clone(),
+                    config.auth.clone(),
+                    access.clone(),
+                )),
+                _ => None,
+            };
+            let billing = match (&store, access, provider_keys) {
+                (Some(store), Some(access), Some(keys)) => Some(Billing::new(
+                    store.clone(),
+                    store.clone(),
+                    providers_from(&keys)?,
+                    access,
+                    clock.clone(),
+                    config.billing.clone(),
+                )),
+                _ => None,
+            };
+            let ingest = match (&store, webhook_secrets, &config.queue_url) {
+                (Some(store), Some(secrets), Some(url)) => {
+                    let queue: Arc<dyn EventQueue> = Arc::new(crate::queue::sqs::SqsQueue::new(
+                        aws_sdk_sqs::Client::new(&start.aws),
+                        url.clone(),
+                    ));
+                    Some(Ingest::new(store.clone(), queue, secrets, clock.clone()))
+                }
+                _ => None,
+            };
+            Ok(Self(Arc::new(Parts {
+                config: start.config,
+                verifier,
+                auth,
+                billing,
+                ingest,
+            })))
+        }
+    }
+
+    /// The webhook processor alone, for its SQS Lambda: the DynamoDB store, the provider API
+    /// keys and the catalog — no signing keys and no webhook secrets (it issues no tokens and
+    /// verifies no deliveries, so its role has no access to those secrets).
     ///
     /// # Errors
-    /// [`StartupError`] for bad configuration or catalog, or unreadable provider secrets.
-    #[cfg(feature = "aws")]
+    /// [`StartupError`] for bad configuration or catalog, or missing or unusable provider keys.
     pub async fn processor_from_env() -> Result<Arc<Processor>, StartupError> {
         let start = AwsStart::new().await?;
-        let provider_secrets = start.provider_secrets_and_warm_up().await?;
-        let providers = Self::providers_from(&provider_secrets)?;
-        let store = start.store;
+        let catalog = load_catalog(&start.config)?;
+        let (keys, store) = tokio::join!(start.provider_keys(), start.store());
         Ok(Arc::new(Processor::new(
             store.clone(),
             store.clone(),
             store,
-            providers,
-            start.catalog,
+            providers_from(&keys?)?,
+            catalog,
             Arc::new(SystemClock),
         )))
-    }
-}
-
-/// What every Lambda builds at start-up: configuration, catalog, the AWS SDK configuration and the
-/// DynamoDB and Secrets Manager clients (built once per cold start, DESIGN §9).
-#[cfg(feature = "aws")]
-struct AwsStart {
-    config: Config,
-    catalog: Arc<Catalog>,
-    aws: aws_config::SdkConfig,
-    store: Arc<crate::store::dynamo::DynamoStore>,
-    secrets: crate::secrets::aws::AwsSecretSource,
-}
-
-#[cfg(feature = "aws")]
-impl AwsStart {
-    async fn new() -> Result<Self, StartupError> {
-        let config = Config::from_env()?;
-        let catalog = AppState::load_catalog(&config)?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = Arc::new(crate::store::dynamo::DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            config.table_name.clone(),
-        ));
-        let secrets =
-            crate::secrets::aws::AwsSecretSource::new(aws_sdk_secretsmanager::Client::new(&aws));
-        Ok(Self {
-            config,
-            catalog,
-            aws,
-            store,
-            secrets,
-        })
-    }
-
-    /// Reads the provider secrets (when `TOLLGATE_PROVIDER_SECRETS_ID` is set) while warming the
-    /// DynamoDB connection. A secret the template created but nobody filled yet gives empty
-    /// secrets: billing answers 503 `provider_not_configured` and the account routes keep working.
-    async fn provider_secrets_and_warm_up(&self) -> Result<ProviderSecrets, StartupError> {
-        let read = async {
-            match &self.config.provider_secrets_id {
-                Some(id) => match self.secrets.get_secret(id).await {
-                    Ok(json) => ProviderSecrets::from_json(&json).map_err(StartupError::Other),
-                    Err(SecretError::NotFound(_)) => {
-                        tracing::warn!(secret = %id, "provider secrets are not set yet; billing is unavailable");
-                        Ok(ProviderSecrets::default())
-                    }
-                    Err(e) => Err(e.into()),
-                },
-                None => Ok(ProviderSecrets::default()),
-            }
-        };
-        let (warmed, secrets) = tokio::join!(self.store.warm(), read);
-        if let Err(e) = warmed {
-            // Not fatal: the first request retries the connection.
-            tracing::warn!(error = %e, "could not warm the DynamoDB connection");
-        }
-        secrets
     }
 }

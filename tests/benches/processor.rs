@@ -8,15 +8,15 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::sync::Arc;
-use tollgate::billing::records::{EventStatus, WebhookEvent, EVENT_RETENTION_SECONDS};
-use tollgate::billing::{Provider, ProviderSubscription, SubscriptionStatus};
-use tollgate::domain::{User, UserId, UserStatus};
+use tollgate::domain::{
+    EventStatus, Provider, ProviderSubscription, SubscriptionStatus, User, UserId, UserStatus,
+    WebhookEvent, EVENT_RETENTION_SECONDS,
+};
 use tollgate::payments::Providers;
 use tollgate::queue::EventMessage;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::store::{EventLedger, UserStore};
-use tollgate::webhooks::process::{BatchItem, Processor};
-use tollgate::AppState;
+use tollgate::webhooks::{BatchItem, Processor};
 use tollgate_tests::{components_at, now, stripe_subscription_event, FakeProvider};
 
 const SUBSCRIPTIONS: usize = 20;
@@ -54,14 +54,14 @@ fn setup(rt: &tokio::runtime::Runtime, run: usize) -> Setup {
     c.ledger = store.clone();
     let stripe = Arc::new(FakeProvider::new(Provider::Stripe));
     c.providers = Providers::default().with(stripe.clone());
-    let state = AppState::assemble(c);
+    let processor = Arc::new(c.processor());
     let mut items = Vec::with_capacity(EVENTS);
     rt.block_on(async {
         let subs: Vec<ProviderSubscription> = (0..SUBSCRIPTIONS)
             .map(|i| ProviderSubscription {
                 provider: Provider::Stripe,
-                subscription_id: format!("sub_bench{i:06}"),
-                customer_id: format!("cus_bench{i:06}"),
+                subscription_id: format!("sub_bench{i:06}").into(),
+                customer_id: Some(format!("cus_bench{i:06}").into()),
                 user_id: Some(UserId::new()),
                 status: SubscriptionStatus::Active,
                 price_id: "price_1TestProMonthly01".into(),
@@ -97,10 +97,10 @@ fn setup(rt: &tokio::runtime::Runtime, run: usize) -> Setup {
                 store
                     .record_event(&WebhookEvent {
                         provider: Provider::Stripe,
-                        event_id: event_id.clone(),
+                        event_id: event_id.clone().into(),
                         event_type: "customer.subscription.updated".into(),
                         body: String::from_utf8(body).expect("utf8"),
-                        group_id: s.subscription_id.clone(),
+                        group_id: s.subscription_id.to_string(),
                         received_at: now(),
                         status: EventStatus::Received,
                         attempts: 0,
@@ -114,15 +114,15 @@ fn setup(rt: &tokio::runtime::Runtime, run: usize) -> Setup {
                     message_id: event_id.clone(),
                     message: EventMessage {
                         provider: Provider::Stripe,
-                        event_id,
+                        event_id: event_id.into(),
                     },
-                    group_id: s.subscription_id.clone(),
+                    group_id: s.subscription_id.to_string(),
                 });
             }
         }
     });
     Setup {
-        processor: state.processor().clone(),
+        processor,
         items,
         _dir: TempDir(dir),
     }

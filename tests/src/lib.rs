@@ -1,11 +1,97 @@
-//! Support for Tollgate's cross-function tests: app states, a server on a random port, and the
-//! DynamoDB (moto) connection.
+//! Support for Tollgate's cross-function tests: app states on a manual clock, a server on a random
+//! port, the vendored fixtures, provider and queue doubles, and the DynamoDB (moto) connection.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tollgate::auth::{KeySet, SigningKeyFile};
+use tollgate::domain::{
+    CheckoutSessionId, CustomerId, PriceId, Proration, Provider, ProviderSubscription,
+    SubscriptionId, UserId,
+};
+use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
 use tollgate::state::Components;
 use tollgate::store::embedded::EmbeddedStore;
-use tollgate::{AppState, Clock, Config, ManualClock};
+use tollgate::{AppState, Clock, Config, Needs};
+
+/// A clock that only moves when told to: for tests of expiry and grace windows. Its microsecond
+/// reading also ticks by one on every call, so successive fetches stay ordered.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64, AtomicI64);
+
+impl ManualClock {
+    /// A clock standing at `now` (Unix seconds).
+    pub fn new(now: i64) -> Self {
+        Self(AtomicI64::new(now), AtomicI64::new(0))
+    }
+
+    /// Moves the clock forward by `seconds`.
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn now_micros(&self) -> i64 {
+        // Within one second, 1,000,000 distinct readings before it would spill into the next.
+        let tick = self.1.fetch_add(1, Ordering::SeqCst).rem_euclid(1_000_000);
+        self.now().saturating_mul(1_000_000) + tick
+    }
+}
+
+/// One HTTP function: its name (= crate = binary = SAM function), declared routes, start-up
+/// needs, router and OpenAPI part.
+pub struct Function {
+    /// The function's name.
+    pub name: &'static str,
+    /// Its `ROUTES`.
+    pub routes: &'static [(&'static str, &'static str)],
+    /// Its `NEEDS`.
+    pub needs: Needs,
+    /// Its `routes()`.
+    pub router: fn() -> axum::Router<AppState>,
+    /// Its `openapi()`.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+}
+
+/// Every HTTP function (the webhook processor is an SQS consumer, without routes).
+pub fn functions() -> Vec<Function> {
+    macro_rules! function {
+        ($name:literal, $krate:ident) => {
+            Function {
+                name: $name,
+                routes: $krate::ROUTES,
+                needs: $krate::NEEDS,
+                router: $krate::routes,
+                openapi: $krate::openapi,
+            }
+        };
+    }
+    vec![
+        function!("signup", signup),
+        function!("login", login),
+        function!("token-refresh", token_refresh),
+        function!("jwks", jwks),
+        function!("subscription-lookup", subscription_lookup),
+        function!("checkout", checkout),
+        function!("webhook-ingest", webhook_ingest),
+        function!("web", web),
+    ]
+}
+
+/// The function called `name`.
+///
+/// # Panics
+/// For an unknown name.
+pub fn function(name: &str) -> Function {
+    functions()
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no function {name}"))
+}
 
 /// Password used by seeded users.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -25,11 +111,12 @@ pub fn state_at(now: i64) -> (AppState, Arc<ManualClock>) {
 /// If the embedded store or key cannot be created (a test failure).
 pub fn state_with_store(now: i64) -> (AppState, Arc<ManualClock>, Arc<EmbeddedStore>) {
     let (components, clock, store) = components_at(now);
-    (AppState::assemble(components), clock, store)
+    (AppState::assemble(&components, Needs::ALL), clock, store)
 }
 
-/// The parts of a test state on an in-memory store and a manual clock at `now`, to adjust
-/// (providers, queue, secrets) before [`AppState::assemble`].
+/// The parts of a test state on an in-memory store and a manual clock at `now` (with a
+/// [`RecordingQueue`], no providers and no webhook secrets), to adjust before
+/// [`AppState::assemble`].
 ///
 /// # Panics
 /// If the embedded store or key cannot be created (a test failure).
@@ -39,21 +126,22 @@ pub fn components_at(now: i64) -> (Components, Arc<ManualClock>, Arc<EmbeddedSto
     let clock = Arc::new(ManualClock::new(now));
     let store = Arc::new(EmbeddedStore::in_memory().expect("in-memory store"));
     let config = Config::default();
-    let keys = Arc::new(KeySet::from_file(&KEYS, &config.issuer, &config.audience).expect("keys"));
-    let catalog = AppState::load_catalog(&config).expect("catalog");
+    let keys = Arc::new(
+        KeySet::from_file(&KEYS, &config.auth.issuer, &config.auth.audience).expect("keys"),
+    );
+    let catalog = tollgate::state::load_catalog(&config).expect("catalog");
     let components = Components {
         config,
         users: store.clone(),
         sessions: store.clone(),
         billing_store: store.clone(),
         ledger: store.clone(),
-        queue: None,
+        queue: Some(Arc::new(RecordingQueue::default())),
         keys,
         clock: clock.clone() as Arc<dyn Clock>,
         providers: Default::default(),
         catalog,
-        provider_secrets: Default::default(),
-        local_webhook_secret: None,
+        webhook_secrets: Default::default(),
     };
     (components, clock, store)
 }
@@ -66,16 +154,14 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Reads a file of the shared fixtures (`../shared/fixtures/<path>`).
+/// Reads a file of the vendored fixtures (`tests/fixtures/<path>`, sources in each folder's
+/// `SOURCES.md`).
 ///
 /// # Panics
 /// If the fixture is missing.
 pub fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../shared/fixtures/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    std::fs::read(format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
 /// Stripe's sample object for `resource` from `openapi-fixtures3.json` (complete, so
@@ -175,6 +261,7 @@ pub async fn dynamo_store() -> Option<tollgate::store::dynamo::DynamoStore> {
 pub async fn sign_up(state: &AppState) -> (tollgate::domain::User, tollgate::auth::IssuedTokens) {
     state
         .auth()
+        .expect("accounts")
         .signup(&random_email(), PASSWORD.to_owned(), None)
         .await
         .expect("signup")
@@ -191,15 +278,14 @@ pub fn random_email() -> String {
 #[derive(Default)]
 pub struct FakeProvider {
     /// Current provider state by subscription id.
-    pub subscriptions: std::sync::Mutex<
-        std::collections::HashMap<String, tollgate::billing::ProviderSubscription>,
-    >,
+    pub subscriptions:
+        std::sync::Mutex<std::collections::HashMap<SubscriptionId, ProviderSubscription>>,
     /// Fail every n-th fetch with a retryable error (0 = never).
     pub fail_every: std::sync::atomic::AtomicU64,
     /// Fetches made.
     pub fetches: std::sync::atomic::AtomicU64,
     /// Which provider this stands in for.
-    pub provider: std::sync::OnceLock<tollgate::billing::Provider>,
+    pub provider: std::sync::OnceLock<Provider>,
     /// Upper bound of a pseudo-random latency added after reading the state, microseconds (0 =
     /// none): lets a slow fetch of an older state arrive after a newer one.
     pub max_latency_us: std::sync::atomic::AtomicU64,
@@ -207,14 +293,14 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     /// A double for `provider`.
-    pub fn new(provider: tollgate::billing::Provider) -> Self {
+    pub fn new(provider: Provider) -> Self {
         let f = Self::default();
         let _ = f.provider.set(provider);
         f
     }
 
     /// Sets the provider's current state of a subscription.
-    pub fn set(&self, s: tollgate::billing::ProviderSubscription) {
+    pub fn set(&self, s: ProviderSubscription) {
         self.subscriptions
             .lock()
             .expect("lock")
@@ -222,53 +308,44 @@ impl FakeProvider {
     }
 }
 
+fn not_used() -> ProviderError {
+    ProviderError::Rejected(tollgate::error::message("not used by this double"))
+}
+
 #[async_trait::async_trait]
-impl tollgate::payments::PaymentProvider for FakeProvider {
-    fn provider(&self) -> tollgate::billing::Provider {
-        *self
-            .provider
-            .get()
-            .unwrap_or(&tollgate::billing::Provider::Stripe)
+impl PaymentProvider for FakeProvider {
+    fn provider(&self) -> Provider {
+        *self.provider.get().unwrap_or(&Provider::Stripe)
     }
     async fn create_customer(
         &self,
-        _: &tollgate::domain::UserId,
+        _: &UserId,
         _: &str,
         _: &str,
-    ) -> Result<Option<String>, tollgate::payments::ProviderError> {
-        Err(tollgate::payments::ProviderError::Rejected(
-            "not used".into(),
-        ))
+    ) -> Result<Option<CustomerId>, ProviderError> {
+        Err(not_used())
     }
-    async fn create_checkout(
-        &self,
-        _: &tollgate::payments::CheckoutRequest,
-    ) -> Result<tollgate::payments::CheckoutSession, tollgate::payments::ProviderError> {
-        Err(tollgate::payments::ProviderError::Rejected(
-            "not used".into(),
-        ))
+    async fn create_checkout(&self, _: &CheckoutRequest) -> Result<CheckoutSession, ProviderError> {
+        Err(not_used())
     }
     async fn create_portal(
         &self,
+        _: Option<&CustomerId>,
+        _: &SubscriptionId,
         _: &str,
-        _: &str,
-        _: &str,
-    ) -> Result<String, tollgate::payments::ProviderError> {
-        Err(tollgate::payments::ProviderError::Rejected(
-            "not used".into(),
-        ))
+    ) -> Result<String, ProviderError> {
+        Err(not_used())
     }
     async fn fetch_subscription(
         &self,
-        id: &str,
-    ) -> Result<tollgate::billing::ProviderSubscription, tollgate::payments::ProviderError> {
-        use std::sync::atomic::Ordering;
+        id: &SubscriptionId,
+    ) -> Result<ProviderSubscription, ProviderError> {
         let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         let every = self.fail_every.load(Ordering::SeqCst);
         if every > 0 && n.is_multiple_of(every) {
-            return Err(tollgate::payments::ProviderError::Unavailable(
-                "injected provider failure".into(),
-            ));
+            return Err(ProviderError::Unavailable(tollgate::error::message(
+                "injected provider failure",
+            )));
         }
         let state = self
             .subscriptions
@@ -276,7 +353,7 @@ impl tollgate::payments::PaymentProvider for FakeProvider {
             .expect("lock")
             .get(id)
             .cloned()
-            .ok_or(tollgate::payments::ProviderError::NotFound);
+            .ok_or(ProviderError::NotFound);
         let max = self.max_latency_us.load(Ordering::SeqCst);
         if max > 0 {
             // Deterministic spread from the call number.
@@ -287,28 +364,24 @@ impl tollgate::payments::PaymentProvider for FakeProvider {
     }
     async fn fetch_checkout_subscription(
         &self,
-        _: &str,
-    ) -> Result<Option<String>, tollgate::payments::ProviderError> {
+        _: &CheckoutSessionId,
+    ) -> Result<Option<SubscriptionId>, ProviderError> {
         Ok(None)
     }
     async fn set_cancel_at_period_end(
         &self,
-        _: &str,
+        _: &SubscriptionId,
         _: bool,
-    ) -> Result<(), tollgate::payments::ProviderError> {
-        Err(tollgate::payments::ProviderError::Rejected(
-            "not used".into(),
-        ))
+    ) -> Result<(), ProviderError> {
+        Err(not_used())
     }
     async fn change_price(
         &self,
-        _: &str,
-        _: &str,
-        _: tollgate::billing::Proration,
-    ) -> Result<(), tollgate::payments::ProviderError> {
-        Err(tollgate::payments::ProviderError::Rejected(
-            "not used".into(),
-        ))
+        _: &SubscriptionId,
+        _: &PriceId,
+        _: Proration,
+    ) -> Result<(), ProviderError> {
+        Err(not_used())
     }
 }
 
@@ -337,10 +410,7 @@ impl tollgate::queue::EventQueue for RecordingQueue {
 
 /// A Stripe `customer.subscription.updated` event for `sub` (as Stripe would send it),
 /// with a fresh event id.
-pub fn stripe_subscription_event(
-    event_id: &str,
-    sub: &tollgate::billing::ProviderSubscription,
-) -> Vec<u8> {
+pub fn stripe_subscription_event(event_id: &str, sub: &ProviderSubscription) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "id": event_id,
         "object": "event",

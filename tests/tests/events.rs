@@ -1,24 +1,23 @@
-//! Every file under `events/` is a real API Gateway HTTP API (payload v2) event. Each is fed
-//! through its function's router via `lambda_http`'s own event parsing, and the status must match
-//! the one in the file name (`<case>.<status>.json`). `${ACCESS_TOKEN}` and `${REFRESH_TOKEN}` are
-//! replaced by tokens of a freshly signed-up `ada@example.com`.
+//! Every file under `events/` is a real Lambda event. Each HTTP one (API Gateway HTTP API,
+//! payload v2) is fed through its function's router via `lambda_http`'s own event parsing, on a
+//! state built from that function's own `NEEDS` only, and the status must match the one in the
+//! file name (`<case>.<status>.json`). Placeholders: `${ACCESS_TOKEN}` and `${REFRESH_TOKEN}` are
+//! a freshly signed-up `ada@example.com`'s; `${STRIPE_SIGNATURE}`, `${WEBHOOK_ID}`,
+//! `${TIMESTAMP}` and `${WHOP_SIGNATURE}` sign the event's body now. The SQS batch of the webhook
+//! processor goes through `batch_from_sqs` and the processor.
 
-use axum::Router;
 use http_body_util::BodyExt;
 use std::path::{Path, PathBuf};
-use tollgate::AppState;
+use std::sync::Arc;
+use tollgate::domain::{Provider, ProviderSubscription, SubscriptionStatus};
+use tollgate::payments::signature::{sign_standard_webhooks, WebhookSecrets};
+use tollgate::payments::stripe::signature::sign;
+use tollgate::payments::Providers;
+use tollgate::{AppState, Needs};
 use tower::ServiceExt;
 
-fn function_routes(name: &str) -> Router<AppState> {
-    match name {
-        "signup" => signup::routes(),
-        "login" => login::routes(),
-        "token-refresh" => token_refresh::routes(),
-        "jwks" => jwks::routes(),
-        "subscription-lookup" => subscription_lookup::routes(),
-        other => panic!("events/{other}: no such function"),
-    }
-}
+const STRIPE_SECRET: &str = "whsec_events_test";
+const WHOP_SECRET: &str = "ws_events_test_secret";
 
 fn event_files() -> Vec<(String, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
@@ -44,14 +43,37 @@ fn event_files() -> Vec<(String, PathBuf)> {
     files
 }
 
+/// Fills the signature placeholders of an API Gateway event from its body, signed at `now`.
+fn sign_placeholders(raw: &str, now: i64) -> String {
+    let event: serde_json::Value = serde_json::from_str(raw).expect("event JSON");
+    let body = event["body"].as_str().unwrap_or_default().as_bytes();
+    let webhook_id = "msg_events_0001";
+    raw.replace("${STRIPE_SIGNATURE}", &sign(body, STRIPE_SECRET, now))
+        .replace("${WEBHOOK_ID}", webhook_id)
+        .replace("${TIMESTAMP}", &now.to_string())
+        .replace(
+            "${WHOP_SIGNATURE}",
+            &sign_standard_webhooks(webhook_id, body, WHOP_SECRET, now),
+        )
+}
+
 #[tokio::test]
-async fn every_event_sample_gets_the_status_in_its_name() {
-    let files = event_files();
+async fn every_http_event_sample_gets_the_status_in_its_name() {
+    let files: Vec<_> = event_files()
+        .into_iter()
+        .filter(|(f, _)| f != "webhook-processor")
+        .collect();
     assert!(
-        files.len() >= 20,
+        files.len() >= 37,
         "expected the event samples, found {}",
         files.len()
     );
+    let covered: std::collections::BTreeSet<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+    for f in tollgate_tests::functions() {
+        assert!(covered.contains(f.name), "events/{} has no sample", f.name);
+    }
+    let dir = std::env::temp_dir().join(format!("tollgate-events-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
     let mut failures = Vec::new();
     for (function, path) in &files {
         let name = path.file_stem().and_then(|n| n.to_str()).expect("stem");
@@ -60,9 +82,32 @@ async fn every_event_sample_gets_the_status_in_its_name() {
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("{name}: no status in name"));
-        let (state, _) = tollgate_tests::state_at(time_now());
-        let (_, tokens) = state
+        let now = tollgate_tests::now();
+        let (mut components, _, _) = tollgate_tests::components_at(now);
+        // Stripe is the dev server's offline stand-in (its checkout only records a session);
+        // both providers' webhooks are configured, and ingest has a queue.
+        let stand_in = dev_server::offline_stripe::OfflineStripe::new(
+            "http://127.0.0.1:9".into(),
+            STRIPE_SECRET.into(),
+            dir.join(format!("{name}.json")),
+        );
+        components.providers = Providers::default().with(Arc::new(stand_in));
+        components.webhook_secrets = [
+            (
+                Provider::Stripe,
+                WebhookSecrets::parse(STRIPE_SECRET).expect("secret"),
+            ),
+            (
+                Provider::Whop,
+                WebhookSecrets::parse(WHOP_SECRET).expect("secret"),
+            ),
+        ]
+        .into();
+        components.queue = Some(Arc::new(tollgate_tests::RecordingQueue::default()));
+        let seeding = AppState::assemble(&components, Needs::ALL);
+        let (_, tokens) = seeding
             .auth()
+            .expect("accounts")
             .signup("ada@example.com", tollgate_tests::PASSWORD.to_owned(), None)
             .await
             .expect("seed ada");
@@ -70,9 +115,12 @@ async fn every_event_sample_gets_the_status_in_its_name() {
             .expect("read event")
             .replace("${ACCESS_TOKEN}", &tokens.access_token)
             .replace("${REFRESH_TOKEN}", &tokens.refresh_token);
+        let raw = sign_placeholders(&raw, now);
         let request = lambda_http::request::from_str(&raw)
             .unwrap_or_else(|e| panic!("{}: not an API Gateway event: {e}", path.display()));
-        let app = tollgate::http_app(function_routes(function), state);
+        let f = tollgate_tests::function(function);
+        let state = AppState::assemble(&components, f.needs);
+        let app = tollgate::http_app((f.router)(), state);
         let response = app.oneshot(request).await.expect("infallible");
         let status = response.status().as_u16();
         let body = response
@@ -89,12 +137,86 @@ async fn every_event_sample_gets_the_status_in_its_name() {
             ));
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-fn time_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// `events/webhook-processor/batch.json`: two pointers to stored Stripe events and one record
+/// that is not a pointer. The unreadable record alone is reported failed; both events take
+/// effect.
+#[tokio::test]
+async fn the_sqs_batch_sample_reports_only_its_unreadable_record() {
+    let now = tollgate_tests::now();
+    let (mut components, _, store) = tollgate_tests::components_at(now);
+    let stripe = Arc::new(tollgate_tests::FakeProvider::new(Provider::Stripe));
+    components.providers = Providers::default().with(stripe.clone());
+    let state = AppState::assemble(&components, Needs::ALL);
+    let (user, _) = tollgate_tests::sign_up(&state).await;
+    let subscription = "sub_1TestSubscr0000001";
+    stripe.set(ProviderSubscription {
+        provider: Provider::Stripe,
+        subscription_id: subscription.into(),
+        customer_id: Some("cus_TestAlice000001".into()),
+        user_id: Some(user.id),
+        status: SubscriptionStatus::Active,
+        price_id: "price_1TestProMonthly01".into(),
+        current_period_end: Some(now + 86_400),
+        cancel_at_period_end: false,
+        trial_end: None,
+    });
+    for fixture in [
+        "customer.subscription.created",
+        "customer.subscription.updated.activated",
+    ] {
+        let body = tollgate_tests::fixture(&format!("stripe/events/{fixture}.json"));
+        let envelope = tollgate::payments::stripe::events::envelope(&body).expect("envelope");
+        tollgate::store::EventLedger::record_event(
+            store.as_ref(),
+            &tollgate::domain::WebhookEvent {
+                provider: Provider::Stripe,
+                event_id: envelope.event_id,
+                event_type: envelope.event_type,
+                body: String::from_utf8(body).expect("utf8"),
+                group_id: envelope.group_id,
+                received_at: now,
+                status: tollgate::domain::EventStatus::Received,
+                attempts: 0,
+                last_error: None,
+                processed_at: None,
+                expires_at: now + tollgate::domain::EVENT_RETENTION_SECONDS,
+            },
+        )
+        .await
+        .expect("record");
+    }
+    // The fixtures' metadata names no Tollgate user: the customer claim (as checkout writes it)
+    // tells the processor whose events these are.
+    tollgate::store::BillingStore::claim_customer(
+        store.as_ref(),
+        Provider::Stripe,
+        &"cus_TestAlice000001".into(),
+        &user.id,
+    )
+    .await
+    .expect("claim");
+    let raw = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/webhook-processor/batch.json"),
+    )
+    .expect("batch sample");
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&raw).expect("an SQS event");
+    let (items, mut failed) = tollgate::lambda::batch_from_sqs(event);
+    failed.extend(Arc::new(components.processor()).process_batch(items).await);
+    assert_eq!(
+        failed,
+        vec!["3f1c4a2e-0003-4000-8000-000000000003".to_owned()]
+    );
+    let sub = tollgate::store::BillingStore::get_subscription(store.as_ref(), &user.id)
+        .await
+        .expect("read")
+        .expect("applied");
+    assert_eq!(
+        (sub.plan.as_str(), sub.status),
+        ("pro", SubscriptionStatus::Active)
+    );
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tollgate::billing::{
+use tollgate::domain::{
     Interval, Provider, ProviderSubscription, Subscription, SubscriptionStatus,
 };
 use tollgate::payments::stripe::StripeProvider;
@@ -80,7 +80,7 @@ async fn stripe_checkout_creates_one_customer_and_a_session_with_the_user_everyw
         .await;
     let (mut c, _, _) = components_at(now());
     c.providers = stripe_at(&stripe);
-    let state = AppState::assemble(c);
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
     let (user, token) = signed_up(&state).await;
     let base = tollgate_tests::spawn_app(state).await;
 
@@ -191,7 +191,7 @@ async fn with_subscription(
     let (mut c, _, store) = components_at(now());
     c.providers = providers;
     let catalog = c.catalog.clone();
-    let state = AppState::assemble(c);
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
     let (user, token) = signed_up(&state).await;
     let fetched = ProviderSubscription {
         provider,
@@ -200,7 +200,7 @@ async fn with_subscription(
         } else {
             "sub_Wire0001".into()
         },
-        customer_id: "cus_Wire0001".into(),
+        customer_id: Some("cus_Wire0001".into()),
         user_id: Some(user),
         status: SubscriptionStatus::Active,
         price_id: if provider == Provider::Whop {
@@ -222,7 +222,10 @@ async fn with_subscription(
         }
     );
     store
-        .put_subscription(&sub, None)
+        .put_subscription(&tollgate::domain::SubscriptionWrite {
+            subscription: sub,
+            expected_version: None,
+        })
         .await
         .expect("seed subscription");
     (tollgate_tests::spawn_app(state).await, user, token)
@@ -398,7 +401,7 @@ async fn whop_checkout_and_cancel_send_the_expected_requests() {
     ));
     let (mut c, _, _) = components_at(now());
     c.providers = Providers::default().with(client.clone());
-    let state = AppState::assemble(c);
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
     let (user, token) = signed_up(&state).await;
     let base = tollgate_tests::spawn_app(state).await;
     let (status, body) = post(
@@ -439,7 +442,7 @@ async fn whop_checkout_and_cancel_send_the_expected_requests() {
 #[tokio::test]
 async fn billing_routes_refuse_what_they_cannot_do() {
     let (c, _, _) = components_at(now());
-    let state = AppState::assemble(c);
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
     let (_, token) = signed_up(&state).await;
     let base = tollgate_tests::spawn_app(state).await;
     let (status, body) = post(&base, "/billing/checkout", &token, json!({"plan": "pro"})).await;

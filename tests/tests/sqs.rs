@@ -7,14 +7,14 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
 use serde_json::json;
 use std::sync::Arc;
-use tollgate::billing::records::EventStatus;
-use tollgate::billing::{Provider, ProviderSubscription, SubscriptionStatus};
+use tollgate::domain::EventStatus;
+use tollgate::domain::{Provider, ProviderSubscription, SubscriptionStatus};
+use tollgate::lambda::batch_from_sqs;
+use tollgate::payments::signature::WebhookSecrets;
+use tollgate::payments::stripe::signature::sign as sign_stripe;
 use tollgate::payments::Providers;
 use tollgate::queue::sqs::{replay_dead_letters, SqsQueue};
-use tollgate::secrets::providers::ProviderSecrets;
 use tollgate::store::{BillingStore, EventLedger};
-use tollgate::webhooks::process::batch_from_sqs;
-use tollgate::webhooks::signature::{sign_stripe, WebhookSecrets};
 use tollgate::{AppState, Clock};
 use tollgate_tests::{components_at, now, FakeProvider};
 
@@ -128,7 +128,7 @@ fn subscription(user: tollgate::domain::UserId, id: &str) -> ProviderSubscriptio
     ProviderSubscription {
         provider: Provider::Stripe,
         subscription_id: id.into(),
-        customer_id: format!("cus_{id}"),
+        customer_id: Some(format!("cus_{id}").into()),
         user_id: Some(user),
         status: SubscriptionStatus::Active,
         price_id: "price_1TestProMonthly01".into(),
@@ -146,11 +146,13 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
     let provider = Arc::new(FakeProvider::new(Provider::Stripe));
     c.queue = Some(Arc::new(SqsQueue::new(client.clone(), queue_url.clone())));
     c.providers = Providers::default().with(provider.clone());
-    c.provider_secrets = ProviderSecrets {
-        stripe_webhook_secrets: Some(WebhookSecrets::parse(SECRET).expect("secret")),
-        ..Default::default()
-    };
-    let state = AppState::assemble(c);
+    c.webhook_secrets = [(
+        Provider::Stripe,
+        WebhookSecrets::parse(SECRET).expect("secret"),
+    )]
+    .into();
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
+    let processor = Arc::new(c.processor());
     let (user, _) = tollgate_tests::sign_up(&state).await;
     let (a, b) = (
         subscription(user.id, "sub_groupA"),
@@ -169,6 +171,7 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
         headers.insert("stripe-signature", header);
         state
             .ingest()
+            .expect("ingest")
             .ingest(Provider::Stripe, &headers, &body)
             .await
             .expect("ingest");
@@ -199,9 +202,9 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
     assert!(unreadable.is_empty());
     let ids_by_event: std::collections::HashMap<String, String> = items
         .iter()
-        .map(|i| (i.message.event_id.clone(), i.message_id.clone()))
+        .map(|i| (i.message.event_id.to_string(), i.message_id.clone()))
         .collect();
-    let mut failed = state.processor().process_batch(items).await;
+    let mut failed = processor.process_batch(items).await;
     failed.sort();
     let mut want = vec![
         ids_by_event["evt_a1"].clone(),
@@ -225,7 +228,7 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
     }
     assert_eq!(
         store
-            .get_event(Provider::Stripe, "evt_b1")
+            .get_event(Provider::Stripe, &"evt_b1".into())
             .await
             .expect("read")
             .map(|e| e.status),
@@ -284,7 +287,7 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
         let (items, _) = batch_from_sqs(event);
         let n = items.len();
         assert_eq!(
-            state.processor().process_batch(items).await.len(),
+            processor.process_batch(items).await.len(),
             n,
             "still failing"
         );
@@ -313,7 +316,7 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
     assert_eq!(dlq_count.as_deref(), Some("2"));
     assert_eq!(
         store
-            .get_event(Provider::Stripe, "evt_a1")
+            .get_event(Provider::Stripe, &"evt_a1".into())
             .await
             .expect("read")
             .map(|e| e.status),
@@ -331,7 +334,7 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
     let (event, handles) = receive(&client, &queue_url).await;
     assert_eq!(event.records.len(), 2);
     let (items, _) = batch_from_sqs(event);
-    assert!(state.processor().process_batch(items).await.is_empty());
+    assert!(processor.process_batch(items).await.is_empty());
     for (_, handle) in handles {
         client
             .delete_message()
@@ -344,7 +347,7 @@ async fn fifo_groups_dedup_partial_failures_dlq_redrive_and_replay() {
     for id in ["evt_a1", "evt_a2"] {
         assert_eq!(
             store
-                .get_event(Provider::Stripe, id)
+                .get_event(Provider::Stripe, &(*id).into())
                 .await
                 .expect("read")
                 .map(|e| e.status),

@@ -11,13 +11,13 @@
 
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tollgate::billing::Provider;
+use tollgate::domain::Provider;
+use tollgate::payments::signature::WebhookSecrets;
+use tollgate::payments::stripe::signature::sign as sign_stripe;
 use tollgate::payments::stripe::StripeProvider;
 use tollgate::payments::Providers;
-use tollgate::secrets::providers::ProviderSecrets;
 use tollgate::store::EventLedger;
-use tollgate::webhooks::process::BatchItem;
-use tollgate::webhooks::signature::{sign_stripe, WebhookSecrets};
+use tollgate::webhooks::{BatchItem, Processor};
 use tollgate::{AppState, Clock};
 use tollgate_tests::{components_at, fixture, stripe_object, RecordingQueue, PASSWORD};
 use wiremock::matchers::{method, path};
@@ -177,7 +177,7 @@ async fn deliver(base: &str, body: &str, signature: &str) -> (u16, Value) {
 }
 
 /// Processes everything the ingest route enqueued so far (one batch, in order) and clears it.
-async fn process_queue(state: &AppState, queue: &RecordingQueue) {
+async fn process_queue(processor: &Arc<Processor>, queue: &RecordingQueue) {
     let items: Vec<BatchItem> = std::mem::take(&mut *queue.0.lock().expect("lock"))
         .into_iter()
         .enumerate()
@@ -188,7 +188,7 @@ async fn process_queue(state: &AppState, queue: &RecordingQueue) {
         })
         .collect();
     assert!(!items.is_empty(), "ingest enqueued nothing");
-    let failed = state.processor().process_batch(items).await;
+    let failed = processor.process_batch(items).await;
     assert!(failed.is_empty(), "failed records: {failed:?}");
 }
 
@@ -208,11 +208,13 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
         )
         .expect("client"),
     ));
-    c.provider_secrets = ProviderSecrets {
-        stripe_webhook_secrets: Some(WebhookSecrets::parse(SECRET).expect("secret")),
-        ..Default::default()
-    };
-    let state = AppState::assemble(c);
+    c.webhook_secrets = [(
+        Provider::Stripe,
+        WebhookSecrets::parse(SECRET).expect("secret"),
+    )]
+    .into();
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
+    let processor = Arc::new(c.processor());
     let base = tollgate_tests::spawn_app(state.clone()).await;
     let t = clock.now();
 
@@ -232,9 +234,11 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
         .expect("refresh")
         .to_owned();
     let user = state
-        .auth()
-        .verify_access_token(&access)
+        .verifier()
+        .expect("keys")
+        .verify(&access)
         .expect("valid")
+        .claims
         .sub;
     let (status, checkout) = call(
         &base,
@@ -278,7 +282,7 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
         let (status, reply) = deliver(&base, body, header).await;
         assert_eq!(status, 200, "{reply}");
     }
-    process_queue(&state, &queue).await;
+    process_queue(&processor, &queue).await;
 
     let sub = subscription(&base, &access).await;
     assert_eq!(status, 200, "{sub}");
@@ -301,9 +305,11 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
     .await;
     assert_eq!(status, 200, "{refreshed}");
     let claims = state
-        .auth()
-        .verify_access_token(refreshed["access_token"].as_str().expect("access"))
-        .expect("valid");
+        .verifier()
+        .expect("keys")
+        .verify(refreshed["access_token"].as_str().expect("access"))
+        .expect("valid")
+        .claims;
     assert_eq!((claims.plan.as_str(), claims.tier), ("pro", 1));
 
     // Cancel at period end: Stripe's state and its signed event say so; access remains.
@@ -325,7 +331,7 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
     }])
     .expect("signer ran above");
     assert_eq!(deliver(&base, &canceled, &header[0]).await.0, 200);
-    process_queue(&state, &queue).await;
+    process_queue(&processor, &queue).await;
     let sub = subscription(&base, &access).await;
     assert_eq!(
         (
@@ -379,7 +385,7 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
     }
     assert_eq!(
         store
-            .get_event(Provider::Stripe, &deleted_id)
+            .get_event(Provider::Stripe, &deleted_id.as_str().into())
             .await
             .expect("read"),
         None,

@@ -9,18 +9,22 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tollgate::billing::records::{EventEffects, EventStatus, WebhookEvent};
-use tollgate::billing::{Provider, ProviderSubscription, Subscription, SubscriptionStatus};
-use tollgate::domain::UserId;
+use tollgate::domain::{
+    CheckoutSessionId, CustomerId, EventId, PriceId, Proration, SubscriptionId, SubscriptionWrite,
+    UserId,
+};
+use tollgate::domain::{EventEffects, EventStatus, WebhookEvent};
+use tollgate::domain::{Provider, ProviderSubscription, Subscription, SubscriptionStatus};
+use tollgate::payments::signature::{sign_standard_webhooks, WebhookSecrets};
+use tollgate::payments::stripe::signature::sign as sign_stripe;
 use tollgate::payments::Providers;
+use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
 use tollgate::queue::EventMessage;
-use tollgate::secrets::providers::ProviderSecrets;
 use tollgate::store::embedded::EmbeddedStore;
-use tollgate::store::{BillingStore, EventLedger, StoreError};
-use tollgate::webhooks::process::{BatchItem, ProcessOutcome};
-use tollgate::webhooks::signature::{sign_standard_webhooks, sign_stripe, WebhookSecrets};
+use tollgate::store::{BillingStore, EventLedger, EventMark, StoreError};
+use tollgate::webhooks::{BatchItem, ProcessOutcome, Processor};
 use tollgate::{AppState, Clock};
-use tollgate_tests::{components_at, fixture, now, FakeProvider, RecordingQueue};
+use tollgate_tests::{components_at, fixture, now, FakeProvider, ManualClock, RecordingQueue};
 use tower::ServiceExt;
 
 const STRIPE_SECRET: &str = "whsec_test_secret";
@@ -28,10 +32,11 @@ const WHOP_SECRET: &str = "ws_test_0123456789abcdef0123456789abcdef0123456789abc
 
 struct Harness {
     state: AppState,
+    processor: Arc<Processor>,
     store: Arc<EmbeddedStore>,
     queue: Arc<RecordingQueue>,
     stripe: Arc<FakeProvider>,
-    clock: Arc<tollgate::ManualClock>,
+    clock: Arc<ManualClock>,
 }
 
 fn harness(stripe_secrets: &str) -> Harness {
@@ -40,13 +45,20 @@ fn harness(stripe_secrets: &str) -> Harness {
     let stripe = Arc::new(FakeProvider::new(Provider::Stripe));
     c.queue = Some(queue.clone());
     c.providers = Providers::default().with(stripe.clone());
-    c.provider_secrets = ProviderSecrets {
-        stripe_webhook_secrets: Some(WebhookSecrets::parse(stripe_secrets).expect("secrets")),
-        whop_webhook_secrets: Some(WebhookSecrets::parse(WHOP_SECRET).expect("secrets")),
-        ..Default::default()
-    };
+    c.webhook_secrets = [
+        (
+            Provider::Stripe,
+            WebhookSecrets::parse(stripe_secrets).expect("secrets"),
+        ),
+        (
+            Provider::Whop,
+            WebhookSecrets::parse(WHOP_SECRET).expect("secrets"),
+        ),
+    ]
+    .into();
     Harness {
-        state: AppState::assemble(c),
+        state: AppState::assemble(&c, tollgate::Needs::ALL),
+        processor: Arc::new(c.processor()),
         store,
         queue,
         stripe,
@@ -90,11 +102,11 @@ async fn deliver_stripe(h: &Harness, body: &[u8], secret: &str, at: i64) -> (u16
     .await
 }
 
-fn event_id(body: &[u8]) -> String {
+fn event_id(body: &[u8]) -> EventId {
     serde_json::from_slice::<Value>(body).expect("json")["id"]
         .as_str()
         .expect("id")
-        .to_owned()
+        .into()
 }
 
 #[tokio::test]
@@ -149,10 +161,12 @@ async fn duplicates_are_reenqueued_until_processed_then_acknowledged_at_once() {
         .mark_event(
             Provider::Stripe,
             &event_id(&body),
-            EventStatus::Ignored,
-            1,
-            None,
-            0,
+            &EventMark {
+                status: EventStatus::Ignored,
+                attempts: 1,
+                error: None,
+                at: 0,
+            },
         )
         .await
         .expect("mark");
@@ -252,8 +266,7 @@ async fn unknown_event_types_are_acknowledged_and_recorded_as_ignored() {
         200
     );
     let outcome = h
-        .state
-        .processor()
+        .processor
         .process_one(&EventMessage {
             provider: Provider::Stripe,
             event_id: "evt_unknown_1".into(),
@@ -263,7 +276,7 @@ async fn unknown_event_types_are_acknowledged_and_recorded_as_ignored() {
     assert_eq!(outcome, ProcessOutcome::Ignored);
     let stored = h
         .store
-        .get_event(Provider::Stripe, "evt_unknown_1")
+        .get_event(Provider::Stripe, &"evt_unknown_1".into())
         .await
         .expect("read")
         .expect("stored");
@@ -279,7 +292,7 @@ async fn unknown_event_types_are_acknowledged_and_recorded_as_ignored() {
 #[tokio::test]
 async fn oversize_bodies_get_413() {
     let h = harness(STRIPE_SECRET);
-    let body = vec![b' '; tollgate::webhooks::ingest::MAX_WEBHOOK_BYTES + 1];
+    let body = vec![b' '; tollgate::webhooks::MAX_WEBHOOK_BYTES + 1];
     let (status, reply) = deliver_stripe(&h, &body, STRIPE_SECRET, h.clock.now()).await;
     assert_eq!(
         (status, reply["code"].as_str()),
@@ -307,7 +320,7 @@ async fn whop_events_verify_with_the_raw_secret_bytes() {
     );
     let stored = h
         .store
-        .get_event(Provider::Whop, id)
+        .get_event(Provider::Whop, &id.into())
         .await
         .expect("read")
         .expect("stored");
@@ -333,11 +346,11 @@ fn provider_sub(
 ) -> ProviderSubscription {
     ProviderSubscription {
         provider: Provider::Stripe,
-        subscription_id: sub.to_owned(),
-        customer_id: format!("cus_{}", &sub[4..]),
+        subscription_id: sub.into(),
+        customer_id: Some(format!("cus_{}", &sub[4..]).into()),
         user_id: Some(user),
         status,
-        price_id: price.to_owned(),
+        price_id: price.into(),
         current_period_end: Some(now() + 30 * 86_400),
         cancel_at_period_end: cancel,
         trial_end: None,
@@ -370,11 +383,13 @@ async fn an_event_takes_effect_once_and_records_its_payment() {
         event_id: event_id(body.as_bytes()),
     };
     assert_eq!(
-        h.state.processor().process_one(&msg).await.expect("ok"),
-        ProcessOutcome::Processed
+        h.processor.process_one(&msg).await.expect("ok"),
+        ProcessOutcome::Processed {
+            wrote_subscription: true
+        }
     );
     assert_eq!(
-        h.state.processor().process_one(&msg).await.expect("ok"),
+        h.processor.process_one(&msg).await.expect("ok"),
         ProcessOutcome::AlreadyDone
     );
     let sub = h
@@ -390,7 +405,7 @@ async fn an_event_takes_effect_once_and_records_its_payment() {
     );
     assert_eq!(
         h.store
-            .find_customer(Provider::Stripe, "cus_1TestSubscr0000001")
+            .find_customer(Provider::Stripe, &"cus_1TestSubscr0000001".into())
             .await
             .expect("read"),
         Some(user.id),
@@ -400,18 +415,29 @@ async fn an_event_takes_effect_once_and_records_its_payment() {
     let view = h
         .state
         .billing()
+        .expect("billing")
         .subscription(&user.id, None)
         .await
         .expect("view");
     assert!(view.access.has_access);
     // A token issued before the payment still says "free"; /auth/me answers with the plan now.
-    let claims = h
+    let who = h
         .state
-        .auth()
-        .verify_access_token(&tokens.access_token)
+        .verifier()
+        .expect("keys")
+        .verify(&tokens.access_token)
         .expect("valid token");
-    assert_eq!(claims.plan, "free");
-    assert_eq!(h.state.auth().me(&claims).await.expect("me").plan, "pro");
+    assert_eq!(who.claims.plan, "free");
+    assert_eq!(
+        h.state
+            .auth()
+            .expect("accounts")
+            .me(&who)
+            .await
+            .expect("me")
+            .plan,
+        "pro"
+    );
 }
 
 #[tokio::test]
@@ -444,7 +470,7 @@ async fn a_failure_reports_the_record_and_every_later_record_of_its_group() {
         h.store
             .record_event(&WebhookEvent {
                 provider: Provider::Stripe,
-                event_id: id.clone(),
+                event_id: id.clone().into(),
                 event_type: "customer.subscription.updated".into(),
                 body: String::from_utf8(body).expect("utf8"),
                 group_id: group.to_string(),
@@ -461,17 +487,17 @@ async fn a_failure_reports_the_record_and_every_later_record_of_its_group() {
             message_id: format!("m{i}"),
             message: EventMessage {
                 provider: Provider::Stripe,
-                event_id: id,
+                event_id: id.into(),
             },
             group_id: group.to_string(),
         });
     }
-    let mut failed = h.state.processor().process_batch(items).await;
+    let mut failed = h.processor.process_batch(items).await;
     failed.sort();
     assert_eq!(failed, vec!["m0", "m2", "m3"]);
     let a = h
         .store
-        .get_event(Provider::Stripe, "evt_batch_0")
+        .get_event(Provider::Stripe, &"evt_batch_0".into())
         .await
         .expect("read")
         .expect("event");
@@ -479,7 +505,7 @@ async fn a_failure_reports_the_record_and_every_later_record_of_its_group() {
     assert!(a.last_error.is_some());
     let later = h
         .store
-        .get_event(Provider::Stripe, "evt_batch_2")
+        .get_event(Provider::Stripe, &"evt_batch_2".into())
         .await
         .expect("read")
         .expect("event");
@@ -489,7 +515,7 @@ async fn a_failure_reports_the_record_and_every_later_record_of_its_group() {
     );
     let b = h
         .store
-        .get_event(Provider::Stripe, "evt_batch_1")
+        .get_event(Provider::Stripe, &"evt_batch_1".into())
         .await
         .expect("read")
         .expect("event");
@@ -517,7 +543,7 @@ impl FlakyStore {
 }
 
 fn injected() -> StoreError {
-    StoreError::Unavailable("injected store failure".into())
+    StoreError::Unavailable(tollgate::error::message("injected store failure"))
 }
 
 #[async_trait]
@@ -536,27 +562,22 @@ impl EventLedger for FlakyStore {
     async fn get_event(
         &self,
         provider: Provider,
-        event_id: &str,
+        event_id: &EventId,
     ) -> Result<Option<WebhookEvent>, StoreError> {
         self.inner.get_event(provider, event_id).await
     }
     async fn mark_event(
         &self,
         provider: Provider,
-        event_id: &str,
-        status: EventStatus,
-        attempts: u32,
-        error: Option<String>,
-        at: i64,
+        event_id: &EventId,
+        mark: &EventMark,
     ) -> Result<(), StoreError> {
-        self.inner
-            .mark_event(provider, event_id, status, attempts, error, at)
-            .await
+        self.inner.mark_event(provider, event_id, mark).await
     }
     async fn apply_event(
         &self,
         provider: Provider,
-        event_id: &str,
+        event_id: &EventId,
         effects: &EventEffects,
         at: i64,
     ) -> Result<(), StoreError> {
@@ -584,16 +605,25 @@ impl BillingStore for FlakyStore {
             None => self.inner.get_subscription(user_id).await,
         }
     }
-    async fn put_subscription(&self, s: &Subscription, v: Option<u64>) -> Result<(), StoreError> {
-        self.inner.put_subscription(s, v).await
+    async fn put_subscription(&self, w: &SubscriptionWrite) -> Result<(), StoreError> {
+        self.inner.put_subscription(w).await
     }
-    async fn claim_customer(&self, p: Provider, c: &str, u: &UserId) -> Result<UserId, StoreError> {
+    async fn claim_customer(
+        &self,
+        p: Provider,
+        c: &CustomerId,
+        u: &UserId,
+    ) -> Result<UserId, StoreError> {
         self.inner.claim_customer(p, c, u).await
     }
-    async fn find_customer(&self, p: Provider, c: &str) -> Result<Option<UserId>, StoreError> {
+    async fn find_customer(
+        &self,
+        p: Provider,
+        c: &CustomerId,
+    ) -> Result<Option<UserId>, StoreError> {
         self.inner.find_customer(p, c).await
     }
-    async fn customer_of(&self, p: Provider, u: &UserId) -> Result<Option<String>, StoreError> {
+    async fn customer_of(&self, p: Provider, u: &UserId) -> Result<Option<CustomerId>, StoreError> {
         self.inner.customer_of(p, u).await
     }
 }
@@ -634,11 +664,13 @@ async fn every_subscription_converges_to_the_provider_state_under_duplicates_reo
     c.ledger = flaky.clone();
     c.queue = Some(queue.clone());
     c.providers = Providers::default().with(provider.clone());
-    c.provider_secrets = ProviderSecrets {
-        stripe_webhook_secrets: Some(WebhookSecrets::parse(STRIPE_SECRET).expect("secret")),
-        ..Default::default()
-    };
-    let state = AppState::assemble(c);
+    c.webhook_secrets = [(
+        Provider::Stripe,
+        WebhookSecrets::parse(STRIPE_SECRET).expect("secret"),
+    )]
+    .into();
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
+    let processor = Arc::new(c.processor());
 
     // Each user's history at the provider: checkout, activation, plan change, past due,
     // recovery, cancel at period end, deletion. Every step is one event.
@@ -764,7 +796,7 @@ async fn every_subscription_converges_to_the_provider_state_under_duplicates_reo
             senders_done.clone(),
             queue.clone(),
         );
-        let processor = state.processor().clone();
+        let processor = processor.clone();
         workers.spawn(async move {
             loop {
                 let batch: Vec<(String, EventMessage, String)> = {
@@ -832,7 +864,7 @@ async fn every_subscription_converges_to_the_provider_state_under_duplicates_reo
     }
 
     // Every subscription equals the provider's final state; every event took effect.
-    let catalog = state.billing().catalog().clone();
+    let catalog = c.catalog.clone();
     for (ui, &user) in users.iter().enumerate() {
         let (status, price, cancel) = history[stops[ui] - 1];
         let stored = store
@@ -841,7 +873,7 @@ async fn every_subscription_converges_to_the_provider_state_under_duplicates_reo
             .expect("read")
             .unwrap_or_else(|| panic!("user {ui} has no subscription"));
         let want_plan = catalog
-            .by_stripe_price(price)
+            .by_price(Provider::Stripe, &price.into())
             .map(|(p, _)| p.id.clone())
             .expect("price in catalog");
         assert_eq!(
@@ -856,7 +888,7 @@ async fn every_subscription_converges_to_the_provider_state_under_duplicates_reo
         );
         for step in 0..stops[ui] {
             let e = store
-                .get_event(Provider::Stripe, &format!("evt_u{ui:03}_s{step}"))
+                .get_event(Provider::Stripe, &format!("evt_u{ui:03}_s{step}").into())
                 .await
                 .expect("read")
                 .expect("every event is in the ledger");
@@ -879,7 +911,7 @@ struct GatedProvider {
 }
 
 #[async_trait]
-impl tollgate::payments::PaymentProvider for GatedProvider {
+impl PaymentProvider for GatedProvider {
     fn provider(&self) -> Provider {
         Provider::Stripe
     }
@@ -888,27 +920,24 @@ impl tollgate::payments::PaymentProvider for GatedProvider {
         u: &UserId,
         e: &str,
         k: &str,
-    ) -> Result<Option<String>, tollgate::payments::ProviderError> {
+    ) -> Result<Option<CustomerId>, ProviderError> {
         self.inner.create_customer(u, e, k).await
     }
-    async fn create_checkout(
-        &self,
-        r: &tollgate::payments::CheckoutRequest,
-    ) -> Result<tollgate::payments::CheckoutSession, tollgate::payments::ProviderError> {
+    async fn create_checkout(&self, r: &CheckoutRequest) -> Result<CheckoutSession, ProviderError> {
         self.inner.create_checkout(r).await
     }
     async fn create_portal(
         &self,
-        c: &str,
-        s: &str,
+        c: Option<&CustomerId>,
+        s: &SubscriptionId,
         r: &str,
-    ) -> Result<String, tollgate::payments::ProviderError> {
+    ) -> Result<String, ProviderError> {
         self.inner.create_portal(c, s, r).await
     }
     async fn fetch_subscription(
         &self,
-        id: &str,
-    ) -> Result<ProviderSubscription, tollgate::payments::ProviderError> {
+        id: &SubscriptionId,
+    ) -> Result<ProviderSubscription, ProviderError> {
         let state = self.inner.fetch_subscription(id).await;
         if self.first.swap(false, Ordering::SeqCst) {
             self.release.notified().await;
@@ -917,23 +946,23 @@ impl tollgate::payments::PaymentProvider for GatedProvider {
     }
     async fn fetch_checkout_subscription(
         &self,
-        s: &str,
-    ) -> Result<Option<String>, tollgate::payments::ProviderError> {
+        s: &CheckoutSessionId,
+    ) -> Result<Option<SubscriptionId>, ProviderError> {
         self.inner.fetch_checkout_subscription(s).await
     }
     async fn set_cancel_at_period_end(
         &self,
-        s: &str,
+        s: &SubscriptionId,
         c: bool,
-    ) -> Result<(), tollgate::payments::ProviderError> {
+    ) -> Result<(), ProviderError> {
         self.inner.set_cancel_at_period_end(s, c).await
     }
     async fn change_price(
         &self,
-        s: &str,
-        p: &str,
-        r: tollgate::billing::Proration,
-    ) -> Result<(), tollgate::payments::ProviderError> {
+        s: &SubscriptionId,
+        p: &PriceId,
+        r: Proration,
+    ) -> Result<(), ProviderError> {
         self.inner.change_price(s, p, r).await
     }
 }
@@ -947,14 +976,14 @@ async fn a_slow_fetch_of_an_older_state_never_overwrites_a_newer_one() {
         first: true.into(),
     });
     c.providers = Providers::default().with(provider.clone());
-    let state = AppState::assemble(c);
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
     let (user, _) = tollgate_tests::sign_up(&state).await;
     let record = |id: &str, sub: &ProviderSubscription| WebhookEvent {
         provider: Provider::Stripe,
-        event_id: id.to_owned(),
+        event_id: id.into(),
         event_type: "customer.subscription.updated".into(),
         body: String::from_utf8(tollgate_tests::stripe_subscription_event(id, sub)).expect("utf8"),
-        group_id: sub.subscription_id.clone(),
+        group_id: sub.subscription_id.to_string(),
         received_at: 0,
         status: EventStatus::Received,
         attempts: 0,
@@ -988,8 +1017,10 @@ async fn a_slow_fetch_of_an_older_state_never_overwrites_a_newer_one() {
 
     // Event 1's fetch reads "active" and stalls; the subscription is then canceled, and event
     // 2 is processed completely; only then does event 1's fetch answer.
-    let processor = state.processor().clone();
+    let processor = Arc::new(c.processor());
+    let slow_processor = processor.clone();
     let slow = tokio::spawn(async move {
+        let processor = slow_processor;
         processor
             .process_one(&EventMessage {
                 provider: Provider::Stripe,
@@ -1001,20 +1032,26 @@ async fn a_slow_fetch_of_an_older_state_never_overwrites_a_newer_one() {
         tokio::task::yield_now().await;
     }
     provider.inner.set(canceled.clone());
-    let fast = state
-        .processor()
+    let fast = processor
         .process_one(&EventMessage {
             provider: Provider::Stripe,
             event_id: "evt_race_2".into(),
         })
         .await
         .expect("fast");
-    assert_eq!(fast, ProcessOutcome::Processed);
+    assert_eq!(
+        fast,
+        ProcessOutcome::Processed {
+            wrote_subscription: true
+        }
+    );
     provider.release.notify_one();
     assert_eq!(
         slow.await.expect("join").expect("slow"),
-        ProcessOutcome::Processed,
-        "the stale event is marked processed"
+        ProcessOutcome::Processed {
+            wrote_subscription: false
+        },
+        "the stale event is marked processed without writing its state"
     );
     let stored = store
         .get_subscription(&user.id)
@@ -1028,7 +1065,7 @@ async fn a_slow_fetch_of_an_older_state_never_overwrites_a_newer_one() {
     );
     assert_eq!(
         store
-            .get_event(Provider::Stripe, "evt_race_1")
+            .get_event(Provider::Stripe, &"evt_race_1".into())
             .await
             .expect("read")
             .map(|e| e.status),

@@ -3,8 +3,8 @@
 //! `POST /billing/subscription/change` (all with `Authorization: Bearer <access token>`).
 //!
 //! - checkout `{plan, interval?, provider?}` → 200 `{url, provider}`; 409 `subscription_exists`
-//!   for a user with access to a paid plan; 422 for an unknown plan or missing price; 503
-//!   `provider_not_configured` without provider keys.
+//!   for a user with access to a paid plan; 422 for an unknown plan, a missing price or a
+//!   provider this deployment does not offer; 503 `provider_not_configured` without any provider.
 //! - portal → 200 `{url}`; 404 `no_subscription`.
 //! - cancel (at period end) / resume → 202 `{status: "pending"}`: the provider confirms by webhook.
 //! - change `{plan, interval?}` → 202, prorated per the target plan's `proration`.
@@ -14,12 +14,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
-use tollgate::billing::{Interval, Provider};
-use tollgate::domain::UserId;
-use tollgate::http::{ApiError, Authenticated, JsonBody, OptionalJsonBody};
-use tollgate::AppState;
+use serde::{Deserialize, Serialize};
+use tollgate::auth::AuthenticatedUser;
+use tollgate::domain::{Interval, Provider};
+use tollgate::http::openapi::{
+    Internal, IntervalName, MalformedBody, PayloadTooLarge, ProviderName, Unauthenticated,
+    Unavailable, UnsupportedMediaType, ValidationFailed, PROBLEM_JSON,
+};
+use tollgate::http::{ApiError, JsonBody, OptionalJsonBody, Problem};
+use tollgate::{AppState, KeyAccess, Needs};
+use utoipa::OpenApi as _;
 
 /// Checkout path.
 pub const CHECKOUT_PATH: &str = "/billing/checkout";
@@ -32,8 +36,8 @@ pub const RESUME_PATH: &str = "/billing/subscription/resume";
 /// Plan change path.
 pub const CHANGE_PATH: &str = "/billing/subscription/change";
 
-/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
-/// checked against.
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template, the
+/// OpenAPI document and the local Lambda router are checked against.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", CHECKOUT_PATH),
     ("POST", PORTAL_PATH),
@@ -41,6 +45,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", RESUME_PATH),
     ("POST", CHANGE_PATH),
 ];
+
+/// What this function builds at start-up: the published JWKS (it verifies tokens) and billing
+/// with the providers' API clients.
+pub const NEEDS: Needs = Needs {
+    keys: KeyAccess::Public,
+    accounts: false,
+    billing: true,
+    ingest: false,
+};
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
@@ -52,86 +65,219 @@ pub fn routes() -> Router<AppState> {
         .route(CHANGE_PATH, post(change))
 }
 
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(checkout, portal, cancel, resume, change),
+    components(schemas(CheckoutBody, ChangeBody, CheckoutStarted, PortalBody, Pending))
+)]
+struct Doc;
+
 /// `POST /billing/checkout` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
+    /// A paid plan id of the catalog (`pro`, `team`).
+    #[schema(example = "pro")]
     plan: String,
+    /// The billing interval (Stripe prices; default `month`).
     #[serde(default)]
+    #[schema(value_type = Option<IntervalName>)]
     interval: Option<Interval>,
+    /// `stripe` or `whop` (default: the first configured).
     #[serde(default)]
-    provider: Option<String>,
+    #[schema(value_type = Option<ProviderName>)]
+    provider: Option<Provider>,
 }
 
 /// `POST /billing/subscription/change` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeBody {
+    /// The paid plan to move to.
+    #[schema(example = "team")]
     plan: String,
+    /// The billing interval (default: the current one, else `month`).
     #[serde(default)]
+    #[schema(value_type = Option<IntervalName>)]
     interval: Option<Interval>,
 }
 
-fn user_of(claims: &tollgate::auth::AccessClaims) -> Result<UserId, ApiError> {
-    claims.sub.parse().map_err(|_| ApiError::MissingBearer)
+/// A started checkout.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CheckoutStarted {
+    /// Where to send the buyer.
+    url: String,
+    /// `stripe` or `whop`.
+    provider: &'static str,
 }
 
+/// A billing portal session.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PortalBody {
+    /// Where to send the customer.
+    url: String,
+}
+
+/// A change the provider confirms by webhook.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Pending {
+    /// Always `pending`.
+    #[schema(example = "pending")]
+    status: &'static str,
+}
+
+/// Starts a checkout for a paid plan.
+#[utoipa::path(
+    post,
+    path = CHECKOUT_PATH,
+    tag = "billing",
+    request_body = CheckoutBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The checkout URL at the provider.", body = CheckoutStarted),
+        (status = 400, response = MalformedBody),
+        (status = 401, response = Unauthenticated),
+        (status = 409, description = "`subscription_exists`: the user already has access to a paid plan.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed` (unknown plan, no price for this interval) or `provider_not_configured` (a provider this deployment does not offer).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+        (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`provider_not_configured` (no provider at all) or `unavailable`.", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 async fn checkout(
     State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    who: AuthenticatedUser,
     JsonBody(body): JsonBody<CheckoutBody>,
 ) -> Result<Response, ApiError> {
-    let provider = match body.provider.as_deref() {
-        None => None,
-        Some(p) => Some(Provider::parse(p).ok_or_else(|| {
-            ApiError::InvalidQuery(format!("unknown provider {p:?}: use stripe or whop"))
-        })?),
-    };
     let (provider, url) = state
-        .billing()
-        .create_checkout(&user_of(&claims)?, &body.plan, body.interval, provider)
+        .billing()?
+        .create_checkout(&who.user_id, &body.plan, body.interval, body.provider)
         .await?;
-    Ok(Json(json!({"url": url, "provider": provider.as_str()})).into_response())
+    Ok(Json(CheckoutStarted {
+        url,
+        provider: provider.as_str(),
+    })
+    .into_response())
 }
 
+/// A self-service billing portal for the user's subscription (Stripe's portal; Whop's manage page).
+#[utoipa::path(
+    post,
+    path = PORTAL_PATH,
+    tag = "billing",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The portal URL.", body = PortalBody),
+        (status = 401, response = Unauthenticated),
+        (status = 404, description = "`no_subscription`: there is no subscription to manage.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+        (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn portal(
     State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    who: AuthenticatedUser,
 ) -> Result<Response, ApiError> {
-    let url = state.billing().create_portal(&user_of(&claims)?).await?;
-    Ok(Json(json!({"url": url})).into_response())
+    let url = state.billing()?.create_portal(&who.user_id).await?;
+    Ok(Json(PortalBody { url }).into_response())
 }
 
 fn pending() -> Response {
-    (StatusCode::ACCEPTED, Json(json!({"status": "pending"}))).into_response()
+    (StatusCode::ACCEPTED, Json(Pending { status: "pending" })).into_response()
 }
 
+/// Sets the subscription to cancel at the end of the period (access continues until then).
+#[utoipa::path(
+    post,
+    path = CANCEL_PATH,
+    tag = "billing",
+    request_body(content = Option<Object>, description = "Empty, or any JSON (ignored)."),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
+        (status = 400, response = MalformedBody),
+        (status = 401, response = Unauthenticated),
+        (status = 404, description = "`no_subscription`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+        (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn cancel(
     State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    who: AuthenticatedUser,
     _: OptionalJsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    state.billing().cancel(&user_of(&claims)?).await?;
+    state.billing()?.cancel(&who.user_id).await?;
     Ok(pending())
 }
 
+/// Undoes a pending cancel-at-period-end.
+#[utoipa::path(
+    post,
+    path = RESUME_PATH,
+    tag = "billing",
+    request_body(content = Option<Object>, description = "Empty, or any JSON (ignored)."),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
+        (status = 400, response = MalformedBody),
+        (status = 401, response = Unauthenticated),
+        (status = 404, description = "`no_subscription`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+        (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn resume(
     State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    who: AuthenticatedUser,
     _: OptionalJsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    state.billing().resume(&user_of(&claims)?).await?;
+    state.billing()?.resume(&who.user_id).await?;
     Ok(pending())
 }
 
+/// Moves the subscription to another plan, prorated per the target plan's `proration`.
+#[utoipa::path(
+    post,
+    path = CHANGE_PATH,
+    tag = "billing",
+    request_body = ChangeBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
+        (status = 400, response = MalformedBody),
+        (status = 401, response = Unauthenticated),
+        (status = 404, description = "`no_subscription`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 502, description = "`provider_error`: the provider refused (Whop cannot change plans through its API).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn change(
     State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    who: AuthenticatedUser,
     JsonBody(body): JsonBody<ChangeBody>,
 ) -> Result<Response, ApiError> {
     state
-        .billing()
-        .change_plan(&user_of(&claims)?, &body.plan, body.interval)
+        .billing()?
+        .change_plan(&who.user_id, &body.plan, body.interval)
         .await?;
     Ok(pending())
 }

@@ -4,45 +4,86 @@
 //! the refresh cookie. Unknown email and wrong password give the same 401 `invalid_credentials`.
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use serde::Deserialize;
-use tollgate::http::{refresh_cookie, ApiError, JsonBody, TokenBody, UserAgent};
-use tollgate::AppState;
+use tollgate::http::openapi::{
+    Internal, MalformedBody, PayloadTooLarge, Unavailable, UnsupportedMediaType, PROBLEM_JSON,
+};
+use tollgate::http::{token_response, ApiError, JsonBody, Problem, TokenBody, UserAgent};
+use tollgate::{AppState, KeyAccess, Needs};
+use utoipa::OpenApi as _;
 
 /// The public path this function serves.
 pub const PATH: &str = "/auth/login";
 
-/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
-/// checked against.
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template, the
+/// OpenAPI document and the local Lambda router are checked against.
 pub const ROUTES: &[(&str, &str)] = &[("POST", PATH)];
+
+/// What this function builds at start-up: accounts and the private signing keys.
+pub const NEEDS: Needs = Needs {
+    keys: KeyAccess::Signing,
+    accounts: true,
+    billing: false,
+    ingest: false,
+};
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, post(login))
 }
 
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login), components(schemas(LoginRequest)))]
+struct Doc;
+
 /// `POST /auth/login` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    /// The account's email (any case).
+    #[schema(example = "ada@example.com")]
     email: String,
+    /// The password.
+    #[schema(example = "correct horse battery staple")]
     password: String,
 }
 
+/// Checks the credentials and starts a session.
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new session; the refresh token is also set as the `tollgate_refresh` cookie.", body = TokenBody,
+            headers(("set-cookie" = String, description = "`tollgate_refresh=…; Path=/auth; HttpOnly; Secure; SameSite=Strict`"))),
+        (status = 400, response = MalformedBody),
+        (status = 401, description = "`invalid_credentials`: unknown email or wrong password (indistinguishable).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "`account_disabled`: the account is disabled.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     UserAgent(ua): UserAgent,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let (_, tokens) = state.auth().login(&req.email, req.password, ua).await?;
-    Ok((
-        [
-            (header::SET_COOKIE, refresh_cookie(&tokens, state.config())),
-            (header::CACHE_CONTROL, "no-store".parse().expect("static")),
-        ],
-        Json(TokenBody::from(&tokens)),
-    )
-        .into_response())
+    let (_, tokens) = state.auth()?.login(&req.email, req.password, ua).await?;
+    Ok(token_response(
+        StatusCode::OK,
+        &tokens,
+        None,
+        state.config(),
+    ))
 }

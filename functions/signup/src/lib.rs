@@ -1,77 +1,92 @@
 //! `signup`: `POST /auth/signup`.
 //!
-//! Request `{email, password}` → 201 `{user: {id, email, created_at}, access_token, token_type,
-//! expires_in, refresh_token}` and the refresh cookie. Errors (problem+json): 422
+//! Request `{email, password}` → 201 `{access_token, token_type, expires_in, refresh_token,
+//! user: {id, email, created_at}}` and the refresh cookie. Errors (problem+json): 422
 //! `validation_failed`, 409 `email_taken`, 400/413/415 for bad bodies.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use tollgate::clock::rfc3339;
-use tollgate::http::{refresh_cookie, ApiError, JsonBody, TokenBody, UserAgent};
-use tollgate::AppState;
+use axum::Router;
+use serde::Deserialize;
+use tollgate::http::openapi::{
+    Internal, MalformedBody, PayloadTooLarge, Unavailable, UnsupportedMediaType, ValidationFailed,
+    PROBLEM_JSON,
+};
+use tollgate::http::{token_response, ApiError, JsonBody, Problem, TokenBody, UserAgent};
+use tollgate::{AppState, KeyAccess, Needs};
+use utoipa::OpenApi as _;
 
 /// The public path this function serves.
 pub const PATH: &str = "/auth/signup";
 
-/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
-/// checked against.
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template, the
+/// OpenAPI document and the local Lambda router are checked against.
 pub const ROUTES: &[(&str, &str)] = &[("POST", PATH)];
+
+/// What this function builds at start-up: accounts and the private signing keys (it issues the
+/// first session's tokens).
+pub const NEEDS: Needs = Needs {
+    keys: KeyAccess::Signing,
+    accounts: true,
+    billing: false,
+    ingest: false,
+};
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, post(signup))
 }
 
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(signup), components(schemas(SignupRequest)))]
+struct Doc;
+
 /// `POST /auth/signup` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
+    /// The email to sign up with (trimmed, unique case-insensitively).
+    #[schema(example = "ada@example.com")]
     email: String,
+    /// 8 to 128 characters, no composition rules (NIST SP 800-63B).
+    #[schema(example = "correct horse battery staple")]
     password: String,
 }
 
-/// The created user as returned to the client.
-#[derive(Serialize)]
-pub struct UserBody {
-    /// User id (UUIDv7).
-    pub id: String,
-    /// Email as entered.
-    pub email: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-}
-
-#[derive(Serialize)]
-struct SignupResponse {
-    user: UserBody,
-    #[serde(flatten)]
-    tokens: TokenBody,
-}
-
+/// Creates an account and its first session.
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "accounts",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The account and its first session; the refresh token is also set as the `tollgate_refresh` cookie.", body = TokenBody,
+            headers(("set-cookie" = String, description = "`tollgate_refresh=…; Path=/auth; HttpOnly; Secure; SameSite=Strict`"))),
+        (status = 400, response = MalformedBody),
+        (status = 409, description = "`email_taken`: an account with this email exists.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn signup(
     State(state): State<AppState>,
     UserAgent(ua): UserAgent,
     JsonBody(req): JsonBody<SignupRequest>,
 ) -> Result<Response, ApiError> {
-    let (user, tokens) = state.auth().signup(&req.email, req.password, ua).await?;
-    let body = SignupResponse {
-        user: UserBody {
-            id: user.id.to_string(),
-            email: user.email,
-            created_at: rfc3339(user.created_at),
-        },
-        tokens: TokenBody::from(&tokens),
-    };
-    Ok((
+    let (user, tokens) = state.auth()?.signup(&req.email, req.password, ua).await?;
+    Ok(token_response(
         StatusCode::CREATED,
-        [
-            (header::SET_COOKIE, refresh_cookie(&tokens, state.config())),
-            (header::CACHE_CONTROL, "no-store".parse().expect("static")),
-        ],
-        Json(body),
-    )
-        .into_response())
+        &tokens,
+        Some(&user),
+        state.config(),
+    ))
 }

@@ -1,5 +1,6 @@
-//! The `signup` Lambda: serves [`signup::routes`] through API Gateway (HTTP API, payload v2).
+//! The `signup` Lambda: serves [`signup::routes`] through API Gateway (HTTP API, payload v2),
+//! built with [`signup::NEEDS`] only.
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run_http(signup::routes()).await
+    tollgate::lambda::run_http(signup::routes(), signup::NEEDS).await
 }

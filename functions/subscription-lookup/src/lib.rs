@@ -10,27 +10,39 @@
 //! `{id, email, email_verified, plan}`; a missing, invalid or expired token, or a token whose
 //! session was revoked → 401 `invalid_token`.
 
-use axum::extract::Query;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde::Serialize;
-use serde_json::json;
-use tollgate::clock::rfc3339;
-use tollgate::http::{ApiError, Authenticated};
-use tollgate::AppState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tollgate::auth::AuthenticatedUser;
+use tollgate::domain::{rfc3339, CheckoutSessionId, Entitlement};
+use tollgate::http::openapi::{
+    Internal, Unauthenticated, Unavailable, ValidationFailed, PROBLEM_JSON,
+};
+use tollgate::http::{ApiError, Problem, QueryParams};
+use tollgate::{AppState, KeyAccess, Needs};
+use utoipa::OpenApi as _;
 
 /// The public path of the current-user route.
 pub const ME_PATH: &str = "/auth/me";
 /// The public path of the subscription route.
 pub const SUBSCRIPTION_PATH: &str = "/billing/subscription";
 
-/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
-/// checked against.
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template, the
+/// OpenAPI document and the local Lambda router are checked against.
 pub const ROUTES: &[(&str, &str)] = &[("GET", ME_PATH), ("GET", SUBSCRIPTION_PATH)];
+
+/// What this function builds at start-up: the published JWKS (it verifies tokens), accounts
+/// (sessions for `/auth/me`) and billing with the providers' API clients (the redirect sync).
+pub const NEEDS: Needs = Needs {
+    keys: KeyAccess::Public,
+    accounts: true,
+    billing: true,
+    ingest: false,
+};
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
@@ -39,19 +51,44 @@ pub fn routes() -> Router<AppState> {
         .route(SUBSCRIPTION_PATH, get(subscription))
 }
 
-#[derive(Serialize)]
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(me, subscription), components(schemas(MeBody, SubscriptionBody)))]
+struct Doc;
+
+/// The current user.
+#[derive(Serialize, utoipa::ToSchema)]
 struct MeBody {
+    /// User id (UUIDv7).
     id: String,
+    /// Email as entered at signup.
     email: String,
+    /// Whether the email has been verified.
     email_verified: bool,
+    /// The plan the user has access to now (`free` without a paid subscription).
     plan: String,
 }
 
-async fn me(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-) -> Result<Response, ApiError> {
-    let me = state.auth().me(&claims).await?;
+/// The current user behind the bearer token; also checks the token's session, so a logged-out
+/// session stops working here at once.
+#[utoipa::path(
+    get,
+    path = ME_PATH,
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user and the plan they have access to now.", body = MeBody),
+        (status = 401, response = Unauthenticated),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+async fn me(State(state): State<AppState>, who: AuthenticatedUser) -> Result<Response, ApiError> {
+    let me = state.auth()?.me(&who).await?;
     let body = MeBody {
         id: me.user.id.to_string(),
         email: me.user.email,
@@ -62,38 +99,95 @@ async fn me(
 }
 
 /// `GET /billing/subscription` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SubscriptionQuery {
+    /// A checkout session of this user (Stripe `cs_…`) to fetch from the provider and apply first
+    /// — what the checkout success page passes, so it never waits for the webhook.
+    #[param(pattern = "^[A-Za-z0-9_]{1,255}$")]
     checkout_session: Option<String>,
 }
 
+/// The user's billing state (times RFC 3339 UTC, `null` when absent).
+#[derive(Serialize, utoipa::ToSchema)]
+struct SubscriptionBody {
+    /// The plan in effect (`free` without access).
+    plan: String,
+    /// The stored subscription's provider-neutral status, `null` without one.
+    #[schema(value_type = Option<String>, example = "active")]
+    status: Option<&'static str>,
+    /// Whether a paid plan is accessible now.
+    access: bool,
+    /// The plan's tier rank (`free` is 0).
+    tier: u32,
+    /// Flags (booleans) and limits (integers) of the plan in effect.
+    #[schema(value_type = Object)]
+    entitlements: BTreeMap<String, Entitlement>,
+    /// End of the current billing period.
+    current_period_end: Option<String>,
+    /// Whether it ends at the period end.
+    cancel_at_period_end: bool,
+    /// End of the trial.
+    trial_end: Option<String>,
+    /// For `past_due`: when access ends unless payment recovers.
+    grace_until: Option<String>,
+    /// `stripe` or `whop`, `null` without a subscription.
+    #[schema(value_type = Option<String>)]
+    provider: Option<&'static str>,
+}
+
+/// The user's subscription and access now, after applying `checkout_session` when given.
+#[utoipa::path(
+    get,
+    path = SUBSCRIPTION_PATH,
+    tag = "billing",
+    params(SubscriptionQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The billing state.", body = SubscriptionBody),
+        (status = 401, response = Unauthenticated),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 502, description = "`provider_error`: the payment provider refused the lookup.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn subscription(
     State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    Query(query): Query<SubscriptionQuery>,
+    who: AuthenticatedUser,
+    QueryParams(query): QueryParams<SubscriptionQuery>,
 ) -> Result<Response, ApiError> {
-    let user_id = claims.sub.parse().map_err(|_| ApiError::MissingBearer)?;
-    let session = query.checkout_session.as_deref().filter(|s| !s.is_empty());
-    if session.is_some_and(|s| {
-        s.len() > 255 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    }) {
-        return Err(ApiError::InvalidQuery(
-            "checkout_session is not a session id".into(),
-        ));
-    }
-    let view = state.billing().subscription(&user_id, session).await?;
+    let session = query
+        .checkout_session
+        .map(|s| {
+            let shaped = !s.is_empty()
+                && s.len() <= 255
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if shaped {
+                Ok(CheckoutSessionId::new(s))
+            } else {
+                Err(ApiError::InvalidQuery(
+                    "checkout_session is not a session id".into(),
+                ))
+            }
+        })
+        .transpose()?;
+    let view = state
+        .billing()?
+        .subscription(&who.user_id, session.as_ref())
+        .await?;
     let sub = view.subscription.as_ref();
-    let body = json!({
-        "plan": view.access.plan,
-        "status": sub.map(|s| s.status.as_str()),
-        "access": view.access.has_access,
-        "tier": view.access.tier,
-        "entitlements": view.access.entitlements,
-        "current_period_end": sub.and_then(|s| s.current_period_end).map(rfc3339),
-        "cancel_at_period_end": sub.is_some_and(|s| s.cancel_at_period_end),
-        "trial_end": sub.and_then(|s| s.trial_end).map(rfc3339),
-        "grace_until": view.access.grace_until.map(rfc3339),
-        "provider": sub.map(|s| s.provider.as_str()),
-    });
+    let body = SubscriptionBody {
+        plan: view.access.plan,
+        status: sub.map(|s| s.status.as_str()),
+        access: view.access.has_access,
+        tier: view.access.tier,
+        entitlements: view.access.entitlements,
+        current_period_end: sub.and_then(|s| s.current_period_end).map(rfc3339),
+        cancel_at_period_end: sub.is_some_and(|s| s.cancel_at_period_end),
+        trial_end: sub.and_then(|s| s.trial_end).map(rfc3339),
+        grace_until: view.access.grace_until.map(rfc3339),
+        provider: sub.map(|s| s.provider.as_str()),
+    };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }

@@ -11,20 +11,31 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
-use tollgate::billing::Provider;
-use tollgate::http::ApiError;
-use tollgate::webhooks::ingest::{IngestOutcome, MAX_WEBHOOK_BYTES};
-use tollgate::AppState;
+use serde::Serialize;
+use tollgate::domain::Provider;
+use tollgate::http::openapi::{Internal, PROBLEM_JSON};
+use tollgate::http::{ApiError, Problem};
+use tollgate::webhooks::{IngestOutcome, MAX_WEBHOOK_BYTES};
+use tollgate::{AppState, KeyAccess, Needs};
+use utoipa::OpenApi as _;
 
 /// Stripe webhook path.
 pub const STRIPE_PATH: &str = "/webhooks/stripe";
 /// Whop webhook path.
 pub const WHOP_PATH: &str = "/webhooks/whop";
 
-/// The `(method, path)` pairs this function serves: the source of truth the SAM template is
-/// checked against.
+/// The `(method, path)` pairs this function serves: the source of truth the SAM template, the
+/// OpenAPI document and the local Lambda router are checked against.
 pub const ROUTES: &[(&str, &str)] = &[("POST", STRIPE_PATH), ("POST", WHOP_PATH)];
+
+/// What this function builds at start-up: the webhook signing secrets, the ledger and the queue
+/// — no signing keys and no provider API keys.
+pub const NEEDS: Needs = Needs {
+    keys: KeyAccess::None,
+    accounts: false,
+    billing: false,
+    ingest: true,
+};
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
@@ -35,19 +46,53 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES + 1))
 }
 
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(stripe, whop), components(schemas(Received)))]
+struct Doc;
+
+/// The acknowledgement, sent only once the event is stored and enqueued.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Received {
+    /// Always `true`.
+    received: bool,
+    /// Whether the event had already been processed (nothing was enqueued again).
+    duplicate: bool,
+}
+
 async fn receive(
     state: AppState,
     provider: Provider,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let outcome = state.ingest().ingest(provider, &headers, &body).await?;
-    Ok(
-        Json(json!({"received": true, "duplicate": outcome == IngestOutcome::Duplicate}))
-            .into_response(),
-    )
+    let outcome = state.ingest()?.ingest(provider, &headers, &body).await?;
+    Ok(Json(Received {
+        received: true,
+        duplicate: outcome == IngestOutcome::Duplicate,
+    })
+    .into_response())
 }
 
+/// Receives a Stripe event (signed with `Stripe-Signature`).
+#[utoipa::path(
+    post,
+    path = STRIPE_PATH,
+    tag = "webhooks",
+    request_body(content = Object, description = "A Stripe event, exactly as Stripe sends it (the signature covers the raw bytes)."),
+    security(("stripe_signature" = [])),
+    responses(
+        (status = 200, description = "Stored and enqueued (or already processed).", body = Received),
+        (status = 400, description = "`invalid_signature` (nothing stored) or `malformed_event`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "`payload_too_large`: over 256 KiB.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+        (status = 503, description = "`provider_not_configured` (no webhook secret yet) or `unavailable` (not stored): Stripe retries.", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 async fn stripe(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -56,6 +101,21 @@ async fn stripe(
     receive(state, Provider::Stripe, headers, body).await
 }
 
+/// Receives a Whop event (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`).
+#[utoipa::path(
+    post,
+    path = WHOP_PATH,
+    tag = "webhooks",
+    request_body(content = Object, description = "A Whop event, exactly as Whop sends it (the signature covers the raw bytes)."),
+    security(("standard_webhooks" = [])),
+    responses(
+        (status = 200, description = "Stored and enqueued (or already processed).", body = Received),
+        (status = 400, description = "`invalid_signature` (nothing stored) or `malformed_event`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "`payload_too_large`: over 256 KiB.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+        (status = 503, description = "`provider_not_configured` (no webhook secret yet) or `unavailable` (not stored): Whop retries.", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 async fn whop(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -5,11 +5,12 @@
 //!   cargo run -p tollgate-admin -- bootstrap --stack tollgate [--rotate-keys]
 //! ```
 //!
-//! It finds the stack's two secrets by their tags, creates the JWT signing key set if the secret
+//! It finds the stack's four secrets by their tags; creates the JWT signing key set if its secret
 //! has none (or, with `--rotate-keys`, adds a new signing key and drops keys whose tokens have all
-//! expired), and records the provider secrets present in the environment (names of
-//! [`tollgate::secrets::providers::PROVIDER_SECRET_NAMES`]; values are read from the environment,
-//! never from arguments, so they stay out of shell history). Run it again at any time: without
+//! expired) and publishes the public JWKS in its own secret; and records the provider API keys
+//! ([`PROVIDER_KEY_NAMES`]) and webhook secrets ([`WEBHOOK_SECRET_NAMES`]) present in the
+//! environment, each group in its secret (values are read from the environment, never from
+//! arguments, so they stay out of shell history). Run it again at any time: without
 //! `--rotate-keys` and provider variables it changes nothing. It prints key ids and secret names,
 //! never values. `--data-dir` does the same for a dev server's `jwt-keys.json`.
 
@@ -17,10 +18,19 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use tollgate::secrets::bootstrap::{ensure_signing_keys, record_provider_secrets};
-use tollgate::secrets::providers::PROVIDER_SECRET_NAMES;
-use tollgate::secrets::SecretWriter;
+use tollgate::auth::keys::{ensure_signing_keys, KeySecrets};
+use tollgate::secrets::providers::{PROVIDER_KEY_NAMES, WEBHOOK_SECRET_NAMES};
+use tollgate::secrets::{record_values, SecretWriter};
 use tollgate::{Clock, Config, SystemClock};
+
+/// The secret ids the bootstrap writes.
+struct Targets {
+    keys: String,
+    jwks: String,
+    /// `(secret id, names it holds)` of the provider API keys and the webhook secrets; none for a
+    /// dev server's data directory (the dev server reads them from the environment).
+    values: Vec<(String, &'static [&'static str])>,
+}
 
 #[derive(Parser)]
 #[command(version, about = "Tollgate operator commands")]
@@ -36,12 +46,18 @@ enum Command {
         /// The deployed stack's name: its secrets are found by their `tollgate:stack` tag.
         #[arg(long, conflicts_with_all = ["jwt_keys_secret_id", "data_dir"])]
         stack: Option<String>,
-        /// The signing key set's secret id (name or ARN), instead of --stack.
-        #[arg(long, requires = "provider_secrets_id", conflicts_with = "data_dir")]
+        /// The private signing key set's secret id (name or ARN), instead of --stack.
+        #[arg(long, requires_all = ["jwks_secret_id", "provider_secrets_id", "webhook_secrets_id"], conflicts_with = "data_dir")]
         jwt_keys_secret_id: Option<String>,
-        /// The provider secret's id (name or ARN), with --jwt-keys-secret-id.
+        /// The published JWKS's secret id, with --jwt-keys-secret-id.
+        #[arg(long)]
+        jwks_secret_id: Option<String>,
+        /// The provider API keys' secret id, with --jwt-keys-secret-id.
         #[arg(long)]
         provider_secrets_id: Option<String>,
+        /// The webhook signing secrets' secret id, with --jwt-keys-secret-id.
+        #[arg(long)]
+        webhook_secrets_id: Option<String>,
         /// A dev server's data directory (its `jwt-keys.json`); provider secrets are not stored
         /// there (the dev server reads them from the environment).
         #[arg(long)]
@@ -50,7 +66,7 @@ enum Command {
         #[arg(long)]
         rotate_keys: bool,
         /// Access-token lifetime in seconds, as deployed (`TOLLGATE_ACCESS_TOKEN_TTL_SECONDS`).
-        #[arg(long, env = "TOLLGATE_ACCESS_TOKEN_TTL_SECONDS", default_value_t = Config::default().access_token_ttl)]
+        #[arg(long, env = "TOLLGATE_ACCESS_TOKEN_TTL_SECONDS", default_value_t = Config::default().auth.access_token_ttl)]
         access_token_ttl_seconds: i64,
     },
 }
@@ -60,58 +76,88 @@ async fn main() -> ExitCode {
     let Command::Bootstrap {
         stack,
         jwt_keys_secret_id,
+        jwks_secret_id,
         provider_secrets_id,
+        webhook_secrets_id,
         data_dir,
         rotate_keys,
         access_token_ttl_seconds,
     } = Cli::parse().command;
     let result = async {
-        let (store, keys_id, providers_id): (Box<dyn SecretWriter>, String, Option<String>) =
-            if let Some(dir) = data_dir {
-                let config = Config::default();
-                (
-                    Box::new(tollgate::secrets::FileSecretSource::new(dir)),
-                    config.jwt_keys_secret_id,
-                    None,
-                )
-            } else {
-                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                let source = tollgate::secrets::aws::AwsSecretSource::new(
-                    aws_sdk_secretsmanager::Client::new(&aws),
-                );
-                let (keys, providers) = match (stack, jwt_keys_secret_id, provider_secrets_id) {
-                    (Some(stack), _, _) => {
-                        let found = source.find_stack_secrets(&stack).await?;
-                        (found.jwt_keys, found.provider_secrets)
-                    }
-                    (None, Some(k), Some(p)) => (k, p),
-                    _ => {
-                        return Err(
-                            "give --stack, or --jwt-keys-secret-id with --provider-secrets-id, or --data-dir"
-                                .into(),
-                        )
-                    }
-                };
-                (Box::new(source), keys, Some(providers))
+        let (store, targets): (Box<dyn SecretWriter>, Targets) = if let Some(dir) = data_dir {
+            let config = Config::default();
+            (
+                Box::new(tollgate::secrets::FileSecretSource::new(dir)),
+                Targets {
+                    keys: config.jwt_keys_secret_id,
+                    jwks: config.jwks_secret_id,
+                    values: Vec::new(),
+                },
+            )
+        } else {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let source = tollgate::secrets::aws::AwsSecretSource::new(
+                aws_sdk_secretsmanager::Client::new(&aws),
+            );
+            let ids = match (
+                stack,
+                jwt_keys_secret_id,
+                jwks_secret_id,
+                provider_secrets_id,
+                webhook_secrets_id,
+            ) {
+                (Some(stack), ..) => {
+                    let found = source.find_stack_secrets(&stack).await?;
+                    (
+                        found.jwt_keys,
+                        found.jwks,
+                        found.provider_secrets,
+                        found.webhook_secrets,
+                    )
+                }
+                (None, Some(k), Some(j), Some(p), Some(w)) => (k, j, p, w),
+                _ => {
+                    return Err(
+                        "give --stack, or --jwt-keys-secret-id with the three other secret ids, or --data-dir"
+                            .into(),
+                    )
+                }
             };
+            (
+                Box::new(source),
+                Targets {
+                    keys: ids.0,
+                    jwks: ids.1,
+                    values: vec![
+                        (ids.2, &PROVIDER_KEY_NAMES[..]),
+                        (ids.3, &WEBHOOK_SECRET_NAMES[..]),
+                    ],
+                },
+            )
+        };
         let report = ensure_signing_keys(
             store.as_ref(),
-            &keys_id,
+            KeySecrets {
+                private: &targets.keys,
+                public: &targets.jwks,
+            },
             rotate_keys,
             SystemClock.now(),
             access_token_ttl_seconds,
         )
         .await?;
         println!(
-            "signing keys in {keys_id}: {} ; signing kid {} ; JWKS publishes {} key(s): {} ; dropped {}",
+            "signing keys in {}: {} ; signing kid {} ; JWKS in {} publishes {} key(s): {} ; dropped {}",
+            targets.keys,
             report.action,
             report.signing_kid,
+            targets.jwks,
             report.published.len(),
             report.published.join(", "),
             report.dropped
         );
-        if let Some(id) = providers_id {
-            let values: BTreeMap<String, SecretString> = PROVIDER_SECRET_NAMES
+        for (id, names) in &targets.values {
+            let values: BTreeMap<String, SecretString> = names
                 .iter()
                 .filter_map(|name| {
                     std::env::var(name)
@@ -120,11 +166,11 @@ async fn main() -> ExitCode {
                         .map(|v| ((*name).to_owned(), SecretString::from(v)))
                 })
                 .collect();
-            let set = record_provider_secrets(store.as_ref(), &id, &values).await?;
+            let set = record_values(store.as_ref(), id, names, &values).await?;
             println!(
-                "provider secrets in {id}: updated {} ; set now: {}",
+                "{id}: updated {} ; set now: {}",
                 if values.is_empty() { "none".to_owned() } else { values.keys().cloned().collect::<Vec<_>>().join(", ") },
-                if set.is_empty() { "none (billing answers 503 until a provider key is recorded)".to_owned() } else { set.join(", ") }
+                if set.is_empty() { "none".to_owned() } else { set.join(", ") }
             );
         }
         Ok::<_, Box<dyn std::error::Error>>(())
@@ -133,7 +179,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tollgate-admin: {e}");
+            eprintln!("tollgate-admin: {}", tollgate::error::Chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -1,13 +1,15 @@
 //! `tollgate-admin bootstrap` against Secrets Manager in moto (`AWS_ENDPOINT_URL`, started by
-//! `infra/test.sh`): the secrets are created empty and tagged as `template.yaml` does, the binary
-//! finds them by stack name, creates the key set, records provider secrets from the environment
-//! without printing them, and a rotation keeps the old key published. Without `AWS_ENDPOINT_URL`
+//! `infra/test.sh`): the four secrets are created and tagged as `template.yaml` does, the binary
+//! finds them by stack name, creates the key set and publishes its JWKS, records the provider API
+//! keys and the webhook secrets — each in its own secret — from the environment without printing
+//! them, and a rotation keeps the old key published. Without `AWS_ENDPOINT_URL`
 //! the test says so and passes, except when `CI=true`, where it fails.
 
 use aws_sdk_secretsmanager::types::Tag;
 use std::process::Command;
 use tollgate::secrets::aws::{
-    AwsSecretSource, JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG,
+    AwsSecretSource, JWKS_ROLE, JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG,
+    WEBHOOK_SECRETS_ROLE,
 };
 use tollgate::secrets::SecretSource;
 
@@ -41,7 +43,10 @@ async fn create(client: &aws_sdk_secretsmanager::Client, stack: &str, role: &str
 fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate-admin"));
     cmd.args(args);
-    for name in tollgate::secrets::providers::PROVIDER_SECRET_NAMES {
+    for name in tollgate::secrets::providers::PROVIDER_KEY_NAMES
+        .iter()
+        .chain(&tollgate::secrets::providers::WEBHOOK_SECRET_NAMES)
+    {
         cmd.env_remove(name);
     }
     for (k, v) in env {
@@ -58,7 +63,8 @@ fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
 
 fn kids(json: &str) -> Vec<String> {
     let set = tollgate::auth::KeySet::from_json(json, "i", "a").expect("a usable key set");
-    set.jwks()
+    set.public()
+        .jwks()
         .keys
         .iter()
         .filter_map(|k| k.common.key_id.clone())
@@ -72,14 +78,26 @@ async fn bootstrap_finds_the_stack_secrets_creates_keys_records_secrets_and_rota
     };
     let stack = format!("tg-admin-{}", std::process::id());
     let keys_arn = create(&client, &stack, JWT_KEYS_ROLE).await;
+    let jwks_arn = create(&client, &stack, JWKS_ROLE).await;
     let providers_arn = create(&client, &stack, PROVIDER_SECRETS_ROLE).await;
+    let webhooks_arn = create(&client, &stack, WEBHOOK_SECRETS_ROLE).await;
     // Another stack's secrets are never touched.
     let other = create(&client, &format!("{stack}-other"), JWT_KEYS_ROLE).await;
     let source = AwsSecretSource::new(client.clone());
     let found = source.find_stack_secrets(&stack).await.expect("found");
     assert_eq!(
-        (found.jwt_keys.as_str(), found.provider_secrets.as_str()),
-        (keys_arn.as_str(), providers_arn.as_str())
+        [
+            found.jwt_keys.as_str(),
+            found.jwks.as_str(),
+            found.provider_secrets.as_str(),
+            found.webhook_secrets.as_str(),
+        ],
+        [
+            keys_arn.as_str(),
+            jwks_arn.as_str(),
+            providers_arn.as_str(),
+            webhooks_arn.as_str(),
+        ]
     );
 
     let secret_value = "sk_test_bootstrap_never_printed";
@@ -110,9 +128,41 @@ async fn bootstrap_finds_the_stack_secrets_creates_keys_records_secrets_and_rota
         map.get("STRIPE_SECRET_KEY").map(String::as_str),
         Some(secret_value)
     );
-    let parsed = tollgate::secrets::providers::ProviderSecrets::from_json(&providers)
+    assert!(
+        !map.contains_key("STRIPE_WEBHOOK_SECRET"),
+        "webhook secrets are kept apart from API keys: {map:?}"
+    );
+    let parsed = tollgate::secrets::providers::ProviderKeys::from_json(&providers)
         .expect("readable by the functions");
-    assert!(parsed.stripe_secret_key.is_some() && parsed.stripe_webhook_secrets.is_some());
+    assert!(parsed.stripe_secret_key.is_some());
+    let hooks = source
+        .get_secret(&webhooks_arn)
+        .await
+        .expect("webhook secrets stored");
+    let hooks = tollgate::secrets::providers::WebhookSigningSecrets::from_json(&hooks)
+        .expect("readable by ingest");
+    assert!(hooks.stripe.is_some() && hooks.whop.is_none());
+    // The published JWKS is the key set's public half, and parses as a JWKS.
+    let jwks = source.get_secret(&jwks_arn).await.expect("jwks stored");
+    let public = tollgate::auth::PublicKeys::from_json(
+        secrecy::ExposeSecret::expose_secret(&jwks),
+        "i",
+        "a",
+    )
+    .expect("a JWKS");
+    assert_eq!(
+        public
+            .jwks()
+            .keys
+            .iter()
+            .filter_map(|k| k.common.key_id.clone())
+            .collect::<Vec<_>>(),
+        first
+    );
+    assert!(
+        !secrecy::ExposeSecret::expose_secret(&jwks).contains("PRIVATE"),
+        "no private key in the JWKS"
+    );
 
     // Running again changes nothing; rotating adds a signing key and keeps the old one published.
     let (ok, out) = admin(&["bootstrap", "--stack", &stack], &[]);

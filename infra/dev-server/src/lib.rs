@@ -1,21 +1,23 @@
 //! The local API: every function's router merged on one port, on the embedded store, with the
-//! webhook processor fed by an in-process queue and an offline `local` payment provider.
+//! webhook processor fed by an in-process queue, the mail of later issues, and — without a
+//! `STRIPE_SECRET_KEY` — an offline Stripe stand-in ([`offline_stripe`]). Also the generator of
+//! the OpenAPI document ([`openapi`]), since this crate links every function's routes.
 
-pub mod local;
+pub mod offline_stripe;
+pub mod openapi;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Json, Router};
-use local::LocalProvider;
+use offline_stripe::OfflineStripe;
 use serde_json::json;
 use std::sync::Arc;
-use tollgate::billing::Provider;
-use tollgate::http::ApiError;
+use tollgate::error::Chain;
 use tollgate::payments::ProviderError;
 use tollgate::queue::EventMessage;
-use tollgate::webhooks::process::Processor;
+use tollgate::webhooks::Processor;
 use tollgate::AppState;
 
 /// Every function's routes, merged (the same routers the Lambdas serve).
@@ -28,37 +30,25 @@ pub fn routes() -> Router<AppState> {
         .merge(subscription_lookup::routes())
         .merge(checkout::routes())
         .merge(webhook_ingest::routes())
+        .merge(web::routes())
 }
 
-/// The whole local app with `state`: routes, problem+json fallbacks and request logging.
+/// The whole local app with `state`: every route, problem+json fallbacks, request spans.
 pub fn app(state: AppState) -> Router {
-    tollgate::http_app(routes(), state).layer(axum::middleware::from_fn(log_request))
+    tollgate::http_app(routes(), state)
 }
 
-/// [`app`] plus the `local` provider's routes: `POST /webhooks/local` (its signed events),
-/// `GET|POST /dev/checkout/{session}/complete` (the "payment page") and `GET /dev/portal/{sub}`.
-pub fn app_with_local(state: AppState, local: Arc<LocalProvider>) -> Router {
+/// [`app`] plus the offline Stripe stand-in's pages: `GET|POST /dev/checkout/{session}/complete`
+/// (the "payment page") and `GET /dev/portal/{subscription}`.
+pub fn app_with_offline_stripe(state: AppState, stripe: Arc<OfflineStripe>) -> Router {
     let dev = Router::new()
-        .route("/webhooks/local", post(local_webhook))
         .route(
             "/dev/checkout/{session}/complete",
             get(complete_redirect).post(complete_json),
         )
         .route("/dev/portal/{subscription}", get(portal_page))
-        .layer(Extension(local));
-    tollgate::http_app(routes().merge(dev), state).layer(axum::middleware::from_fn(log_request))
-}
-
-async fn local_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    state
-        .ingest()
-        .ingest(Provider::Local, &headers, &body)
-        .await?;
-    Ok(Json(json!({"received": true})).into_response())
+        .layer(Extension(stripe));
+    tollgate::http_app(routes().merge(dev), state)
 }
 
 fn provider_problem(e: ProviderError) -> Response {
@@ -66,24 +56,24 @@ fn provider_problem(e: ProviderError) -> Response {
         ProviderError::NotFound => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_GATEWAY,
     };
-    (status, Json(json!({"error": e.to_string()}))).into_response()
+    (status, Json(json!({"error": Chain(&e).to_string()}))).into_response()
 }
 
 async fn complete_redirect(
-    Extension(local): Extension<Arc<LocalProvider>>,
+    Extension(stripe): Extension<Arc<OfflineStripe>>,
     Path(session): Path<String>,
 ) -> Response {
-    match local.complete(&session).await {
+    match stripe.complete(&session).await {
         Ok(success_url) => Redirect::to(&success_url).into_response(),
         Err(e) => provider_problem(e),
     }
 }
 
 async fn complete_json(
-    Extension(local): Extension<Arc<LocalProvider>>,
+    Extension(stripe): Extension<Arc<OfflineStripe>>,
     Path(session): Path<String>,
 ) -> Response {
-    match local.complete(&session).await {
+    match stripe.complete(&session).await {
         Ok(success_url) => Json(
             json!({"completed": true, "checkout_session": session, "success_url": success_url}),
         )
@@ -95,14 +85,15 @@ async fn complete_json(
 async fn portal_page(Path(subscription): Path<String>) -> Response {
     Json(json!({
         "subscription": subscription,
-        "note": "local billing portal: use POST /billing/subscription/cancel, /resume or /change with your bearer token",
+        "note": "offline billing portal: use POST /billing/subscription/cancel, /resume or /change with your bearer token",
     }))
     .into_response()
 }
 
-/// Drains the in-process queue: each event is processed in arrival order, retried up to 5 times
-/// with exponential backoff (100 ms · 2ⁿ) like SQS redelivery; after that it stays `failed` in the
-/// ledger (the dev server's dead-letter queue) and the error is logged.
+/// Drains the in-process queue: each event is processed in arrival order; a retryable failure is
+/// retried up to 5 times with exponential backoff (100 ms · 2ⁿ) like SQS redelivery, a permanent
+/// one is not retried. Either way it then stays `failed` in the ledger (the dev server's
+/// dead-letter queue) and the error is logged.
 pub fn spawn_worker(
     processor: Arc<Processor>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<EventMessage>,
@@ -116,28 +107,17 @@ pub fn spawn_worker(
                         tracing::debug!(event_id = %message.event_id, ?outcome, "processed");
                         break;
                     }
-                    Err(e) if attempt < 5 => {
-                        tracing::warn!(event_id = %message.event_id, attempt, error = %e, "processing failed; retrying");
+                    Err(e) if attempt < 5 && e.is_retryable() => {
+                        tracing::warn!(event_id = %message.event_id, attempt, error = %Chain(&e), "processing failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay *= 2;
                     }
                     Err(e) => {
-                        tracing::error!(event_id = %message.event_id, error = %e, "processing failed 5 times; left as failed in the ledger")
+                        tracing::error!(event_id = %message.event_id, attempt, error = %Chain(&e), "processing failed; left as failed in the ledger");
+                        break;
                     }
                 }
             }
         }
     })
-}
-
-async fn log_request(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    tracing::debug!(%method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
-    response
 }

@@ -5,6 +5,8 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tollgate::domain::Provider;
+use tollgate::payments::signature::WebhookSecrets;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -41,27 +43,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let base_url = format!("http://{}", args.addr);
     let (mut components, store) =
-        tollgate::AppState::embedded_components(config, &args.data_dir).await?;
-    // The offline `local` provider: signs its events with a secret made for this run.
-    let local_secret = format!("whsec_local_{}", uuid::Uuid::now_v7().simple());
-    let local = Arc::new(dev_server::local::LocalProvider::new(
-        base_url,
-        local_secret.clone(),
-        args.data_dir.join("local-provider.json"),
-    ));
-    components.providers = components.providers.with(local.clone());
-    components.local_webhook_secret = Some(tollgate::webhooks::signature::WebhookSecrets::parse(
-        &local_secret,
-    )?);
+        tollgate::state::embedded_components(config, &args.data_dir).await?;
+    // Without a Stripe key, the offline Stripe stand-in answers Stripe's part: it signs its
+    // events with a secret made for this run, added to the Stripe webhook secrets.
+    let stand_in = if components.providers.get(Provider::Stripe).is_none() {
+        let secret = format!("whsec_local_{}", uuid::Uuid::now_v7().simple());
+        let configured = std::env::var("STRIPE_WEBHOOK_SECRET").unwrap_or_default();
+        components.webhook_secrets.insert(
+            Provider::Stripe,
+            WebhookSecrets::parse(&format!("{configured},{secret}"))?,
+        );
+        let stand_in = Arc::new(dev_server::offline_stripe::OfflineStripe::new(
+            base_url,
+            secret,
+            args.data_dir.join("local-provider.json"),
+        ));
+        components.providers = components.providers.with(stand_in.clone());
+        Some(stand_in)
+    } else {
+        None
+    };
     let (queue, rx) = tollgate::queue::InProcessQueue::new();
     components.queue = Some(Arc::new(queue));
-    let providers = format!("{:?}", components.providers);
-    let state = tollgate::AppState::assemble(components);
-    let worker = dev_server::spawn_worker(state.processor().clone(), rx);
+    let worker = dev_server::spawn_worker(Arc::new(components.processor()), rx);
+    let state = tollgate::AppState::assemble(&components, tollgate::Needs::ALL);
     let flusher = store.spawn_flusher();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    tracing::info!(addr = %args.addr, data_dir = %args.data_dir.display(), %providers, "Tollgate dev server listening");
-    axum::serve(listener, dev_server::app_with_local(state, local))
+    tracing::info!(
+        addr = %args.addr,
+        data_dir = %args.data_dir.display(),
+        providers = ?components.providers,
+        offline_stripe = stand_in.is_some(),
+        "Tollgate dev server listening"
+    );
+    let app = match stand_in {
+        Some(stripe) => dev_server::app_with_offline_stripe(state, stripe),
+        None => dev_server::app(state),
+    };
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
     flusher.abort();

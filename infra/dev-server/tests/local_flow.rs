@@ -1,5 +1,6 @@
 //! The README's offline paid flow, against the real `dev-server` binary (the program
-//! `cargo run -p dev-server` starts): sign up → checkout with the `local` provider → "pay" →
+//! `cargo run -p dev-server` starts, without a Stripe key): sign up → checkout with the offline
+//! Stripe stand-in → "pay" →
 //! the signed webhook lands and the in-process processor applies it → `/billing/subscription`
 //! shows the paid plan with access → the next refresh's access token carries the plan → cancel at
 //! period end keeps access until the period ends.
@@ -102,18 +103,21 @@ async fn signup_checkout_pay_refresh_and_cancel_offline() {
         .post(
             "/billing/checkout",
             Some(&access),
-            json!({"plan": "pro", "provider": "local"}),
+            json!({"plan": "pro"}),
         )
         .await;
     assert_eq!(
         (status, checkout["provider"].as_str()),
-        (200, Some("local")),
+        (200, Some("stripe")),
         "{checkout}"
     );
     let url = checkout["url"].as_str().expect("url");
-    assert!(url.starts_with(&api.base), "{url}");
-    // "Pay" on the local checkout page: it posts a signed checkout.session.completed to
-    // /webhooks/local, which ingest stores and enqueues.
+    assert!(
+        url.starts_with(&format!("{}/dev/checkout/cs_local_", api.base)),
+        "without a Stripe key the offline stand-in answers: {url}"
+    );
+    // "Pay" on the offline checkout page: it posts a signed checkout.session.completed to
+    // /webhooks/stripe, which ingest verifies, stores and enqueues.
     let (status, paid) = api.send(api.http.post(url)).await;
     assert_eq!(
         (status, paid["completed"].as_bool()),
@@ -124,7 +128,7 @@ async fn signup_checkout_pay_refresh_and_cancel_offline() {
     let sub = api
         .wait_for(&access, "the paid plan", |s| s["plan"] == "pro")
         .await;
-    assert_eq!(sub["provider"], "local");
+    assert_eq!(sub["provider"], "stripe");
     assert_eq!(sub["access"], true, "{sub}");
     assert!(
         matches!(sub["status"].as_str(), Some("active" | "trialing")),

@@ -2,7 +2,7 @@
 //! Sheet, "Argon2id" row), stored as a PHC string.
 //!
 //! The argon2 block buffer (19 MiB) is kept per thread and reused: allocating it per call costs
-//! up to 3x in page faults (measured, `../shared/peers/README.md`). Callers run hashing on
+//! up to 3x in page faults (measured, BENCHMARKS.md and `infra/bench/peers/README.md`). Callers run hashing on
 //! `tokio::task::spawn_blocking`; see [`crate::auth::Auth`].
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};

@@ -3,19 +3,20 @@
 
 use super::password::{PasswordHasher, Verification};
 use super::refresh::RefreshToken;
-use super::tokens::{AccessClaims, KeySet, TokenError};
+use super::tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, TokenError};
+use crate::billing::PlanAccess;
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::domain::{
-    Email, Password, RefreshDecision, RevokeReason, Session, SessionId, User, UserId, UserStatus,
-    ValidationError,
+    Email, Entitlement, Password, RefreshDecision, RevokeReason, Session, SessionId, SessionPolicy,
+    User, UserId, UserStatus, ValidationError,
 };
-use crate::store::{SessionStore, StoreError, UserStore};
+use crate::error::BoxError;
+use crate::store::{Conflict, SessionStore, StoreError, UserStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Why an account operation failed. The HTTP edge maps each case to one status and `code`
-/// ([`crate::http::ApiError`]).
+/// (`crate::http::ApiError`).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// Input failed validation (422 `validation_failed`).
@@ -43,22 +44,47 @@ pub enum AuthError {
     /// The session was revoked by logout or reuse detection (401 `session_revoked`).
     #[error("session revoked")]
     SessionRevoked,
-    /// Missing, malformed, expired or forged access token (401 `invalid_token`).
+    /// Missing, malformed, expired or forged access token, or its session or user is gone (401
+    /// `invalid_token`).
     #[error("invalid access token")]
     InvalidAccessToken,
-    /// A dependency is unavailable; retrying may succeed (503 `unavailable`).
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else (500 `internal`; details only in the log).
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The store failed (503 `unavailable` when retryable or a lost race, else 500 `internal`).
+    #[error("account store failed")]
+    Store(#[from] StoreError),
+    /// This function holds no signing key (a deployment mistake: 500 `internal`).
+    #[error("tokens cannot be issued here: no signing key")]
+    NoSigningKey,
+    /// Hashing, signing or the random source failed (500 `internal`).
+    #[error("internal failure")]
+    Internal(#[source] BoxError),
 }
 
-impl From<StoreError> for AuthError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => Self::Unavailable(m),
-            other => Self::Internal(other.to_string()),
+impl From<KeySetError> for AuthError {
+    fn from(e: KeySetError) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}
+
+/// Token and session settings: who issues access tokens, for whom, for how long (seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `iss` claim and OIDC issuer (no trailing slash).
+    pub issuer: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// Access-token lifetime, seconds (default 900: 15 min).
+    pub access_token_ttl: i64,
+    /// Session lifetimes and the reuse grace window.
+    pub session: SessionPolicy,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:3000".to_owned(),
+            audience: "tollgate".to_owned(),
+            access_token_ttl: 900,
+            session: SessionPolicy::default(),
         }
     }
 }
@@ -88,70 +114,128 @@ pub struct Me {
 
 /// The plan facts copied into an access token at issue time.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlanClaims {
-    /// Plan id.
-    pub plan: String,
-    /// Tier rank.
-    pub tier: u32,
-    /// Flags and numeric limits.
-    pub entitlements: BTreeMap<String, serde_json::Value>,
+struct PlanClaims {
+    plan: String,
+    tier: u32,
+    entitlements: BTreeMap<String, serde_json::Value>,
 }
 
-/// The account service: stores, keys, hasher, clock and settings, shared by every handler.
-pub struct Auth {
-    users: Arc<dyn UserStore>,
-    sessions: Arc<dyn SessionStore>,
-    keys: Arc<KeySet>,
-    hasher: PasswordHasher,
+/// The subject of a verified access token: its user and session, and every claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthenticatedUser {
+    /// `sub`.
+    pub user_id: UserId,
+    /// `sid`.
+    pub session_id: SessionId,
+    /// All claims.
+    pub claims: AccessClaims,
+}
+
+/// Verifies access tokens with the public keys and the clock: what every route behind a bearer
+/// token needs, and nothing that can issue a token.
+#[derive(Clone)]
+pub struct AccessVerifier {
+    keys: Arc<PublicKeys>,
     clock: Arc<dyn Clock>,
-    config: Arc<Config>,
-    billing: Arc<crate::billing::Billing>,
 }
 
-impl std::fmt::Debug for Auth {
+impl std::fmt::Debug for AccessVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
+        f.debug_struct("AccessVerifier")
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
+impl AccessVerifier {
+    /// A verifier over `keys`.
+    pub fn new(keys: Arc<PublicKeys>, clock: Arc<dyn Clock>) -> Self {
+        Self { keys, clock }
+    }
+
+    /// The public keys (the JWKS).
+    pub fn keys(&self) -> &PublicKeys {
+        &self.keys
+    }
+
+    /// Verifies an access token (signature, `iss`, `aud`, `exp`, `nbf`) and reads its subject.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidAccessToken`], also for `sub`/`sid` that are not Tollgate ids.
+    pub fn verify(&self, token: &str) -> Result<AuthenticatedUser, AuthError> {
+        let claims = self
+            .keys
+            .verify(token, self.clock.now())
+            .map_err(|e| match e {
+                TokenError::Expired | TokenError::Invalid => AuthError::InvalidAccessToken,
+            })?;
+        let user_id = claims
+            .sub
+            .parse()
+            .map_err(|_| AuthError::InvalidAccessToken)?;
+        let session_id = claims
+            .sid
+            .parse()
+            .map_err(|_| AuthError::InvalidAccessToken)?;
+        Ok(AuthenticatedUser {
+            user_id,
+            session_id,
+            claims,
+        })
+    }
+}
+
+/// The account service: stores, signing keys, hasher, clock and settings.
+pub struct Auth {
+    users: Arc<dyn UserStore>,
+    sessions: Arc<dyn SessionStore>,
+    signer: Option<Arc<KeySet>>,
+    hasher: PasswordHasher,
+    clock: Arc<dyn Clock>,
+    settings: AuthSettings,
+    access: PlanAccess,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Auth {
-    /// Wires the service.
+    /// Wires the service. Without a `signer` it can check sessions (`me`) but not issue tokens
+    /// (signup, login and refresh answer [`AuthError::NoSigningKey`]).
     pub fn new(
         users: Arc<dyn UserStore>,
         sessions: Arc<dyn SessionStore>,
-        keys: Arc<KeySet>,
+        signer: Option<Arc<KeySet>>,
         clock: Arc<dyn Clock>,
-        config: Arc<Config>,
-        billing: Arc<crate::billing::Billing>,
+        settings: AuthSettings,
+        access: PlanAccess,
     ) -> Self {
         Self {
             users,
             sessions,
-            keys,
+            signer,
             hasher: PasswordHasher::new(),
             clock,
-            config,
-            billing,
+            settings,
+            access,
         }
     }
 
-    /// The key set (for JWKS).
-    pub fn keys(&self) -> &KeySet {
-        &self.keys
-    }
-
     /// The settings.
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
     }
 
     /// Creates an account and its first session.
     ///
     /// # Errors
     /// `Validation` (email syntax, password not 8..=128 characters — every field reported),
-    /// `EmailTaken`, `Unavailable`, `Internal`.
+    /// `EmailTaken`, `Store`, `NoSigningKey`, `Internal`.
     pub async fn signup(
         &self,
         email: &str,
@@ -189,7 +273,7 @@ impl Auth {
         };
         match self.users.create_user(&user).await {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(AuthError::EmailTaken),
+            Err(StoreError::Conflict(Conflict::EmailTaken)) => return Err(AuthError::EmailTaken),
             Err(e) => return Err(e.into()),
         }
         let tokens = self.start_session(&user, user_agent).await?;
@@ -202,7 +286,8 @@ impl Auth {
     /// is replaced after a successful login.
     ///
     /// # Errors
-    /// `InvalidCredentials`, `AccountDisabled` (only after a correct password), `Unavailable`, `Internal`.
+    /// `InvalidCredentials`, `AccountDisabled` (only after a correct password), `Store`,
+    /// `NoSigningKey`, `Internal`.
     pub async fn login(
         &self,
         email: &str,
@@ -243,7 +328,7 @@ impl Auth {
                         Ok(()) => user = updated,
                         // A concurrent change wins; the next login rehashes.
                         Err(e) => {
-                            tracing::warn!(user_id = %user.id, error = %e, "password rehash not stored")
+                            tracing::warn!(user_id = %user.id, error = %crate::error::Chain(&e), "password rehash not stored")
                         }
                     }
                 }
@@ -262,7 +347,8 @@ impl Auth {
     ///
     /// # Errors
     /// `InvalidRefreshToken` (malformed, unknown session or secret), `RefreshTokenReused` (session
-    /// now revoked), `SessionRevoked`, `SessionExpired`, `AccountDisabled`, `Unavailable`, `Internal`.
+    /// now revoked), `SessionRevoked`, `SessionExpired`, `AccountDisabled`, `Store`, `NoSigningKey`,
+    /// `Internal`.
     pub async fn refresh_token(&self, raw: &str) -> Result<IssuedTokens, AuthError> {
         let token = RefreshToken::parse(raw).ok_or(AuthError::InvalidRefreshToken)?;
         let presented = token.hash();
@@ -278,22 +364,23 @@ impl Auth {
         // token a moment ago, and the second round sees it as the previous token (grace).
         for _ in 0..2 {
             let now = self.clock.now();
-            match session.decide(&presented, now, &self.config.session) {
+            match session.decide(&presented, now, &self.settings.session) {
                 RefreshDecision::Rotate => {
                     if user.status != UserStatus::Active {
                         return Err(AuthError::AccountDisabled);
                     }
-                    let next_token = RefreshToken::generate(user.id, session.id)
-                        .map_err(|_| AuthError::Internal("rng".into()))?;
+                    let next_token = RefreshToken::generate(user.id, session.id).map_err(|_| {
+                        AuthError::Internal(crate::error::message("random source failed"))
+                    })?;
                     let next = session.rotated(
                         next_token.hash(),
                         token.seal_successor(&next_token),
                         now,
-                        &self.config.session,
+                        &self.settings.session,
                     );
                     match self.sessions.rotate_session(&next, &presented).await {
                         Ok(()) => return self.issue(&user, &next, next_token.encode(), now).await,
-                        Err(StoreError::Conflict(_)) => {}
+                        Err(StoreError::Conflict(Conflict::SessionChanged)) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -326,9 +413,10 @@ impl Auth {
                 .await?
                 .ok_or(AuthError::InvalidRefreshToken)?;
         }
-        Err(AuthError::Unavailable(
-            "session changed concurrently; retry".into(),
-        ))
+        // Changed again between the two rounds: a retry will see where it settled.
+        Err(AuthError::Store(StoreError::Conflict(
+            Conflict::SessionChanged,
+        )))
     }
 
     /// Revokes the session a refresh token belongs to. Logging out a revoked or expired session
@@ -336,7 +424,7 @@ impl Auth {
     ///
     /// # Errors
     /// `InvalidRefreshToken` if the token is malformed or matches nothing in its session;
-    /// `Unavailable`, `Internal`.
+    /// `Store`.
     pub async fn logout(&self, raw: &str) -> Result<(), AuthError> {
         let token = RefreshToken::parse(raw).ok_or(AuthError::InvalidRefreshToken)?;
         let session = self
@@ -345,7 +433,7 @@ impl Auth {
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         let now = self.clock.now();
-        let reason = match session.decide(&token.hash(), now, &self.config.session) {
+        let reason = match session.decide(&token.hash(), now, &self.settings.session) {
             RefreshDecision::Unknown => return Err(AuthError::InvalidRefreshToken),
             RefreshDecision::Revoked => return Ok(()),
             RefreshDecision::Reuse => RevokeReason::Reuse,
@@ -363,37 +451,17 @@ impl Auth {
         }
     }
 
-    /// Verifies an access token (signature, `iss`, `aud`, `exp`, `nbf`).
-    ///
-    /// # Errors
-    /// `InvalidAccessToken`.
-    pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        self.keys
-            .verify(token, self.clock.now())
-            .map_err(|e| match e {
-                TokenError::Expired | TokenError::Invalid => AuthError::InvalidAccessToken,
-            })
-    }
-
-    /// The current user behind verified access-token claims. Also checks the token's session, so
-    /// a logged-out session stops working here at once (other services verifying the JWT alone
+    /// The current user behind a verified access token. Also checks the token's session, so a
+    /// logged-out session stops working here at once (other services verifying the JWT alone
     /// accept it until `exp`).
     ///
     /// # Errors
-    /// `InvalidAccessToken` if the user or session is gone or revoked; `Unavailable`, `Internal`.
-    pub async fn me(&self, claims: &AccessClaims) -> Result<Me, AuthError> {
-        let user_id: UserId = claims
-            .sub
-            .parse()
-            .map_err(|_| AuthError::InvalidAccessToken)?;
-        let session_id: SessionId = claims
-            .sid
-            .parse()
-            .map_err(|_| AuthError::InvalidAccessToken)?;
+    /// `InvalidAccessToken` if the user or session is gone or revoked; `Store`.
+    pub async fn me(&self, who: &AuthenticatedUser) -> Result<Me, AuthError> {
         let (user, session, plan) = tokio::join!(
-            self.users.get_user(&user_id),
-            self.sessions.get_session(&user_id, &session_id),
-            self.plan_claims(&user_id)
+            self.users.get_user(&who.user_id),
+            self.sessions.get_session(&who.user_id, &who.session_id),
+            self.plan_claims(&who.user_id)
         );
         let (user, session) = (user?, session?);
         match (user, session) {
@@ -409,14 +477,10 @@ impl Auth {
         }
     }
 
-    /// The plan, tier and entitlements the user has access to now (DESIGN §6), copied into
-    /// access tokens at issue time.
+    /// The plan, tier and entitlements the user has access to now, copied into access tokens at
+    /// issue time.
     async fn plan_claims(&self, user_id: &UserId) -> Result<PlanClaims, AuthError> {
-        let access = self
-            .billing
-            .access_of(user_id)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let access = self.access.of(user_id, self.clock.now()).await?;
         Ok(PlanClaims {
             plan: access.plan,
             tier: access.tier,
@@ -425,8 +489,8 @@ impl Auth {
                 .into_iter()
                 .map(|(k, v)| {
                     let value = match v {
-                        crate::billing::Entitlement::Flag(b) => serde_json::Value::Bool(b),
-                        crate::billing::Entitlement::Limit(n) => serde_json::Value::from(n),
+                        Entitlement::Flag(b) => serde_json::Value::Bool(b),
+                        Entitlement::Limit(n) => serde_json::Value::from(n),
                     };
                     (k, value)
                 })
@@ -438,7 +502,11 @@ impl Auth {
         let hasher = self.hasher.clone();
         blocking(move || hasher.hash(password.expose()))
             .await?
-            .map_err(|e| AuthError::Internal(format!("password hashing failed: {e}")))
+            .map_err(|e| {
+                AuthError::Internal(crate::error::message(format!(
+                    "password hashing failed: {e}"
+                )))
+            })
     }
 
     async fn start_session(
@@ -448,13 +516,13 @@ impl Auth {
     ) -> Result<IssuedTokens, AuthError> {
         let now = self.clock.now();
         let token = RefreshToken::generate(user.id, SessionId::new())
-            .map_err(|_| AuthError::Internal("rng".into()))?;
+            .map_err(|_| AuthError::Internal(crate::error::message("random source failed")))?;
         let session = Session::start(
             user.id,
             token.session_id,
             token.hash(),
             now,
-            &self.config.session,
+            &self.settings.session,
             user_agent,
         );
         self.sessions.create_session(&session).await?;
@@ -468,38 +536,38 @@ impl Auth {
         refresh_token: String,
         now: i64,
     ) -> Result<IssuedTokens, AuthError> {
+        let signer = self.signer.as_ref().ok_or(AuthError::NoSigningKey)?;
         let plan = self.plan_claims(&user.id).await?;
         let claims = AccessClaims {
-            iss: self.config.issuer.clone(),
-            aud: self.config.audience.clone(),
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
             sub: user.id.to_string(),
             sid: session.id.to_string(),
             iat: now,
             nbf: now,
-            exp: now + self.config.access_token_ttl,
+            exp: now + self.settings.access_token_ttl,
             jti: uuid::Uuid::now_v7().to_string(),
             plan: plan.plan,
             tier: plan.tier,
             entitlements: plan.entitlements,
         };
-        let access_token = self
-            .keys
-            .sign(&claims)
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let access_token = signer.sign(&claims)?;
         Ok(IssuedTokens {
             access_token,
-            expires_in: self.config.access_token_ttl,
+            expires_in: self.settings.access_token_ttl,
             refresh_token,
             refresh_expires_in: (session.expires_at - now).max(0),
         })
     }
 }
 
-/// Runs CPU-bound work (argon2) off the async workers.
+/// Runs CPU-bound work (argon2) off the async workers, inside the caller's span (so its logs
+/// keep the request id).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthError> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
-        .map_err(|e| AuthError::Internal(format!("blocking task failed: {e}")))
+        .map_err(|e| AuthError::Internal(Box::new(e)))
 }

@@ -4,6 +4,11 @@
 //!
 //! A key set may hold several keys (rotation): the newest signs, all are published and accepted
 //! until removed. The `kid` is the key's RFC 7638 SHA-256 thumbprint.
+//!
+//! Two halves, so a function that only verifies never holds a private key: [`KeySet`] (the
+//! private keys, read by the functions that issue tokens) and [`PublicKeys`] (the JWKS, built
+//! from a [`KeySet`] or parsed from the published JWKS document that the keys bootstrap writes for
+//! everyone else, `crate::auth::keys`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -162,7 +167,103 @@ struct VerifyingKey {
     key: DecodingKey,
 }
 
-/// The loaded signing and verification keys, and the published JWKS.
+/// The public half: verification keys by `kid`, and the JWKS document that publishes them.
+pub struct PublicKeys {
+    verifying: Vec<VerifyingKey>,
+    jwks: JwkSet,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for PublicKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKeys")
+            .field(
+                "kids",
+                &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicKeys {
+    /// Parses a published JWKS document (`{"keys": [{"kty":"RSA","kid":…,"n":…,"e":…}]}`) for
+    /// tokens with `iss = issuer` and `aud = audience`.
+    ///
+    /// # Errors
+    /// [`KeySetError::Json`] if it does not parse; [`KeySetError::BadKey`] for a key without a
+    /// `kid` or that is not an RSA public key; [`KeySetError::Empty`] for no key.
+    pub fn from_json(json: &str, issuer: &str, audience: &str) -> Result<Self, KeySetError> {
+        let jwks: JwkSet = serde_json::from_str(json)?;
+        let mut verifying = Vec::with_capacity(jwks.keys.len());
+        for (index, jwk) in jwks.keys.iter().enumerate() {
+            let bad = || KeySetError::BadKey { index };
+            let kid = jwk.common.key_id.clone().ok_or_else(bad)?;
+            if !matches!(
+                jwk.algorithm,
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
+            ) {
+                return Err(bad());
+            }
+            let key = DecodingKey::from_jwk(jwk).map_err(|_| bad())?;
+            verifying.push(VerifyingKey { kid, key });
+        }
+        if verifying.is_empty() {
+            return Err(KeySetError::Empty);
+        }
+        Ok(Self {
+            verifying,
+            jwks,
+            validation: validation(issuer, audience),
+        })
+    }
+
+    /// Verifies signature, `kid`, `iss` and `aud`, then `exp` and `nbf` against `now` (Unix
+    /// seconds) with [`LEEWAY_SECONDS`], and returns the claims.
+    ///
+    /// # Errors
+    /// [`TokenError::Expired`] past `exp`; [`TokenError::Invalid`] for anything else.
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = self
+            .verifying
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::Invalid)?;
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| TokenError::Invalid)?;
+        let leeway = LEEWAY_SECONDS as i64;
+        if claims.nbf > now + leeway {
+            return Err(TokenError::Invalid);
+        }
+        if now > claims.exp + leeway {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// The public keys as a JWKS document (`{"keys": [{"kty":"RSA","kid":…,"use":"sig","alg":"RS256","n":…,"e":…}]}`).
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+}
+
+fn validation(issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    // `exp` and `nbf` are checked in `verify` against the injected clock, not the system time.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation
+}
+
+/// The private signing keys (and, derived from them, the [`PublicKeys`]).
 ///
 /// Signing uses an aws-lc RSA key pair parsed once, with the JWS header pre-encoded:
 /// `jsonwebtoken::encode` re-parses the private key on every call, which measured 555 µs per
@@ -173,19 +274,14 @@ pub struct KeySet {
     signing_pair: aws_lc_rs::signature::RsaKeyPair,
     encoded_header: String,
     rng: aws_lc_rs::rand::SystemRandom,
-    verifying: Vec<VerifyingKey>,
-    jwks: JwkSet,
-    validation: Validation,
+    public: std::sync::Arc<PublicKeys>,
 }
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeySet")
             .field("signing_kid", &self.signing_kid)
-            .field(
-                "kids",
-                &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>(),
-            )
+            .field("public", &self.public)
             .finish_non_exhaustive()
     }
 }
@@ -243,27 +339,27 @@ impl KeySet {
             verifying.push(VerifyingKey { kid, key: decoding });
             jwks.push(jwk);
         }
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        // `exp` and `nbf` are checked in `verify` against the injected clock, not the system time.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
         Ok(Self {
             signing_kid,
             signing_pair,
             encoded_header,
             rng: aws_lc_rs::rand::SystemRandom::new(),
-            verifying,
-            jwks: JwkSet { keys: jwks },
-            validation,
+            public: std::sync::Arc::new(PublicKeys {
+                verifying,
+                jwks: JwkSet { keys: jwks },
+                validation: validation(issuer, audience),
+            }),
         })
     }
 
     /// The `kid` of the signing key.
     pub fn signing_kid(&self) -> &str {
         &self.signing_kid
+    }
+
+    /// The public half (verification and the JWKS).
+    pub fn public(&self) -> &std::sync::Arc<PublicKeys> {
+        &self.public
     }
 
     /// Signs `claims` with the newest key (RS256, `kid` header, `typ: JWT`).
@@ -290,40 +386,6 @@ impl KeySet {
         token.push('.');
         token.push_str(&B64.encode(&signature));
         Ok(token)
-    }
-
-    /// Verifies signature, `kid`, `iss` and `aud`, then `exp` and `nbf` against `now` (Unix
-    /// seconds) with [`LEEWAY_SECONDS`], and returns the claims.
-    ///
-    /// # Errors
-    /// [`TokenError::Expired`] past `exp`; [`TokenError::Invalid`] for anything else.
-    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(TokenError::Invalid);
-        }
-        let kid = header.kid.ok_or(TokenError::Invalid)?;
-        let key = self
-            .verifying
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(TokenError::Invalid)?;
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|_| TokenError::Invalid)?;
-        let leeway = LEEWAY_SECONDS as i64;
-        if claims.nbf > now + leeway {
-            return Err(TokenError::Invalid);
-        }
-        if now > claims.exp + leeway {
-            return Err(TokenError::Expired);
-        }
-        Ok(claims)
-    }
-
-    /// The public keys as a JWKS document (`{"keys": [{"kty":"RSA","kid":…,"use":"sig","alg":"RS256","n":…,"e":…}]}`).
-    pub fn jwks(&self) -> &JwkSet {
-        &self.jwks
     }
 }
 
@@ -362,7 +424,15 @@ mod tests {
         let token = keys.sign(&claims(now(), 900)).expect("sign");
         let header = jsonwebtoken::decode_header(&token).expect("header");
         assert_eq!(header.kid.as_deref(), Some(keys.signing_kid()));
-        assert_eq!(keys.verify(&token, now()).expect("valid").sub, "u1");
+        assert_eq!(
+            keys.public().verify(&token, now()).expect("valid").sub,
+            "u1"
+        );
+        // The published JWKS alone verifies it too.
+        let jwks = serde_json::to_string(keys.public().jwks()).expect("jwks json");
+        let public =
+            PublicKeys::from_json(&jwks, "https://auth.example.com", "tollgate").expect("public");
+        assert_eq!(public.verify(&token, now()).expect("valid").sub, "u1");
     }
 
     #[test]
@@ -381,24 +451,37 @@ mod tests {
     fn expired_tampered_and_foreign_tokens_are_refused() {
         let keys = KeySet::from_file(&FILE, "https://auth.example.com", "tollgate").expect("keys");
         let expired = keys.sign(&claims(now() - 1_000, 900)).expect("sign");
-        assert_eq!(keys.verify(&expired, now()), Err(TokenError::Expired));
+        assert_eq!(
+            keys.public().verify(&expired, now()),
+            Err(TokenError::Expired)
+        );
         let future = keys.sign(&claims(now() + 60, 900)).expect("sign");
         assert_eq!(
-            keys.verify(&future, now()),
+            keys.public().verify(&future, now()),
             Err(TokenError::Invalid),
             "not yet valid"
         );
         let token = keys.sign(&claims(now(), 900)).expect("sign");
         let mut tampered = token.clone();
         tampered.replace_range(tampered.len() - 4.., "AAAA");
-        assert_eq!(keys.verify(&tampered, now()), Err(TokenError::Invalid));
+        assert_eq!(
+            keys.public().verify(&tampered, now()),
+            Err(TokenError::Invalid)
+        );
         let other_aud =
             KeySet::from_file(&FILE, "https://auth.example.com", "other").expect("keys");
-        assert_eq!(other_aud.verify(&token, now()), Err(TokenError::Invalid));
-        assert_eq!(keys.verify("not.a.jwt", now()), Err(TokenError::Invalid));
+        assert_eq!(
+            other_aud.public().verify(&token, now()),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            keys.public().verify("not.a.jwt", now()),
+            Err(TokenError::Invalid)
+        );
         // alg=none is refused.
         assert_eq!(
-            keys.verify("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.", now()),
+            keys.public()
+                .verify("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.", now()),
             Err(TokenError::Invalid)
         );
     }
@@ -415,10 +498,10 @@ mod tests {
             .expect("sign");
         let rotated = FILE.clone().rotated(2_000, 0).expect("rotate");
         let keys = KeySet::from_file(&rotated, "i:x", "a").expect("keys");
-        assert_eq!(keys.jwks().keys.len(), 2);
+        assert_eq!(keys.public().jwks().keys.len(), 2);
         assert_ne!(keys.signing_kid(), old.signing_kid());
         assert!(
-            keys.verify(&old_token, now()).is_ok(),
+            keys.public().verify(&old_token, now()).is_ok(),
             "tokens of the old key still verify"
         );
     }
@@ -438,6 +521,24 @@ mod tests {
         let created: Vec<i64> = quick.keys.iter().map(|k| k.created_at).collect();
         assert_eq!(created, vec![1_000, 2_000, 2_500]);
         assert_eq!(quick.signing_created_at(), Some(2_500));
+    }
+
+    #[test]
+    fn a_jwks_with_private_or_unnamed_keys_is_refused() {
+        assert!(matches!(
+            PublicKeys::from_json(r#"{"keys":[]}"#, "i", "a"),
+            Err(KeySetError::Empty)
+        ));
+        let keys = KeySet::from_file(&FILE, "i", "a").expect("keys");
+        let mut jwks = serde_json::to_value(keys.public().jwks()).expect("json");
+        jwks["keys"][0]
+            .as_object_mut()
+            .expect("object")
+            .remove("kid");
+        assert!(matches!(
+            PublicKeys::from_json(&jwks.to_string(), "i", "a"),
+            Err(KeySetError::BadKey { index: 0 })
+        ));
     }
 
     #[test]

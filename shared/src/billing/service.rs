@@ -3,15 +3,17 @@
 //! [`Billing::resume`], [`Billing::change_plan`]. Function crates call these and only map input
 //! and output.
 
-use super::catalog::{Catalog, Interval};
-use super::state::{access, should_replace, Access, Provider, Subscription};
+use super::apply::{apply_provider_state, Direct, Fetched};
+use super::PlanAccess;
 use crate::clock::Clock;
-use crate::domain::{User, UserId};
-use crate::payments::{CheckoutRequest, ProviderError, Providers};
+use crate::domain::{
+    Access, CheckoutSessionId, Interval, Plan, Provider, Subscription, User, UserId,
+};
+use crate::payments::{CheckoutRequest, PaymentProvider, ProviderError, Providers};
 use crate::store::{BillingStore, StoreError, UserStore};
 use std::sync::Arc;
 
-/// Billing settings.
+/// Billing settings. URLs are absolute.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BillingSettings {
     /// Where providers send the buyer after paying (`{CHECKOUT_SESSION_ID}` is replaced by
@@ -21,18 +23,24 @@ pub struct BillingSettings {
     pub cancel_url: String,
     /// Where the billing portal returns to.
     pub portal_return_url: String,
-    /// `past_due` grace, seconds.
+    /// `past_due` grace, seconds (default 7 days, `crate::domain::DEFAULT_PAST_DUE_GRACE_SECONDS`).
     pub past_due_grace: i64,
 }
 
 /// Why a billing operation failed. The HTTP edge maps each case to one status and `code`.
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
-    /// Unknown plan or interval (422 `validation_failed`).
+    /// Unknown plan, interval or checkout session, or a request that makes no sense in the
+    /// current state (422 `validation_failed`; the message is for the client).
     #[error("{0}")]
     Invalid(String),
-    /// The provider is not configured (503 `provider_not_configured`).
-    #[error("{0} is not configured")]
+    /// The requested provider is not configured in this deployment (422
+    /// `provider_not_configured`: the client asked for something this deployment does not offer).
+    #[error("{0} is not configured in this deployment")]
+    ProviderNotOffered(Provider),
+    /// No payment provider is configured at all, or the provider of an existing subscription no
+    /// longer is (503 `provider_not_configured`).
+    #[error("billing is not configured: {0}")]
     NotConfigured(&'static str),
     /// The user already has access to a paid plan (409 `subscription_exists`).
     #[error("the user already has an active subscription")]
@@ -43,46 +51,18 @@ pub enum BillingError {
     /// The user does not exist any more (401 `invalid_token`).
     #[error("unknown user")]
     UnknownUser,
-    /// The provider refused (502 `provider_error`).
-    #[error("provider error: {0}")]
-    Provider(String),
-    /// A dependency is unavailable (503 `unavailable`).
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else (500 `internal`).
-    #[error("internal: {0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for BillingError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => Self::Unavailable(m),
-            other => Self::Internal(other.to_string()),
-        }
-    }
+    /// The provider refused or failed (502 `provider_error` when refused, 503 `unavailable`
+    /// when retryable).
+    #[error("payment provider call failed")]
+    Provider(#[source] ProviderError),
+    /// The store failed (503 `unavailable` when retryable, else 500 `internal`).
+    #[error("billing store failed")]
+    Store(#[from] StoreError),
 }
 
 impl From<ProviderError> for BillingError {
     fn from(e: ProviderError) -> Self {
-        match e {
-            ProviderError::Unavailable(m) => Self::Unavailable(m),
-            ProviderError::NotFound => Self::Provider("not found at the provider".into()),
-            ProviderError::Rejected(m) => Self::Provider(m),
-        }
-    }
-}
-
-/// The provider a checkout session id belongs to, by its prefix: the dev server's local provider
-/// `cs_local_…`, Stripe `cs_…` (docs.stripe.com/api/checkout/sessions/object), Whop checkout
-/// configurations `ch_…`.
-fn provider_of_session(session_id: &str) -> Provider {
-    if session_id.starts_with("cs_local_") {
-        Provider::Local
-    } else if session_id.starts_with("ch_") {
-        Provider::Whop
-    } else {
-        Provider::Stripe
+        Self::Provider(e)
     }
 }
 
@@ -100,7 +80,7 @@ pub struct Billing {
     users: Arc<dyn UserStore>,
     store: Arc<dyn BillingStore>,
     providers: Providers,
-    catalog: Arc<Catalog>,
+    access: PlanAccess,
     clock: Arc<dyn Clock>,
     settings: BillingSettings,
 }
@@ -114,12 +94,12 @@ impl std::fmt::Debug for Billing {
 }
 
 impl Billing {
-    /// Wires the service.
+    /// Wires the service; `access` reads through the same `store`.
     pub fn new(
         users: Arc<dyn UserStore>,
         store: Arc<dyn BillingStore>,
         providers: Providers,
-        catalog: Arc<Catalog>,
+        access: PlanAccess,
         clock: Arc<dyn Clock>,
         settings: BillingSettings,
     ) -> Self {
@@ -127,34 +107,15 @@ impl Billing {
             users,
             store,
             providers,
-            catalog,
+            access,
             clock,
             settings,
         }
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
     /// The configured providers.
     pub fn providers(&self) -> &Providers {
         &self.providers
-    }
-
-    /// Access of a user now (for tokens and `/auth/me`).
-    ///
-    /// # Errors
-    /// [`BillingError::Unavailable`] / `Internal` on store failure.
-    pub async fn access_of(&self, user_id: &UserId) -> Result<Access, BillingError> {
-        let sub = self.store.get_subscription(user_id).await?;
-        Ok(access(
-            sub.as_ref(),
-            &self.catalog,
-            self.clock.now(),
-            self.settings.past_due_grace,
-        ))
     }
 
     async fn user(&self, user_id: &UserId) -> Result<User, BillingError> {
@@ -164,32 +125,55 @@ impl Billing {
             .ok_or(BillingError::UnknownUser)
     }
 
-    fn provider(
+    /// The client of `provider` (the default one when `None`).
+    fn client(
         &self,
         provider: Option<Provider>,
-    ) -> Result<(Provider, &Arc<dyn crate::payments::PaymentProvider>), BillingError> {
+    ) -> Result<(Provider, &Arc<dyn PaymentProvider>), BillingError> {
         let p = provider
             .or_else(|| self.providers.default_provider())
-            .ok_or(BillingError::NotConfigured("billing (no payment provider)"))?;
+            .ok_or(BillingError::NotConfigured(
+                "no payment provider has an API key",
+            ))?;
         let client = self
             .providers
             .get(p)
-            .ok_or(BillingError::NotConfigured(match p {
-                Provider::Stripe => "Stripe (set STRIPE_SECRET_KEY)",
-                Provider::Whop => "Whop (set WHOP_API_KEY)",
-                Provider::Local => "the local provider",
-            }))?;
+            .ok_or(BillingError::ProviderNotOffered(p))?;
         Ok((p, client))
+    }
+
+    /// The client of an existing subscription's provider.
+    fn client_of(&self, sub: &Subscription) -> Result<&Arc<dyn PaymentProvider>, BillingError> {
+        self.providers
+            .get(sub.provider)
+            .ok_or(BillingError::NotConfigured(
+                "the subscription's provider has no API key any more",
+            ))
+    }
+
+    fn paid_plan(&self, plan_id: &str) -> Result<&Plan, BillingError> {
+        self.access
+            .catalog()
+            .paid_plan(plan_id)
+            .ok_or_else(|| BillingError::Invalid(format!("unknown paid plan {plan_id:?}")))
+    }
+
+    async fn stored(&self, user_id: &UserId) -> Result<Subscription, BillingError> {
+        self.store
+            .get_subscription(user_id)
+            .await?
+            .ok_or(BillingError::NoSubscription)
     }
 
     /// Starts a checkout for `plan` (`interval` for Stripe, default monthly) with `provider`
     /// (default: the first configured). Ensures one provider customer per user (idempotency key
     /// `customer-<user id>`, customer claim stored), and uses an idempotency key per attempt.
+    /// Returns the provider and the URL to send the buyer to.
     ///
     /// # Errors
     /// `Invalid` (unknown plan, `free`, or no price for the provider/interval),
-    /// `SubscriptionExists` (the user has access to a paid plan), `NotConfigured`, `Provider`,
-    /// `Unavailable`.
+    /// `ProviderNotOffered`, `NotConfigured`, `SubscriptionExists` (the user has access to a paid
+    /// plan), `UnknownUser`, `Provider`, `Store`.
     pub async fn create_checkout(
         &self,
         user_id: &UserId,
@@ -197,26 +181,18 @@ impl Billing {
         interval: Option<Interval>,
         provider: Option<Provider>,
     ) -> Result<(Provider, String), BillingError> {
-        let plan = self
-            .catalog
-            .plan(plan_id)
-            .filter(|p| p.id != super::catalog::FREE_PLAN)
-            .ok_or_else(|| BillingError::Invalid(format!("unknown paid plan {plan_id:?}")))?;
-        let (provider, client) = self.provider(provider)?;
-        let price_id = match provider {
-            Provider::Whop => plan.whop.as_ref().map(|w| w.plan_id.clone()),
-            Provider::Stripe | Provider::Local => plan
-                .stripe
-                .as_ref()
-                .and_then(|s| s.prices.get(&interval.unwrap_or(Interval::Month)).cloned()),
-        }
-        .ok_or_else(|| {
-            BillingError::Invalid(format!(
-                "plan {plan_id:?} has no {} price for this interval",
-                provider.as_str()
-            ))
-        })?;
-        if self.access_of(user_id).await?.has_access {
+        let plan = self.paid_plan(plan_id)?;
+        let (provider, client) = self.client(provider)?;
+        let price_id = self
+            .access
+            .catalog()
+            .price_for(plan, provider, interval)
+            .ok_or_else(|| {
+                BillingError::Invalid(format!(
+                    "plan {plan_id:?} has no {provider} price for this interval"
+                ))
+            })?;
+        if self.access.of(user_id, self.clock.now()).await?.has_access {
             return Err(BillingError::SubscriptionExists);
         }
         let user = self.user(user_id).await?;
@@ -232,9 +208,11 @@ impl Billing {
                         .claim_customer(provider, &created, user_id)
                         .await?;
                     if owner != *user_id {
-                        return Err(BillingError::Internal(
-                            "provider customer is claimed by another user".into(),
-                        ));
+                        return Err(BillingError::Provider(ProviderError::Rejected(
+                            crate::error::message(
+                                "the provider customer is claimed by another user",
+                            ),
+                        )));
                     }
                     Some(created)
                 }
@@ -252,24 +230,20 @@ impl Billing {
             idempotency_key: format!("checkout-{user_id}-{}", uuid::Uuid::now_v7()),
         };
         let session = client.create_checkout(&request).await?;
-        tracing::info!(user_id = %user_id, provider = provider.as_str(), plan = plan_id, "checkout created");
+        tracing::info!(user_id = %user_id, %provider, plan = plan_id, checkout_session = %session.id, "checkout created");
         Ok((provider, session.url))
     }
 
     /// A self-service billing portal URL for the user's subscription.
     ///
     /// # Errors
-    /// `NoSubscription`, `NotConfigured`, `Provider`, `Unavailable`.
+    /// `NoSubscription`, `NotConfigured`, `Provider`, `Store`.
     pub async fn create_portal(&self, user_id: &UserId) -> Result<String, BillingError> {
-        let sub = self
-            .store
-            .get_subscription(user_id)
-            .await?
-            .ok_or(BillingError::NoSubscription)?;
-        let (_, client) = self.provider(Some(sub.provider))?;
-        Ok(client
+        let sub = self.stored(user_id).await?;
+        Ok(self
+            .client_of(&sub)?
             .create_portal(
-                &sub.customer_id,
+                sub.customer_id.as_ref(),
                 &sub.subscription_id,
                 &self.settings.portal_return_url,
             )
@@ -281,72 +255,70 @@ impl Billing {
     /// success redirect and the webhook. The session must belong to this user.
     ///
     /// # Errors
-    /// `Invalid` (a session of another user), `NotConfigured`, `Provider`, `Unavailable`.
+    /// `Invalid` (an unknown session, or one of another user), `ProviderNotOffered`,
+    /// `NotConfigured`, `Provider`, `Store`.
     pub async fn subscription(
         &self,
         user_id: &UserId,
-        checkout_session: Option<&str>,
+        checkout_session: Option<&CheckoutSessionId>,
     ) -> Result<SubscriptionView, BillingError> {
         if let Some(session) = checkout_session {
             self.sync_checkout(user_id, session).await?;
         }
-        let sub = self.store.get_subscription(user_id).await?;
-        let access = access(
-            sub.as_ref(),
-            &self.catalog,
+        let subscription = self.store.get_subscription(user_id).await?;
+        let access = crate::domain::access(
+            subscription.as_ref(),
+            self.access.catalog(),
             self.clock.now(),
-            self.settings.past_due_grace,
+            self.access.past_due_grace(),
         );
         Ok(SubscriptionView {
-            subscription: sub,
+            subscription,
             access,
         })
     }
 
-    async fn sync_checkout(&self, user_id: &UserId, session_id: &str) -> Result<(), BillingError> {
-        let (provider, client) = self.provider(Some(provider_of_session(session_id)))?;
-        let Some(subscription_id) = client.fetch_checkout_subscription(session_id).await? else {
-            return Ok(());
+    async fn sync_checkout(
+        &self,
+        user_id: &UserId,
+        session: &CheckoutSessionId,
+    ) -> Result<(), BillingError> {
+        let foreign =
+            || BillingError::Invalid("this checkout session belongs to another user".into());
+        let (provider, client) = self.client(Some(Provider::of_checkout_session(session)))?;
+        let subscription_id = match client.fetch_checkout_subscription(session).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(()),
+            Err(ProviderError::NotFound) => {
+                return Err(BillingError::Invalid("unknown checkout session".into()))
+            }
+            Err(e) => return Err(e.into()),
         };
         // Stamped before the request is sent: see `Subscription::source_fetched_at_us`.
-        let fetched_at = self.clock.now_micros();
-        let fetched = client.fetch_subscription(&subscription_id).await?;
-        if fetched.user_id.is_some_and(|u| u != *user_id) {
-            return Err(BillingError::Invalid(
-                "this checkout session belongs to another user".into(),
-            ));
+        let sent_at_us = self.clock.now_micros();
+        let state = client.fetch_subscription(&subscription_id).await?;
+        if state.user_id.is_some_and(|u| u != *user_id) {
+            return Err(foreign());
         }
-        let owner = self
-            .store
-            .claim_customer(provider, &fetched.customer_id, user_id)
-            .await?;
-        if owner != *user_id {
-            return Err(BillingError::Invalid(
-                "this checkout session belongs to another user".into(),
-            ));
-        }
-        for _ in 0..3 {
-            let stored = self.store.get_subscription(user_id).await?;
-            if !should_replace(stored.as_ref(), &fetched, fetched_at) {
-                return Ok(());
-            }
-            let next = Subscription::from_provider(
-                *user_id,
-                &fetched,
-                stored.as_ref(),
-                &self.catalog,
-                fetched_at,
-            );
-            match self
+        if let Some(customer) = &state.customer_id {
+            if self
                 .store
-                .put_subscription(&next, stored.as_ref().map(|s| s.version))
-                .await
+                .claim_customer(provider, customer, user_id)
+                .await?
+                != *user_id
             {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+                return Err(foreign());
             }
         }
+        let fetched = Fetched { state, sent_at_us };
+        apply_provider_state(
+            self.store.as_ref(),
+            self.access.catalog(),
+            *user_id,
+            Some(&fetched),
+            &Direct(self.store.as_ref()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -354,7 +326,7 @@ impl Billing {
     /// state changes when the provider's webhook arrives.
     ///
     /// # Errors
-    /// `NoSubscription`, `NotConfigured`, `Provider`, `Unavailable`.
+    /// `NoSubscription`, `NotConfigured`, `Provider`, `Store`.
     pub async fn cancel(&self, user_id: &UserId) -> Result<(), BillingError> {
         self.set_cancel(user_id, true).await
     }
@@ -362,54 +334,37 @@ impl Billing {
     /// Undoes a pending cancel-at-period-end.
     ///
     /// # Errors
-    /// `NoSubscription`, `NotConfigured`, `Provider`, `Unavailable`.
+    /// `NoSubscription`, `NotConfigured`, `Provider`, `Store`.
     pub async fn resume(&self, user_id: &UserId) -> Result<(), BillingError> {
         self.set_cancel(user_id, false).await
     }
 
     async fn set_cancel(&self, user_id: &UserId, cancel: bool) -> Result<(), BillingError> {
-        let sub = self
-            .store
-            .get_subscription(user_id)
-            .await?
-            .ok_or(BillingError::NoSubscription)?;
-        let (_, client) = self.provider(Some(sub.provider))?;
-        client
+        let sub = self.stored(user_id).await?;
+        self.client_of(&sub)?
             .set_cancel_at_period_end(&sub.subscription_id, cancel)
             .await?;
         Ok(())
     }
 
-    /// Moves the subscription to `plan` (`interval` default monthly) with the target plan's
-    /// proration setting.
+    /// Moves the subscription to `plan` (`interval`: the current one, else monthly) with the
+    /// target plan's proration setting.
     ///
     /// # Errors
     /// `Invalid` (unknown plan / no price / same price), `NoSubscription`, `NotConfigured`,
-    /// `Provider` (Whop cannot change plans through its API), `Unavailable`.
+    /// `Provider` (Whop cannot change plans through its API), `Store`.
     pub async fn change_plan(
         &self,
         user_id: &UserId,
         plan_id: &str,
         interval: Option<Interval>,
     ) -> Result<(), BillingError> {
-        let sub = self
-            .store
-            .get_subscription(user_id)
-            .await?
-            .ok_or(BillingError::NoSubscription)?;
-        let plan = self
-            .catalog
-            .plan(plan_id)
-            .filter(|p| p.id != super::catalog::FREE_PLAN)
-            .ok_or_else(|| BillingError::Invalid(format!("unknown paid plan {plan_id:?}")))?;
-        let price = plan
-            .stripe
-            .as_ref()
-            .and_then(|s| {
-                s.prices
-                    .get(&interval.or(sub.interval).unwrap_or(Interval::Month))
-                    .cloned()
-            })
+        let sub = self.stored(user_id).await?;
+        let plan = self.paid_plan(plan_id)?;
+        let price = self
+            .access
+            .catalog()
+            .price_for(plan, sub.provider, interval.or(sub.interval))
             .ok_or_else(|| {
                 BillingError::Invalid(format!("plan {plan_id:?} has no price for this interval"))
             })?;
@@ -418,22 +373,9 @@ impl Billing {
                 "the subscription is already on this plan".into(),
             ));
         }
-        let (_, client) = self.provider(Some(sub.provider))?;
-        client
+        self.client_of(&sub)?
             .change_price(&sub.subscription_id, &price, plan.proration)
             .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkout_sessions_are_routed_to_their_provider() {
-        assert_eq!(provider_of_session("cs_local_01a1fd3b"), Provider::Local);
-        assert_eq!(provider_of_session("cs_test_a1b2"), Provider::Stripe);
-        assert_eq!(provider_of_session("ch_Wire0001"), Provider::Whop);
     }
 }

@@ -1,11 +1,37 @@
-//! Pure domain types and rules: no I/O, time passed in as Unix seconds.
+//! The domain: pure types and rules, no I/O; time is passed in as Unix seconds. Everything above
+//! it (adapters, use cases, the edge) may import it; it imports nothing of the crate.
+//!
+//! - accounts: [`ids`], [`credentials`], [`user`], [`session`];
+//! - billing: the plan [`catalog`], the provider-neutral [`subscription`] state and access rule,
+//!   the webhook [`ledger`] and payment records, and the neutral meaning of a provider event
+//!   ([`billing_event`]);
+//! - [`time`]: formatting of times.
 
+pub mod billing_event;
+pub mod catalog;
 pub mod credentials;
 pub mod ids;
+pub mod ledger;
 pub mod session;
+pub mod subscription;
+pub mod time;
 pub mod user;
 
+pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts};
+pub use catalog::{Catalog, CatalogError, Entitlement, Interval, Plan, Proration, FREE_PLAN};
 pub use credentials::{Email, Password, ValidationError};
-pub use ids::{SessionId, UserId};
+pub use ids::{
+    CheckoutSessionId, CustomerId, EventId, PaymentId, PriceId, Provider, SessionId,
+    SubscriptionId, UserId,
+};
+pub use ledger::{
+    EventEffects, EventStatus, Payment, PaymentStatus, SubscriptionWrite, WebhookEvent,
+    EVENT_RETENTION_SECONDS,
+};
 pub use session::{RefreshDecision, RevokeReason, Session, SessionPolicy, TokenHash};
+pub use subscription::{
+    access, should_replace, Access, ProviderSubscription, Subscription, SubscriptionStatus,
+    DEFAULT_PAST_DUE_GRACE_SECONDS,
+};
+pub use time::rfc3339;
 pub use user::{User, UserStatus};

@@ -7,7 +7,7 @@
 //! rotation, when the presenter receives the *same* successor token the first caller got — so two
 //! tabs refreshing at once both end up holding the one live token (Supabase's reuse interval,
 //! auth-js#213). The successor is kept sealed under a key only the previous token's holder can
-//! derive (see [`crate::auth::refresh`]), so the store still holds nothing that can refresh.
+//! derive (see `auth::refresh`), so the store still holds nothing that can refresh.
 
 use super::{SessionId, UserId};
 use serde::{Deserialize, Serialize};

@@ -1,31 +1,112 @@
-//! RFC 9457 `application/problem+json` errors with a stable `code`, mapped in one place.
+//! RFC 9457 `application/problem+json` errors with a stable `code`, mapped in one place
+//! ([`ApiError::problem`]). 5xx bodies are opaque and carry the request id; the cause chain goes
+//! to the log only.
 
+use super::telemetry::current_request_id;
 use crate::auth::AuthError;
 use crate::billing::BillingError;
 use crate::domain::ValidationError;
-use crate::webhooks::ingest::IngestError;
+use crate::error::Chain;
+use crate::payments::{ProviderError, WebhookError};
+use crate::state::NotBuilt;
+use crate::store::StoreError;
+use crate::webhooks::IngestError;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
-/// The problem document (RFC 9457 §3) plus Tollgate's stable `code` and, for validation
-/// failures, `errors`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One invalid field of a `validation_failed` problem.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The JSON field name (`email`, `password`).
+    pub field: &'static str,
+    /// Why it is invalid (never echoes a secret).
+    pub message: String,
+}
+
+impl From<ValidationError> for FieldError {
+    fn from(e: ValidationError) -> Self {
+        Self {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+/// The problem document (RFC 9457 §3) plus Tollgate's stable `code`, the field errors of a
+/// validation failure, and the request id of a server error.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Problem {
     /// Always `about:blank`: the `code` member identifies the problem.
     #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
     pub kind: &'static str,
     /// The status's reason phrase.
     pub title: &'static str,
     /// The HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// Human-readable detail (never secrets, never internal causes).
     pub detail: String,
-    /// Stable snake_case code for programs (`email_taken`, `invalid_credentials`, …).
-    pub code: &'static str,
+    /// Stable snake_case code for programs: switch on this.
+    pub code: ProblemCode,
     /// Field errors of a `validation_failed` problem.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<ValidationError>,
+    pub errors: Vec<FieldError>,
+    /// The request id (API Gateway's, or generated locally), on 5xx answers: quote it to find
+    /// the cause in the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Every problem `code` Tollgate answers with.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    /// 422: a field is invalid (see `errors`), or a parameter names nothing usable.
+    ValidationFailed,
+    /// 409: an account with this email exists.
+    EmailTaken,
+    /// 401: wrong email or password (indistinguishable).
+    InvalidCredentials,
+    /// 403: the account is disabled.
+    AccountDisabled,
+    /// 401: the refresh token is missing, malformed or unknown.
+    InvalidRefreshToken,
+    /// 401: a rotated refresh token was reused; the session is revoked.
+    RefreshTokenReused,
+    /// 401: the session passed its idle timeout or absolute lifetime.
+    SessionExpired,
+    /// 401: the session was revoked.
+    SessionRevoked,
+    /// 401: a valid bearer access token is required.
+    InvalidToken,
+    /// 422 (a provider this deployment does not offer) or 503 (no provider configured).
+    ProviderNotConfigured,
+    /// 409: the user already has access to a paid plan.
+    SubscriptionExists,
+    /// 404: there is no subscription to act on.
+    NoSubscription,
+    /// 502: the payment provider refused the request.
+    ProviderError,
+    /// 400: the webhook signature did not verify; nothing was stored.
+    InvalidSignature,
+    /// 400: the verified webhook is not an event of this provider.
+    MalformedEvent,
+    /// 400: the body is not JSON of the expected shape.
+    MalformedJson,
+    /// 413: the body is too large.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 503: a dependency is temporarily unavailable; retry.
+    Unavailable,
+    /// 500: an internal error (the request id finds it in the logs).
+    Internal,
 }
 
 /// Every error an endpoint can answer with. The one mapping to status and `code` is
@@ -41,6 +122,9 @@ pub enum ApiError {
     /// A webhook was refused.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// The handler's function was built without a part it uses (a bug; 500).
+    #[error(transparent)]
+    NotBuilt(#[from] NotBuilt),
     /// A query parameter is invalid (422 `validation_failed`).
     #[error("{0}")]
     InvalidQuery(String),
@@ -64,125 +148,205 @@ pub enum ApiError {
     MethodNotAllowed,
 }
 
+type Mapped = (StatusCode, ProblemCode, String);
+
+fn unavailable() -> Mapped {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        ProblemCode::Unavailable,
+        "a dependency is temporarily unavailable; retry".into(),
+    )
+}
+
+fn internal() -> Mapped {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ProblemCode::Internal,
+        "internal error".into(),
+    )
+}
+
+/// A store failure: retryable ones (and lost races) are 503, the rest 500.
+fn store(e: &StoreError) -> Mapped {
+    if e.is_retryable() || matches!(e, StoreError::Conflict(_)) {
+        unavailable()
+    } else {
+        internal()
+    }
+}
+
+fn provider(e: &ProviderError) -> Mapped {
+    if e.is_retryable() {
+        unavailable()
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            ProblemCode::ProviderError,
+            "the payment provider refused the request".into(),
+        )
+    }
+}
+
+fn invalid_token() -> Mapped {
+    (
+        StatusCode::UNAUTHORIZED,
+        ProblemCode::InvalidToken,
+        "a valid bearer access token is required".into(),
+    )
+}
+
+fn auth(e: &AuthError) -> Mapped {
+    use AuthError as A;
+    use ProblemCode as C;
+    match e {
+        A::Validation(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            C::ValidationFailed,
+            "the request has invalid fields".into(),
+        ),
+        A::EmailTaken => (
+            StatusCode::CONFLICT,
+            C::EmailTaken,
+            "an account with this email already exists".into(),
+        ),
+        A::InvalidCredentials => (
+            StatusCode::UNAUTHORIZED,
+            C::InvalidCredentials,
+            "email or password is incorrect".into(),
+        ),
+        A::AccountDisabled => (
+            StatusCode::FORBIDDEN,
+            C::AccountDisabled,
+            "this account is disabled".into(),
+        ),
+        A::InvalidRefreshToken => (
+            StatusCode::UNAUTHORIZED,
+            C::InvalidRefreshToken,
+            "the refresh token is missing, malformed or unknown".into(),
+        ),
+        A::RefreshTokenReused => (
+            StatusCode::UNAUTHORIZED,
+            C::RefreshTokenReused,
+            "this refresh token was already used; the session has been revoked".into(),
+        ),
+        A::SessionExpired => (
+            StatusCode::UNAUTHORIZED,
+            C::SessionExpired,
+            "the session has expired; log in again".into(),
+        ),
+        A::SessionRevoked => (
+            StatusCode::UNAUTHORIZED,
+            C::SessionRevoked,
+            "the session has been revoked; log in again".into(),
+        ),
+        A::InvalidAccessToken => invalid_token(),
+        A::Store(e) => store(e),
+        A::NoSigningKey | A::Internal(_) => internal(),
+    }
+}
+
+fn billing(e: &BillingError) -> Mapped {
+    use BillingError as B;
+    use ProblemCode as C;
+    match e {
+        B::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, C::ValidationFailed, m.clone()),
+        B::ProviderNotOffered(p) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            C::ProviderNotConfigured,
+            format!("{p} is not offered by this deployment"),
+        ),
+        B::NotConfigured(what) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            C::ProviderNotConfigured,
+            format!("billing is not available: {what}"),
+        ),
+        B::SubscriptionExists => (
+            StatusCode::CONFLICT,
+            C::SubscriptionExists,
+            "you already have access to a paid plan; change plans with POST /billing/subscription/change".into(),
+        ),
+        B::NoSubscription => (
+            StatusCode::NOT_FOUND,
+            C::NoSubscription,
+            "there is no subscription to act on".into(),
+        ),
+        B::UnknownUser => invalid_token(),
+        B::Provider(e) => provider(e),
+        B::Store(e) => store(e),
+    }
+}
+
+fn ingest(e: &IngestError) -> Mapped {
+    use ProblemCode as C;
+    match e {
+        IngestError::NotConfigured(p) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            C::ProviderNotConfigured,
+            format!("{p} webhooks are not configured"),
+        ),
+        IngestError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            C::PayloadTooLarge,
+            "the webhook body is too large".into(),
+        ),
+        IngestError::Refused(WebhookError::Signature(e)) => (
+            StatusCode::BAD_REQUEST,
+            C::InvalidSignature,
+            format!("the webhook signature did not verify: {e}"),
+        ),
+        IngestError::Refused(WebhookError::Event(e)) => {
+            (StatusCode::BAD_REQUEST, C::MalformedEvent, e.to_string())
+        }
+        IngestError::Store(_) | IngestError::Queue(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            C::Unavailable,
+            "the webhook could not be stored; retry".into(),
+        ),
+    }
+}
+
 impl ApiError {
-    /// The problem document for this error.
+    /// The problem document for this error (with the current request id on 5xx).
     pub fn problem(&self) -> Problem {
-        use AuthError as A;
-        let (status, code, detail, errors): (
-            StatusCode,
-            &'static str,
-            String,
-            Vec<ValidationError>,
-        ) = match self {
-            Self::Auth(A::Validation(errors)) => (
+        use ProblemCode as C;
+        let (status, code, detail) = match self {
+            Self::Auth(e) => auth(e),
+            Self::Billing(e) => billing(e),
+            Self::Ingest(e) => ingest(e),
+            Self::NotBuilt(_) => internal(),
+            Self::InvalidQuery(m) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "the request has invalid fields".into(),
-                errors.clone(),
+                C::ValidationFailed,
+                m.clone(),
             ),
-            Self::Auth(A::EmailTaken) => (
-                StatusCode::CONFLICT,
-                "email_taken",
-                "an account with this email already exists".into(),
-                vec![],
-            ),
-            Self::Auth(A::InvalidCredentials) => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "email or password is incorrect".into(),
-                vec![],
-            ),
-            Self::Auth(A::AccountDisabled) => (
-                StatusCode::FORBIDDEN,
-                "account_disabled",
-                "this account is disabled".into(),
-                vec![],
-            ),
-            Self::Auth(A::InvalidRefreshToken) => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "the refresh token is missing, malformed or unknown".into(),
-                vec![],
-            ),
-            Self::Auth(A::RefreshTokenReused) => (
-                StatusCode::UNAUTHORIZED,
-                "refresh_token_reused",
-                "this refresh token was already used; the session has been revoked".into(),
-                vec![],
-            ),
-            Self::Auth(A::SessionExpired) => (
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
-                "the session has expired; log in again".into(),
-                vec![],
-            ),
-            Self::Auth(A::SessionRevoked) => (
-                StatusCode::UNAUTHORIZED,
-                "session_revoked",
-                "the session has been revoked; log in again".into(),
-                vec![],
-            ),
-            Self::Auth(A::InvalidAccessToken) | Self::MissingBearer => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "a valid bearer access token is required".into(),
-                vec![],
-            ),
-            Self::Auth(A::Unavailable(_)) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "a dependency is temporarily unavailable; retry".into(),
-                vec![],
-            ),
-            Self::Auth(A::Internal(_)) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error".into(),
-                vec![],
-            ),
-            Self::Billing(BillingError::Invalid(m)) | Self::InvalidQuery(m) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", m.clone(), vec![]),
-            Self::Billing(BillingError::NotConfigured(what)) => (StatusCode::SERVICE_UNAVAILABLE, "provider_not_configured", format!("billing is not available: {what}"), vec![]),
-            Self::Billing(BillingError::SubscriptionExists) => (StatusCode::CONFLICT, "subscription_exists", "you already have access to a paid plan; change plans with POST /billing/subscription/change".into(), vec![]),
-            Self::Billing(BillingError::NoSubscription) => (StatusCode::NOT_FOUND, "no_subscription", "there is no subscription to act on".into(), vec![]),
-            Self::Billing(BillingError::UnknownUser) => (StatusCode::UNAUTHORIZED, "invalid_token", "a valid bearer access token is required".into(), vec![]),
-            Self::Billing(BillingError::Provider(_)) => (StatusCode::BAD_GATEWAY, "provider_error", "the payment provider refused the request".into(), vec![]),
-            Self::Billing(BillingError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is temporarily unavailable; retry".into(), vec![]),
-            Self::Billing(BillingError::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), vec![]),
-            Self::Ingest(IngestError::NotConfigured(p)) => (StatusCode::SERVICE_UNAVAILABLE, "provider_not_configured", format!("{p} webhooks are not configured"), vec![]),
-            Self::Ingest(IngestError::TooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the webhook body is too large".into(), vec![]),
-            Self::Ingest(IngestError::BadSignature(e)) => (StatusCode::BAD_REQUEST, "invalid_signature", format!("the webhook signature did not verify: {e}"), vec![]),
-            Self::Ingest(IngestError::Malformed(e)) => (StatusCode::BAD_REQUEST, "malformed_event", e.to_string(), vec![]),
-            Self::Ingest(IngestError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the webhook could not be stored; retry".into(), vec![]),
             Self::MalformedJson(why) => (
                 StatusCode::BAD_REQUEST,
-                "malformed_json",
+                C::MalformedJson,
                 format!("the body is not valid JSON for this endpoint: {why}"),
-                vec![],
             ),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                C::PayloadTooLarge,
                 "the request body is too large".into(),
-                vec![],
             ),
             Self::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                C::UnsupportedMediaType,
                 "send the body as application/json".into(),
-                vec![],
             ),
-            Self::NotFound => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route".into(),
-                vec![],
-            ),
+            Self::MissingBearer => invalid_token(),
+            Self::NotFound => (StatusCode::NOT_FOUND, C::NotFound, "no such route".into()),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                C::MethodNotAllowed,
                 "method not allowed on this route".into(),
-                vec![],
             ),
+        };
+        let errors = match self {
+            Self::Auth(AuthError::Validation(errors)) => {
+                errors.iter().cloned().map(FieldError::from).collect()
+            }
+            _ => Vec::new(),
         };
         Problem {
             kind: "about:blank",
@@ -191,6 +355,7 @@ impl ApiError {
             detail,
             code,
             errors,
+            request_id: status.is_server_error().then(current_request_id).flatten(),
         }
     }
 }
@@ -199,8 +364,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
         if problem.status >= 500 {
-            // The cause goes to the log only; the body stays opaque.
-            tracing::error!(error = %self, code = problem.code, "request failed");
+            // The cause chain goes to the log only; the body stays opaque.
+            tracing::error!(error = %Chain(&self), code = ?problem.code, "request failed");
         }
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -1,8 +1,8 @@
-//! Request extractors: JSON bodies with the project's limits and errors, bearer authentication,
-//! the `User-Agent`.
+//! Request extractors: JSON bodies with the project's limits and errors, bearer authentication
+//! ([`AuthenticatedUser`]), the `User-Agent`.
 
 use super::ApiError;
-use crate::auth::AccessClaims;
+use crate::auth::AuthenticatedUser;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -92,11 +92,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
     }
 }
 
-/// The verified claims of the request's `Authorization: Bearer <access token>`.
-#[derive(Debug, Clone)]
-pub struct Authenticated(pub AccessClaims);
+/// The query string deserialised as `T`; a query that does not fit is 422 `validation_failed`
+/// as problem+json (axum's own `Query` answers plain text).
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
 
-impl FromRequestParts<AppState> for Authenticated {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(QueryParams)
+            .map_err(|e| ApiError::InvalidQuery(format!("the query string is invalid: {e}")))
+    }
+}
+
+/// The subject of the request's `Authorization: Bearer <access token>`, verified with the public
+/// keys: rejects with 401 `invalid_token` when the header is missing, not `Bearer`, or the token
+/// is invalid or expired. Records the user id in the request span.
+impl FromRequestParts<AppState> for AuthenticatedUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -115,11 +130,9 @@ impl FromRequestParts<AppState> for Authenticated {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::MissingBearer);
         }
-        state
-            .auth()
-            .verify_access_token(token.trim())
-            .map(Authenticated)
-            .map_err(ApiError::from)
+        let who = state.verifier()?.verify(token.trim())?;
+        tracing::Span::current().record("user_id", tracing::field::display(&who.user_id));
+        Ok(who)
     }
 }
 

@@ -1,41 +1,84 @@
-//! The token response body and the refresh cookie.
+//! The one token response of signup, login and refresh, and the refresh cookie.
 
 use crate::auth::IssuedTokens;
 use crate::config::Config;
-use axum::http::{header, HeaderMap, HeaderValue};
+use crate::domain::{rfc3339, User};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::Serialize;
 
 /// The refresh cookie's name.
 pub const REFRESH_COOKIE: &str = "tollgate_refresh";
 
-/// The token fields of signup, login and refresh responses:
-/// `{access_token, token_type: "Bearer", expires_in, refresh_token}` (RFC 6749 §5.1 names).
-#[derive(Debug, Serialize)]
-pub struct TokenBody {
-    /// The RS256 JWT.
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub expires_in: i64,
-    /// The opaque refresh token.
-    pub refresh_token: String,
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserBody {
+    /// User id (UUIDv7).
+    pub id: String,
+    /// The email as entered.
+    pub email: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
 }
 
-impl From<&IssuedTokens> for TokenBody {
-    fn from(t: &IssuedTokens) -> Self {
+impl From<&User> for UserBody {
+    fn from(u: &User) -> Self {
         Self {
-            access_token: t.access_token.clone(),
-            token_type: "Bearer",
-            expires_in: t.expires_in,
-            refresh_token: t.refresh_token.clone(),
+            id: u.id.to_string(),
+            email: u.email.clone(),
+            created_at: rfc3339(u.created_at),
         }
     }
 }
 
+/// The body of signup, login and refresh responses (RFC 6749 §5.1 names):
+/// `{access_token, token_type: "Bearer", expires_in, refresh_token}`, plus `user` after signup.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenBody {
+    /// The RS256 JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The opaque refresh token (also set as the `tollgate_refresh` cookie).
+    pub refresh_token: String,
+    /// The new user (signup only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserBody>,
+}
+
+/// The token response: `status`, the [`TokenBody`] (with `user` when given), the refresh cookie,
+/// and `Cache-Control: no-store` (RFC 6749 §5.1).
+pub fn token_response(
+    status: StatusCode,
+    tokens: &IssuedTokens,
+    user: Option<&User>,
+    config: &Config,
+) -> Response {
+    let body = TokenBody {
+        access_token: tokens.access_token.clone(),
+        token_type: "Bearer",
+        expires_in: tokens.expires_in,
+        refresh_token: tokens.refresh_token.clone(),
+        user: user.map(UserBody::from),
+    };
+    (
+        status,
+        [
+            (header::SET_COOKIE, refresh_cookie(tokens, config)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        Json(body),
+    )
+        .into_response()
+}
+
 /// `Set-Cookie` for the refresh token: `HttpOnly; Secure; SameSite=Strict; Path=/auth`
 /// (`Secure` per `TOLLGATE_COOKIE_SECURE`), `Max-Age` = the session's remaining idle time.
-pub fn refresh_cookie(tokens: &IssuedTokens, config: &Config) -> HeaderValue {
+fn refresh_cookie(tokens: &IssuedTokens, config: &Config) -> HeaderValue {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
     let value = format!(
         "{REFRESH_COOKIE}={}; Path=/auth; Max-Age={}; HttpOnly{secure}; SameSite=Strict",

@@ -1,19 +1,76 @@
-//! The payment-provider boundary: [`PaymentProvider`], implemented for Stripe (async-stripe,
-//! feature `stripe`) and Whop (REST, feature `whop`); the dev server adds an offline `local`
-//! provider of its own. Webhook verification is not here: it needs no API key (see
-//! [`crate::webhooks::signature`]).
+//! The payment-provider boundary, one folder per provider (hyperswitch-style): [`stripe`] and
+//! [`whop`] each hold their webhook signature scheme, their event parsing and their API client.
+//! Here: the [`PaymentProvider`] trait those clients implement (the dev server adds an offline
+//! Stripe stand-in of its own), the configured set ([`Providers`]), the shared signature
+//! machinery ([`signature`]) and the HTTP client both clients share.
+//!
+//! Verifying and parsing webhooks needs no API key and no client, so it compiles without the
+//! `stripe` and `whop` features; only the API clients need them.
 
-#[cfg(feature = "stripe")]
+mod json;
+pub mod signature;
 pub mod stripe;
-#[cfg(feature = "whop")]
 pub mod whop;
 
-use crate::billing::catalog::Proration;
-use crate::billing::state::{Provider, ProviderSubscription};
-use crate::domain::UserId;
+use crate::domain::{
+    BillingEvent, CheckoutSessionId, CustomerId, Envelope, EventError, PriceId, Proration,
+    Provider, ProviderSubscription, SubscriptionId, UserId,
+};
+use crate::error::BoxError;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use signature::{SignatureError, WebhookSecrets};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Why a webhook delivery was refused before anything was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The signature did not verify.
+    #[error("the webhook signature did not verify")]
+    Signature(#[from] SignatureError),
+    /// Verified, but not an event of this provider.
+    #[error("the webhook is not an event of this provider")]
+    Event(#[from] EventError),
+}
+
+/// Verifies a delivery with `provider`'s signature scheme over the raw `body` against any of
+/// `secrets` at `now` (Unix seconds), then reads its envelope.
+///
+/// # Errors
+/// [`WebhookError::Signature`] if it does not verify; [`WebhookError::Event`] if the verified
+/// body is not an event of this provider.
+pub fn verify_webhook(
+    provider: Provider,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    secrets: &WebhookSecrets,
+    now: i64,
+) -> Result<Envelope, WebhookError> {
+    Ok(match provider {
+        Provider::Stripe => {
+            let header = headers
+                .get("stripe-signature")
+                .and_then(|v| v.to_str().ok());
+            let verified = stripe::signature::verify(header, body, secrets, now)?;
+            stripe::events::envelope(verified.body())?
+        }
+        Provider::Whop => {
+            let verified = whop::signature::verify(headers, body, secrets, now)?;
+            whop::events::envelope(verified.body(), verified.webhook_id())?
+        }
+    })
+}
+
+/// What a stored (already verified) event of `provider` means.
+///
+/// # Errors
+/// [`EventError`] if the body is not an event of this provider.
+pub fn normalize_event(provider: Provider, body: &[u8]) -> Result<BillingEvent, EventError> {
+    match provider {
+        Provider::Stripe => stripe::events::normalize(body),
+        Provider::Whop => whop::events::normalize(body),
+    }
+}
 
 /// Per-attempt timeout of provider API calls, seconds. Stripe's own libraries default to 80 s, but
 /// a Lambda behind API Gateway has 30 s in all (its integration timeout), so an attempt gets 10 s.
@@ -31,21 +88,22 @@ pub fn http_client() -> Result<reqwest::Client, ProviderError> {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(ATTEMPT_TIMEOUT_SECS))
         .build()
-        .map_err(|e| ProviderError::Unavailable(format!("http client: {e}")))
+        .map_err(|e| ProviderError::Unavailable(Box::new(e)))
 }
 
-/// A provider call failed.
+/// A provider call failed. Sources never hold API keys.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The object does not exist at the provider (HTTP 404).
     #[error("not found at the provider")]
     NotFound,
-    /// The provider refused the request (other 4xx); retrying will not help.
-    #[error("provider rejected the request: {0}")]
-    Rejected(String),
+    /// The provider refused the request (other 4xx, or an answer Tollgate cannot use); retrying
+    /// will not help.
+    #[error("the provider refused the request")]
+    Rejected(#[source] BoxError),
     /// Network failure, timeout, 429 or 5xx: retrying may succeed.
-    #[error("provider unavailable: {0}")]
-    Unavailable(String),
+    #[error("the provider is unavailable")]
+    Unavailable(#[source] BoxError),
 }
 
 impl ProviderError {
@@ -63,9 +121,9 @@ pub struct CheckoutRequest {
     /// The buyer's email (prefills the provider page).
     pub email: String,
     /// The provider customer, when the provider has customers (Stripe).
-    pub customer_id: Option<String>,
+    pub customer_id: Option<CustomerId>,
     /// Stripe price id or Whop plan id.
-    pub price_id: String,
+    pub price_id: PriceId,
     /// Trial days to grant (0 = none).
     pub trial_days: u32,
     /// Where the provider sends the buyer after paying; may contain `{CHECKOUT_SESSION_ID}`.
@@ -80,7 +138,7 @@ pub struct CheckoutRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckoutSession {
     /// Provider's session / checkout configuration id.
-    pub id: String,
+    pub id: CheckoutSessionId,
     /// Where to send the buyer.
     pub url: String,
 }
@@ -101,7 +159,7 @@ pub trait PaymentProvider: Send + Sync {
         user_id: &UserId,
         email: &str,
         idempotency_key: &str,
-    ) -> Result<Option<String>, ProviderError>;
+    ) -> Result<Option<CustomerId>, ProviderError>;
 
     /// Creates a checkout with `user_id` in the client reference and in the subscription's
     /// metadata.
@@ -119,8 +177,8 @@ pub trait PaymentProvider: Send + Sync {
     /// [`ProviderError`].
     async fn create_portal(
         &self,
-        customer_id: &str,
-        subscription_id: &str,
+        customer: Option<&CustomerId>,
+        subscription: &SubscriptionId,
         return_url: &str,
     ) -> Result<String, ProviderError>;
 
@@ -130,7 +188,7 @@ pub trait PaymentProvider: Send + Sync {
     /// [`ProviderError`]; `NotFound` if it does not exist.
     async fn fetch_subscription(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
     ) -> Result<ProviderSubscription, ProviderError>;
 
     /// The subscription a checkout session created, once it is complete (`None` before).
@@ -139,8 +197,8 @@ pub trait PaymentProvider: Send + Sync {
     /// [`ProviderError`]; `NotFound` for an unknown session.
     async fn fetch_checkout_subscription(
         &self,
-        session_id: &str,
-    ) -> Result<Option<String>, ProviderError>;
+        session: &CheckoutSessionId,
+    ) -> Result<Option<SubscriptionId>, ProviderError>;
 
     /// Sets or clears cancel-at-period-end.
     ///
@@ -148,7 +206,7 @@ pub trait PaymentProvider: Send + Sync {
     /// [`ProviderError`].
     async fn set_cancel_at_period_end(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
         cancel: bool,
     ) -> Result<(), ProviderError>;
 
@@ -158,15 +216,15 @@ pub trait PaymentProvider: Send + Sync {
     /// [`ProviderError`].
     async fn change_price(
         &self,
-        subscription_id: &str,
-        price_id: &str,
+        subscription: &SubscriptionId,
+        price: &PriceId,
         proration: Proration,
     ) -> Result<(), ProviderError>;
 }
 
 /// The configured providers, by name.
 #[derive(Clone, Default)]
-pub struct Providers(HashMap<Provider, Arc<dyn PaymentProvider>>);
+pub struct Providers(BTreeMap<Provider, Arc<dyn PaymentProvider>>);
 
 impl std::fmt::Debug for Providers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,10 +244,48 @@ impl Providers {
         self.0.get(&provider)
     }
 
-    /// The default provider for checkout: Stripe, else Whop, else local.
+    /// The default provider for checkout: Stripe, else Whop.
     pub fn default_provider(&self) -> Option<Provider> {
-        [Provider::Stripe, Provider::Whop, Provider::Local]
-            .into_iter()
-            .find(|p| self.0.contains_key(p))
+        Provider::ALL.into_iter().find(|p| self.0.contains_key(p))
+    }
+}
+
+/// An id used as a URL path segment: Stripe's and Whop's ids are `[A-Za-z0-9_]`; anything else
+/// is refused as not found rather than escaped (an id from a webhook or a query string must not
+/// steer the request).
+///
+/// # Errors
+/// [`ProviderError::NotFound`] for an empty, over-long (255+) or otherwise shaped id.
+#[cfg(any(feature = "stripe", feature = "whop"))]
+pub(crate) fn path_segment(id: &str) -> Result<&str, ProviderError> {
+    if !id.is_empty()
+        && id.len() <= 255
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        Ok(id)
+    } else {
+        Err(ProviderError::NotFound)
+    }
+}
+
+#[cfg(all(test, any(feature = "stripe", feature = "whop")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_provider_shaped_ids_become_path_segments() {
+        assert_eq!(
+            path_segment("sub_1TestSubscr0000001").ok(),
+            Some("sub_1TestSubscr0000001")
+        );
+        for bad in [
+            "",
+            "sub_1/../../customers",
+            "cs_test?expand[]=x",
+            "a b",
+            "sub_\u{e9}",
+        ] {
+            assert!(path_segment(bad).is_err(), "{bad}");
+        }
     }
 }

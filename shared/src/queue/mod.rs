@@ -5,23 +5,25 @@
 #[cfg(feature = "aws")]
 pub mod sqs;
 
-use crate::billing::state::Provider;
+use crate::domain::{EventId, Provider};
+use crate::error::BoxError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-/// The pointer message `{provider, event_id}` (DESIGN §7.1).
+/// The pointer message `{provider, event_id}`: the queue carries ids, the ledger the body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMessage {
     /// Provider.
     pub provider: Provider,
     /// The ledger event id.
-    pub event_id: String,
+    pub event_id: EventId,
 }
 
-/// Why a message could not be sent.
+/// Why a message could not be sent (or, replaying, received or deleted). Always retryable from
+/// the caller's point of view: ingest answers 5xx and the provider sends the event again.
 #[derive(Debug, thiserror::Error)]
-#[error("queue unavailable: {0}")]
-pub struct QueueError(pub String);
+#[error("queue unavailable")]
+pub struct QueueError(#[source] pub BoxError);
 
 /// A FIFO queue of event pointers: ordered per `group_id`, deduplicated by `dedup_id`.
 #[async_trait]
@@ -63,6 +65,6 @@ impl EventQueue for InProcessQueue {
     ) -> Result<(), QueueError> {
         self.tx
             .send(message.clone())
-            .map_err(|_| QueueError("the in-process worker has stopped".into()))
+            .map_err(|_| QueueError(crate::error::message("the in-process worker has stopped")))
     }
 }

@@ -4,7 +4,6 @@
 
 use super::{EventMessage, EventQueue, QueueError};
 use async_trait::async_trait;
-use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::Client;
 
 /// SQS FIFO queue sender.
@@ -47,7 +46,7 @@ impl EventQueue for SqsQueue {
         group_id: &str,
         dedup_id: &str,
     ) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        let body = serde_json::to_string(message).map_err(|e| QueueError(Box::new(e)))?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -61,7 +60,7 @@ impl EventQueue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError(e.code().unwrap_or("send failed").to_owned()))
+            .map_err(|e| QueueError(Box::new(e)))
     }
 }
 
@@ -90,7 +89,7 @@ pub async fn replay_dead_letters(
             .wait_time_seconds(0)
             .send()
             .await
-            .map_err(|e| QueueError(e.code().unwrap_or("receive failed").to_owned()))?;
+            .map_err(|e| QueueError(Box::new(e)))?;
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             break;
@@ -111,7 +110,7 @@ pub async fn replay_dead_letters(
                 .message_deduplication_id(sqs_id(&format!("replay:{id}")))
                 .send()
                 .await
-                .map_err(|e| QueueError(e.code().unwrap_or("send failed").to_owned()))?;
+                .map_err(|e| QueueError(Box::new(e)))?;
             if let Some(handle) = m.receipt_handle {
                 client
                     .delete_message()
@@ -119,7 +118,7 @@ pub async fn replay_dead_letters(
                     .receipt_handle(handle)
                     .send()
                     .await
-                    .map_err(|e| QueueError(e.code().unwrap_or("delete failed").to_owned()))?;
+                    .map_err(|e| QueueError(Box::new(e)))?;
             }
             moved += 1;
         }

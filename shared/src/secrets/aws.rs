@@ -28,22 +28,28 @@ impl SecretSource for AwsSecretSource {
                     .map(SecretString::from)
                     .ok_or_else(|| SecretError::Unavailable {
                         name: name.to_owned(),
-                        reason: "secret has no string value".to_owned(),
+                        source: crate::error::message("the secret has no string value"),
                     })
             }
-            Err(e) => Err(secret_error(name, e.code())),
+            Err(e) => Err(secret_error(name, e)),
         }
     }
 }
 
-/// A Secrets Manager error code as a [`SecretError`] naming the secret (never its value).
-fn secret_error(name: &str, code: Option<&str>) -> SecretError {
-    match code {
-        Some("ResourceNotFoundException") => SecretError::NotFound(name.to_owned()),
-        code => SecretError::Unavailable {
+/// A Secrets Manager error as a [`SecretError`] naming the secret (never its value), the SDK
+/// error kept as the source.
+fn secret_error<E, R>(name: &str, e: aws_sdk_secretsmanager::error::SdkError<E, R>) -> SecretError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if e.code() == Some("ResourceNotFoundException") {
+        SecretError::NotFound(name.to_owned())
+    } else {
+        SecretError::Unavailable {
             name: name.to_owned(),
-            reason: code.unwrap_or("request failed").to_owned(),
-        },
+            source: Box::new(e),
+        }
     }
 }
 
@@ -61,28 +67,36 @@ impl super::SecretWriter for AwsSecretSource {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => Err(secret_error(name, e.code())),
+            Err(e) => Err(secret_error(name, e)),
         }
     }
 }
 
 /// Tag naming the stack a Tollgate secret belongs to (set in `template.yaml`).
 pub const STACK_TAG: &str = "tollgate:stack";
-/// Tag saying which Tollgate secret it is: [`JWT_KEYS_ROLE`] or [`PROVIDER_SECRETS_ROLE`].
+/// Tag saying which Tollgate secret it is: one of the `*_ROLE` values below.
 pub const ROLE_TAG: &str = "tollgate:secret";
-/// [`ROLE_TAG`] value of the JWT signing key set.
+/// [`ROLE_TAG`] value of the private JWT signing key set.
 pub const JWT_KEYS_ROLE: &str = "jwt-keys";
-/// [`ROLE_TAG`] value of the provider secrets.
+/// [`ROLE_TAG`] value of the published JWKS (public keys).
+pub const JWKS_ROLE: &str = "jwks";
+/// [`ROLE_TAG`] value of the payment-provider API keys.
 pub const PROVIDER_SECRETS_ROLE: &str = "provider-secrets";
+/// [`ROLE_TAG`] value of the webhook signing secrets.
+pub const WEBHOOK_SECRETS_ROLE: &str = "webhook-secrets";
 
-/// The ARNs of a stack's two secrets, found by their tags (`ListSecrets`; the template's secrets
-/// have no fixed names, see `template.yaml`).
+/// The ARNs of a stack's four secrets, found by their tags (`ListSecrets`; the template's
+/// secrets have no fixed names, see `template.yaml`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackSecrets {
-    /// ARN of the JWT signing key set.
+    /// ARN of the private JWT signing key set.
     pub jwt_keys: String,
-    /// ARN of the provider secrets.
+    /// ARN of the published JWKS.
+    pub jwks: String,
+    /// ARN of the payment-provider API keys.
     pub provider_secrets: String,
+    /// ARN of the webhook signing secrets.
+    pub webhook_secrets: String,
 }
 
 impl AwsSecretSource {
@@ -93,9 +107,9 @@ impl AwsSecretSource {
     /// [`SecretError::Unavailable`] if listing fails or a role is found twice.
     pub async fn find_stack_secrets(&self, stack: &str) -> Result<StackSecrets, SecretError> {
         use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-        let unavailable = |reason: String| SecretError::Unavailable {
+        let unavailable = |source: crate::error::BoxError| SecretError::Unavailable {
             name: format!("stack {stack}"),
-            reason,
+            source,
         };
         let mut found: Vec<(String, String)> = Vec::new();
         let mut pages = self
@@ -110,8 +124,7 @@ impl AwsSecretSource {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| unavailable(e.code().unwrap_or("request failed").to_owned()))?;
+            let page = page.map_err(|e| unavailable(Box::new(e)))?;
             for secret in page.secret_list() {
                 let tag = |key: &str| {
                     secret
@@ -140,12 +153,16 @@ impl AwsSecretSource {
                 [] => Err(SecretError::NotFound(format!(
                     "{role} secret of stack {stack}"
                 ))),
-                _ => Err(unavailable(format!("several {role} secrets are tagged"))),
+                _ => Err(unavailable(crate::error::message(format!(
+                    "several {role} secrets are tagged"
+                )))),
             }
         };
         Ok(StackSecrets {
             jwt_keys: one(JWT_KEYS_ROLE)?,
+            jwks: one(JWKS_ROLE)?,
             provider_secrets: one(PROVIDER_SECRETS_ROLE)?,
+            webhook_secrets: one(WEBHOOK_SECRETS_ROLE)?,
         })
     }
 }

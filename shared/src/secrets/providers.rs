@@ -1,71 +1,96 @@
-//! Payment-provider secrets under the names users of these providers expect: `STRIPE_SECRET_KEY`,
-//! `STRIPE_WEBHOOK_SECRET`, `WHOP_API_KEY`, `WHOP_WEBHOOK_SECRET` (the webhook ones may hold
-//! several comma-separated secrets during rotation), plus `STRIPE_API_BASE` and `WHOP_API_BASE`
-//! (not secret: base URLs for doubles). Locally they come from the environment; in Lambda from one
-//! Secrets Manager secret whose JSON object has the same keys.
+//! The payment-provider values Tollgate reads, under the names users of these providers expect,
+//! in two groups kept in two secrets so each function reads only what it uses:
+//!
+//! - [`ProviderKeys`] (`provider-secrets`): `STRIPE_SECRET_KEY`, `WHOP_API_KEY`, and the API base
+//!   URLs `STRIPE_API_BASE`, `WHOP_API_BASE` (not secret: for doubles). Read by the functions that
+//!   call the providers' APIs.
+//! - [`WebhookSigningSecrets`] (`webhook-secrets`): `STRIPE_WEBHOOK_SECRET`,
+//!   `WHOP_WEBHOOK_SECRET`, each possibly several comma-separated secrets during a rotation. Read
+//!   by webhook ingest only, which therefore cannot call a provider's API.
+//!
+//! Locally both come from the environment; in Lambda each from one Secrets Manager secret whose
+//! JSON object has the same keys.
 
-use crate::webhooks::signature::WebhookSecrets;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 
-/// Every name the provider secret may hold, in the order of the fields below.
-pub const PROVIDER_SECRET_NAMES: [&str; 6] = [
+/// The names [`ProviderKeys`] reads.
+pub const PROVIDER_KEY_NAMES: [&str; 4] = [
     "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
     "WHOP_API_KEY",
-    "WHOP_WEBHOOK_SECRET",
     "STRIPE_API_BASE",
     "WHOP_API_BASE",
 ];
 
-/// The provider secrets that are set. `Debug` is redacted.
-#[derive(Default)]
-pub struct ProviderSecrets {
+/// The names [`WebhookSigningSecrets`] reads.
+pub const WEBHOOK_SECRET_NAMES: [&str; 2] = ["STRIPE_WEBHOOK_SECRET", "WHOP_WEBHOOK_SECRET"];
+
+/// API keys (and base URLs) of the providers that are set. `Debug` is redacted.
+#[derive(Default, Clone)]
+pub struct ProviderKeys {
     /// `STRIPE_SECRET_KEY`.
     pub stripe_secret_key: Option<SecretString>,
-    /// `STRIPE_WEBHOOK_SECRET` (comma-separated during rotation).
-    pub stripe_webhook_secrets: Option<WebhookSecrets>,
     /// `WHOP_API_KEY`.
     pub whop_api_key: Option<SecretString>,
-    /// `WHOP_WEBHOOK_SECRET` (comma-separated during rotation).
-    pub whop_webhook_secrets: Option<WebhookSecrets>,
     /// `STRIPE_API_BASE`.
     pub stripe_api_base: Option<String>,
     /// `WHOP_API_BASE`.
     pub whop_api_base: Option<String>,
 }
 
-impl std::fmt::Debug for ProviderSecrets {
+impl std::fmt::Debug for ProviderKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderSecrets")
+        f.debug_struct("ProviderKeys")
             .field("stripe_secret_key", &self.stripe_secret_key.is_some())
-            .field(
-                "stripe_webhook_secrets",
-                &self.stripe_webhook_secrets.is_some(),
-            )
             .field("whop_api_key", &self.whop_api_key.is_some())
-            .field("whop_webhook_secrets", &self.whop_webhook_secrets.is_some())
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("whop_api_base", &self.whop_api_base)
             .finish()
     }
 }
 
-impl ProviderSecrets {
+/// Webhook signing secrets of the providers that are set, each a comma-separated list as
+/// configured (parsed by the signature schemes). `Debug` is redacted.
+#[derive(Default, Clone)]
+pub struct WebhookSigningSecrets {
+    /// `STRIPE_WEBHOOK_SECRET`.
+    pub stripe: Option<SecretString>,
+    /// `WHOP_WEBHOOK_SECRET`.
+    pub whop: Option<SecretString>,
+}
+
+impl std::fmt::Debug for WebhookSigningSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSigningSecrets")
+            .field("stripe", &self.stripe.is_some())
+            .field("whop", &self.whop.is_some())
+            .finish()
+    }
+}
+
+fn get(map: &HashMap<String, String>, key: &str) -> Option<String> {
+    map.get(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// A Secrets Manager secret's JSON object of strings as a map.
+///
+/// # Errors
+/// A message (no secret material) if the JSON is not an object of strings.
+fn object(json: &SecretString, what: &str) -> Result<HashMap<String, String>, String> {
+    serde_json::from_str(json.expose_secret())
+        .map_err(|_| format!("the {what} secret is not a JSON object of strings"))
+}
+
+impl ProviderKeys {
     /// From a map of names to values (empty values count as unset).
     pub fn from_map(map: &HashMap<String, String>) -> Self {
-        let get = |k: &str| {
-            map.get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
         Self {
-            stripe_secret_key: get("STRIPE_SECRET_KEY").map(SecretString::from),
-            stripe_webhook_secrets: get("STRIPE_WEBHOOK_SECRET")
-                .and_then(|v| WebhookSecrets::parse(&v).ok()),
-            whop_api_key: get("WHOP_API_KEY").map(SecretString::from),
-            whop_webhook_secrets: get("WHOP_WEBHOOK_SECRET")
-                .and_then(|v| WebhookSecrets::parse(&v).ok()),
-            stripe_api_base: get("STRIPE_API_BASE"),
-            whop_api_base: get("WHOP_API_BASE"),
+            stripe_secret_key: get(map, "STRIPE_SECRET_KEY").map(SecretString::from),
+            whop_api_key: get(map, "WHOP_API_KEY").map(SecretString::from),
+            stripe_api_base: get(map, "STRIPE_API_BASE"),
+            whop_api_base: get(map, "WHOP_API_BASE"),
         }
     }
 
@@ -80,14 +105,41 @@ impl ProviderSecrets {
     /// # Errors
     /// A message (no secret material) if the JSON is not an object of strings.
     pub fn from_json(json: &SecretString) -> Result<Self, String> {
-        let mut map: HashMap<String, String> = serde_json::from_str(json.expose_secret())
-            .map_err(|_| "provider secrets are not a JSON object of strings".to_owned())?;
+        let mut map = object(json, "provider")?;
         for k in ["STRIPE_API_BASE", "WHOP_API_BASE"] {
             if let Ok(v) = std::env::var(k) {
                 map.entry(k.to_owned()).or_insert(v);
             }
         }
         Ok(Self::from_map(&map))
+    }
+
+    /// Whether no provider has an API key.
+    pub fn is_empty(&self) -> bool {
+        self.stripe_secret_key.is_none() && self.whop_api_key.is_none()
+    }
+}
+
+impl WebhookSigningSecrets {
+    /// From a map of names to values (empty values count as unset).
+    pub fn from_map(map: &HashMap<String, String>) -> Self {
+        Self {
+            stripe: get(map, "STRIPE_WEBHOOK_SECRET").map(SecretString::from),
+            whop: get(map, "WHOP_WEBHOOK_SECRET").map(SecretString::from),
+        }
+    }
+
+    /// From the process environment.
+    pub fn from_env() -> Self {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// From a Secrets Manager secret's JSON object (`{"STRIPE_WEBHOOK_SECRET": "...", ...}`).
+    ///
+    /// # Errors
+    /// A message (no secret material) if the JSON is not an object of strings.
+    pub fn from_json(json: &SecretString) -> Result<Self, String> {
+        object(json, "webhook").map(|map| Self::from_map(&map))
     }
 }
 
@@ -96,7 +148,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_are_read_by_their_usual_names_and_redacted() {
+    fn values_are_read_by_their_usual_names_and_redacted() {
         let map = HashMap::from([
             ("STRIPE_SECRET_KEY".to_owned(), "sk_test_123".to_owned()),
             (
@@ -105,10 +157,14 @@ mod tests {
             ),
             ("WHOP_API_KEY".to_owned(), " ".to_owned()),
         ]);
-        let s = ProviderSecrets::from_map(&map);
-        assert!(s.stripe_secret_key.is_some() && s.stripe_webhook_secrets.is_some());
-        assert!(s.whop_api_key.is_none(), "blank is unset");
-        assert!(!format!("{s:?}").contains("sk_test_123"));
-        assert!(ProviderSecrets::from_json(&SecretString::from("[1]")).is_err());
+        let keys = ProviderKeys::from_map(&map);
+        assert!(keys.stripe_secret_key.is_some());
+        assert!(keys.whop_api_key.is_none(), "blank is unset");
+        assert!(!format!("{keys:?}").contains("sk_test_123"));
+        let hooks = WebhookSigningSecrets::from_map(&map);
+        assert!(hooks.stripe.is_some() && hooks.whop.is_none());
+        assert!(!format!("{hooks:?}").contains("whsec_a"));
+        assert!(ProviderKeys::from_json(&SecretString::from("[1]")).is_err());
+        assert!(WebhookSigningSecrets::from_json(&SecretString::from("{\"a\":1}")).is_err());
     }
 }

@@ -1,13 +1,17 @@
 //! The DynamoDB store: the single table of DESIGN §4 through `aws-sdk-dynamodb`.
 //!
-//! Items are the domain records serialised with `serde_dynamo`, plus `PK`/`SK`. Uniqueness (the
-//! email claim) and rotation are conditional writes; signup is one `TransactWriteItems`. Reads are
-//! strongly consistent. [`table_definition`] is the one place the table's shape is written in code.
+//! Items are the domain records (and [`super::items`]) serialised with `serde_dynamo`, plus
+//! `PK`/`SK`. Uniqueness (the email claim) and rotation are conditional writes; signup and each
+//! processed webhook event are one `TransactWriteItems`. Reads are strongly consistent.
+//! [`table_definition`] is the one place the table's shape is written in code.
 
-use super::{keys, BillingStore, EventLedger, SessionStore, StoreError, UserStore};
-use crate::billing::records::{EventEffects, EventStatus, WebhookEvent};
-use crate::billing::state::{Provider, Subscription};
-use crate::domain::{RevokeReason, Session, SessionId, TokenHash, User, UserId};
+use super::items::{CustomerClaim, EmailClaim, UserCustomer};
+use super::keys::{self, Key};
+use super::{BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore};
+use crate::domain::{
+    CustomerId, EventEffects, EventId, EventStatus, Provider, RevokeReason, Session, SessionId,
+    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
@@ -15,7 +19,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 
 type Item = HashMap<String, AttributeValue>;
@@ -93,7 +97,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_name(def.ttl_attribute)
         .enabled(true)
         .build()
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        .map_err(StoreError::internal)?;
     client
         .update_time_to_live()
         .table_name(table)
@@ -104,47 +108,63 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
     Ok(())
 }
 
-/// Maps an SDK error to a [`StoreError`]: failed conditions are conflicts; throttling, timeouts
-/// and transport failures are retryable; the rest is internal.
+/// Maps an SDK error to a [`StoreError`] keeping it as the source: failed conditions are
+/// conflicts (the caller names which); throttling, timeouts, transport failures and transaction
+/// conflicts are retryable; the rest is internal.
 fn classify<E, R>(err: SdkError<E, R>) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let code = err.code().unwrap_or_default().to_owned();
     match code.as_str() {
-        "ConditionalCheckFailedException" => StoreError::Conflict("condition_failed"),
-        "TransactionCanceledException" => {
-            let message = err.message().unwrap_or_default();
-            if message.contains("ConditionalCheckFailed") {
-                StoreError::Conflict("condition_failed")
-            } else {
-                StoreError::Unavailable(format!("transaction canceled: {message}"))
-            }
+        // The caller knows which condition it wrote and maps this to its `Conflict`.
+        "ConditionalCheckFailedException" => StoreError::Conflict(Conflict::StaleVersion),
+        "TransactionCanceledException"
+            if err
+                .message()
+                .unwrap_or_default()
+                .contains("ConditionalCheckFailed") =>
+        {
+            StoreError::Conflict(Conflict::StaleVersion)
         }
-        "ProvisionedThroughputExceededException"
+        "TransactionCanceledException"
+        | "ProvisionedThroughputExceededException"
         | "ThrottlingException"
         | "RequestLimitExceeded"
         | "InternalServerError"
         | "ServiceUnavailable"
-        | "TransactionConflictException" => StoreError::Unavailable(code),
+        | "TransactionConflictException" => StoreError::Unavailable(Box::new(err)),
         _ => match err {
             SdkError::TimeoutError(_)
             | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => {
-                StoreError::Unavailable(format!("{err:?}").chars().take(300).collect())
-            }
-            other => StoreError::Internal(format!(
-                "{code}: {}",
-                other.message().unwrap_or("dynamodb error")
-            )),
+            | SdkError::ResponseError(_) => StoreError::Unavailable(Box::new(err)),
+            other => StoreError::Internal(Box::new(other)),
         },
     }
 }
 
-fn to_item<T: Serialize>(key: &(String, String), value: &T) -> Result<Item, StoreError> {
-    let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(value)
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
+/// [`classify`], naming the condition that failed.
+fn classify_as<E, R>(conflict: Conflict) -> impl Fn(SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |e| match classify(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(conflict),
+        other => other,
+    }
+}
+
+fn built<T, E: std::error::Error + Send + Sync + 'static>(
+    r: Result<T, E>,
+) -> Result<T, StoreError> {
+    r.map_err(StoreError::internal)
+}
+
+fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_dynamo::aws_sdk_dynamodb_1::to_item(value).map_err(StoreError::internal)?;
     item.insert(keys::PK.to_owned(), AttributeValue::S(key.0.clone()));
     item.insert(keys::SK.to_owned(), AttributeValue::S(key.1.clone()));
     Ok(item)
@@ -153,38 +173,21 @@ fn to_item<T: Serialize>(key: &(String, String), value: &T) -> Result<Item, Stor
 fn from_item<T: DeserializeOwned>(mut item: Item) -> Result<T, StoreError> {
     item.remove(keys::PK);
     item.remove(keys::SK);
-    serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
-        .map_err(|e| StoreError::Internal(format!("undecodable item: {e}")))
-}
-
-#[derive(Serialize, Deserialize)]
-struct EmailClaim {
-    user_id: UserId,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CustomerClaim {
-    user_id: UserId,
-}
-
-#[derive(Serialize, Deserialize)]
-struct UserCustomer {
-    customer_id: String,
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(StoreError::internal)
 }
 
 fn status_value(status: EventStatus) -> Result<AttributeValue, StoreError> {
-    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(status)
-        .map_err(|e| StoreError::Internal(e.to_string()))
+    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(status).map_err(StoreError::internal)
 }
 
-fn key_of(key: (String, String)) -> Item {
+fn key_of(key: Key) -> Item {
     HashMap::from([
         (keys::PK.to_owned(), AttributeValue::S(key.0)),
         (keys::SK.to_owned(), AttributeValue::S(key.1)),
     ])
 }
 
-/// DynamoDB implementation of [`UserStore`] and [`SessionStore`]. Cheap to clone.
+/// The DynamoDB implementation of every store trait. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
@@ -220,10 +223,7 @@ impl DynamoStore {
             .map_err(classify)
     }
 
-    async fn get<T: DeserializeOwned>(
-        &self,
-        key: (String, String),
-    ) -> Result<Option<T>, StoreError> {
+    async fn get<T: DeserializeOwned>(&self, key: Key) -> Result<Option<T>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -242,12 +242,13 @@ impl DynamoStore {
 impl UserStore for DynamoStore {
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            let put = built(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(PK)")
+                    .build(),
+            )?;
             Ok(TransactWriteItem::builder().put(put).build())
         };
         let user_item = to_item(&keys::user(&user.id), user)?;
@@ -255,18 +256,14 @@ impl UserStore for DynamoStore {
             &keys::email_claim(user.email().normalized()),
             &EmailClaim { user_id: user.id },
         )?;
-        match self
-            .client
+        self.client
             .transact_write_items()
             .transact_items(put(user_item)?)
             .transact_items(put(claim_item)?)
             .send()
             .await
-            .map_err(classify)
-        {
-            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict("email_taken")),
-            other => other.map(|_| ()),
-        }
+            .map(|_| ())
+            .map_err(classify_as(Conflict::EmailTaken))
     }
 
     async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -293,10 +290,7 @@ impl UserStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match classify(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("stale_version"),
-                other => other,
-            })
+            .map_err(classify_as(Conflict::StaleVersion))
     }
 }
 
@@ -314,10 +308,7 @@ impl SessionStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match classify(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("session_exists"),
-                other => other,
-            })
+            .map_err(classify_as(Conflict::SessionExists))
     }
 
     async fn get_session(
@@ -347,10 +338,7 @@ impl SessionStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match classify(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("session_changed"),
-                other => other,
-            })
+            .map_err(classify_as(Conflict::SessionChanged))
     }
 
     async fn revoke_session(
@@ -362,7 +350,7 @@ impl SessionStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let (pk, sk) = keys::session(user_id, id);
         let reason = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(reason)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(StoreError::internal)?;
         let result = self
             .client
             .update_item()
@@ -437,21 +425,18 @@ impl DynamoStore {
         req.send().await.map(|_| ()).map_err(classify)
     }
 
-    fn put_version_checked(
-        &self,
-        sub: &Subscription,
-        expected: Option<u64>,
-    ) -> Result<Put, StoreError> {
+    fn put_version_checked(&self, write: &SubscriptionWrite) -> Result<Put, StoreError> {
+        let sub = &write.subscription;
         let mut put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(&keys::subscription(&sub.user_id), sub)?));
-        put = match expected {
+        put = match write.expected_version {
             None => put.condition_expression("attribute_not_exists(PK)"),
             Some(v) => put
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
         };
-        put.build().map_err(|e| StoreError::Internal(e.to_string()))
+        built(put.build())
     }
 }
 
@@ -461,12 +446,8 @@ impl BillingStore for DynamoStore {
         self.get(keys::subscription(user_id)).await
     }
 
-    async fn put_subscription(
-        &self,
-        subscription: &Subscription,
-        expected_version: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let put = self.put_version_checked(subscription, expected_version)?;
+    async fn put_subscription(&self, write: &SubscriptionWrite) -> Result<(), StoreError> {
+        let put = self.put_version_checked(write)?;
         let mut req = self
             .client
             .put_item()
@@ -477,29 +458,31 @@ impl BillingStore for DynamoStore {
                 .condition_expression(c)
                 .set_expression_attribute_values(put.expression_attribute_values().cloned());
         }
-        req.send().await.map(|_| ()).map_err(|e| match classify(e) {
-            StoreError::Conflict(_) => StoreError::Conflict("stale_version"),
-            other => other,
-        })
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(classify_as(Conflict::StaleVersion))
     }
 
     async fn claim_customer(
         &self,
         provider: Provider,
-        customer_id: &str,
+        customer: &CustomerId,
         user_id: &UserId,
     ) -> Result<UserId, StoreError> {
         let claim = to_item(
-            &keys::customer_claim(provider.as_str(), customer_id),
+            &keys::customer_claim(provider, customer),
             &CustomerClaim { user_id: *user_id },
         )?;
         match self.put_if(claim, "attribute_not_exists(PK)", vec![]).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
                 let owner = self
-                    .find_customer(provider, customer_id)
+                    .find_customer(provider, customer)
                     .await?
-                    .ok_or(StoreError::Internal("customer claim vanished".into()))?;
+                    .ok_or_else(|| {
+                        StoreError::internal(crate::error::message("customer claim vanished"))
+                    })?;
                 if owner != *user_id {
                     return Ok(owner);
                 }
@@ -507,9 +490,9 @@ impl BillingStore for DynamoStore {
             Err(e) => return Err(e),
         }
         let mine = to_item(
-            &keys::user_customer(user_id, provider.as_str()),
+            &keys::user_customer(user_id, provider),
             &UserCustomer {
-                customer_id: customer_id.to_owned(),
+                customer_id: customer.clone(),
             },
         )?;
         self.client
@@ -525,10 +508,10 @@ impl BillingStore for DynamoStore {
     async fn find_customer(
         &self,
         provider: Provider,
-        customer_id: &str,
+        customer: &CustomerId,
     ) -> Result<Option<UserId>, StoreError> {
         Ok(self
-            .get::<CustomerClaim>(keys::customer_claim(provider.as_str(), customer_id))
+            .get::<CustomerClaim>(keys::customer_claim(provider, customer))
             .await?
             .map(|c| c.user_id))
     }
@@ -537,9 +520,9 @@ impl BillingStore for DynamoStore {
         &self,
         provider: Provider,
         user_id: &UserId,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<CustomerId>, StoreError> {
         Ok(self
-            .get::<UserCustomer>(keys::user_customer(user_id, provider.as_str()))
+            .get::<UserCustomer>(keys::user_customer(user_id, provider))
             .await?
             .map(|c| c.customer_id))
     }
@@ -548,17 +531,14 @@ impl BillingStore for DynamoStore {
 #[async_trait]
 impl EventLedger for DynamoStore {
     async fn record_event(&self, event: &WebhookEvent) -> Result<(WebhookEvent, bool), StoreError> {
-        let item = to_item(
-            &keys::event(event.provider.as_str(), &event.event_id),
-            event,
-        )?;
+        let item = to_item(&keys::event(event.provider, &event.event_id), event)?;
         match self.put_if(item, "attribute_not_exists(PK)", vec![]).await {
             Ok(()) => Ok((event.clone(), true)),
             Err(StoreError::Conflict(_)) => {
                 let existing = self
                     .get_event(event.provider, &event.event_id)
                     .await?
-                    .ok_or(StoreError::Internal("event vanished".into()))?;
+                    .ok_or_else(|| StoreError::internal(crate::error::message("event vanished")))?;
                 Ok((existing, false))
             }
             Err(e) => Err(e),
@@ -568,38 +548,35 @@ impl EventLedger for DynamoStore {
     async fn get_event(
         &self,
         provider: Provider,
-        event_id: &str,
+        event_id: &EventId,
     ) -> Result<Option<WebhookEvent>, StoreError> {
-        self.get(keys::event(provider.as_str(), event_id)).await
+        self.get(keys::event(provider, event_id)).await
     }
 
     async fn mark_event(
         &self,
         provider: Provider,
-        event_id: &str,
-        status: EventStatus,
-        attempts: u32,
-        error: Option<String>,
-        at: i64,
+        event_id: &EventId,
+        mark: &EventMark,
     ) -> Result<(), StoreError> {
         let mut update = "SET #s = :s, attempts = :a".to_owned();
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key_of(keys::event(provider.as_str(), event_id))))
+            .set_key(Some(key_of(keys::event(provider, event_id))))
             .condition_expression("attribute_exists(PK) AND #s <> :processed")
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":s", status_value(status)?)
+            .expression_attribute_values(":s", status_value(mark.status)?)
             .expression_attribute_values(":processed", status_value(EventStatus::Processed)?)
-            .expression_attribute_values(":a", AttributeValue::N(attempts.to_string()));
-        if let Some(e) = error {
+            .expression_attribute_values(":a", AttributeValue::N(mark.attempts.to_string()));
+        if let Some(e) = &mark.error {
             update.push_str(", last_error = :e");
-            req = req.expression_attribute_values(":e", AttributeValue::S(e));
+            req = req.expression_attribute_values(":e", AttributeValue::S(e.clone()));
         }
-        if status == EventStatus::Ignored {
+        if mark.status == EventStatus::Ignored {
             update.push_str(", processed_at = :at");
-            req = req.expression_attribute_values(":at", AttributeValue::N(at.to_string()));
+            req = req.expression_attribute_values(":at", AttributeValue::N(mark.at.to_string()));
         }
         match req.update_expression(update).send().await.map_err(classify) {
             Ok(_) => Ok(()),
@@ -614,26 +591,28 @@ impl EventLedger for DynamoStore {
     async fn apply_event(
         &self,
         provider: Provider,
-        event_id: &str,
+        event_id: &EventId,
         effects: &EventEffects,
         at: i64,
     ) -> Result<(), StoreError> {
         let mut items = Vec::with_capacity(3);
         let mark = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key_of(keys::event(provider.as_str(), event_id))))
+            .set_key(Some(key_of(keys::event(provider, event_id))))
             .update_expression("SET #s = :processed, processed_at = :at REMOVE last_error")
             .condition_expression("attribute_exists(PK) AND #s <> :processed")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":processed", status_value(EventStatus::Processed)?)
-            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
-            .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        items.push(TransactWriteItem::builder().update(mark).build());
-        if let Some((sub, expected)) = &effects.subscription {
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()));
+        items.push(
+            TransactWriteItem::builder()
+                .update(built(mark.build())?)
+                .build(),
+        );
+        if let Some(write) = &effects.subscription {
             items.push(
                 TransactWriteItem::builder()
-                    .put(self.put_version_checked(sub, *expected)?)
+                    .put(self.put_version_checked(write)?)
                     .build(),
             );
         }
@@ -641,12 +620,14 @@ impl EventLedger for DynamoStore {
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(to_item(
-                    &keys::payment(&p.user_id, p.paid_at, p.provider.as_str(), &p.payment_id),
+                    &keys::payment(&p.user_id, p.paid_at, p.provider, &p.payment_id),
                     p,
-                )?))
-                .build()
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
-            items.push(TransactWriteItem::builder().put(put).build());
+                )?));
+            items.push(
+                TransactWriteItem::builder()
+                    .put(built(put.build())?)
+                    .build(),
+            );
         }
         match self
             .client
@@ -660,9 +641,9 @@ impl EventLedger for DynamoStore {
             Err(StoreError::Conflict(_)) => match self.get_event(provider, event_id).await? {
                 None => Err(StoreError::NotFound),
                 Some(e) if e.status == EventStatus::Processed => {
-                    Err(StoreError::Conflict("already_processed"))
+                    Err(StoreError::Conflict(Conflict::AlreadyProcessed))
                 }
-                Some(_) => Err(StoreError::Conflict("stale_version")),
+                Some(_) => Err(StoreError::Conflict(Conflict::StaleVersion)),
             },
             Err(e) => Err(e),
         }

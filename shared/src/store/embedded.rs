@@ -10,33 +10,21 @@
 //! durable ([`EmbeddedStore::sync`], a group commit), because a provider stops retrying an event
 //! once it is acknowledged (DESIGN §7.1).
 
-use super::{keys, BillingStore, EventLedger, SessionStore, StoreError, UserStore};
-use crate::billing::records::{EventEffects, EventStatus, WebhookEvent};
-use crate::billing::state::{Provider, Subscription};
-use crate::domain::{RevokeReason, Session, SessionId, TokenHash, User, UserId};
+use super::items::{CustomerClaim, EmailClaim, UserCustomer};
+use super::keys::{self, Key};
+use super::{BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore};
+use crate::domain::{
+    CustomerId, EventEffects, EventId, EventStatus, Provider, RevokeReason, Session, SessionId,
+    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
-
-#[derive(Serialize, Deserialize)]
-struct EmailClaim {
-    user_id: UserId,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CustomerClaim {
-    user_id: UserId,
-}
-
-#[derive(Serialize, Deserialize)]
-struct UserCustomer {
-    customer_id: String,
-}
 
 /// A redb-backed implementation of every store trait. Cheap to clone.
 #[derive(Clone)]
@@ -56,8 +44,8 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
+fn internal(e: impl Into<crate::error::BoxError>) -> StoreError {
+    StoreError::Internal(e.into())
 }
 
 impl EmbeddedStore {
@@ -157,7 +145,7 @@ impl EmbeddedStore {
         })
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &(String, String)) -> Result<Option<T>, StoreError> {
+    fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let table = txn.open_table(ITEMS).map_err(internal)?;
         match table
@@ -188,10 +176,7 @@ impl EmbeddedStore {
     }
 }
 
-fn exists(
-    table: &redb::Table<'_, (&str, &str), &[u8]>,
-    key: &(String, String),
-) -> Result<bool, StoreError> {
+fn exists(table: &redb::Table<'_, (&str, &str), &[u8]>, key: &Key) -> Result<bool, StoreError> {
     Ok(table
         .get((key.0.as_str(), key.1.as_str()))
         .map_err(internal)?
@@ -200,7 +185,7 @@ fn exists(
 
 fn read<T: DeserializeOwned>(
     table: &redb::Table<'_, (&str, &str), &[u8]>,
-    key: &(String, String),
+    key: &Key,
 ) -> Result<Option<T>, StoreError> {
     match table
         .get((key.0.as_str(), key.1.as_str()))
@@ -215,7 +200,7 @@ fn read<T: DeserializeOwned>(
 
 fn put<T: Serialize>(
     table: &mut redb::Table<'_, (&str, &str), &[u8]>,
-    key: &(String, String),
+    key: &Key,
     value: &T,
 ) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(value).map_err(internal)?;
@@ -225,6 +210,19 @@ fn put<T: Serialize>(
     Ok(())
 }
 
+/// Writes the subscription if the stored version is the expected one.
+fn put_subscription_checked(
+    table: &mut redb::Table<'_, (&str, &str), &[u8]>,
+    write: &SubscriptionWrite,
+) -> Result<(), StoreError> {
+    let key = keys::subscription(&write.subscription.user_id);
+    let stored = read::<Subscription>(table, &key)?.map(|s| s.version);
+    if stored != write.expected_version {
+        return Err(StoreError::Conflict(Conflict::StaleVersion));
+    }
+    put(table, &key, &write.subscription)
+}
+
 #[async_trait]
 impl UserStore for EmbeddedStore {
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
@@ -232,7 +230,7 @@ impl UserStore for EmbeddedStore {
         let claim_key = keys::email_claim(user.email().normalized());
         self.write(|t| {
             if exists(t, &user_key)? || exists(t, &claim_key)? {
-                return Err(StoreError::Conflict("email_taken"));
+                return Err(StoreError::Conflict(Conflict::EmailTaken));
             }
             put(t, &user_key, user)?;
             put(t, &claim_key, &EmailClaim { user_id: user.id })
@@ -256,7 +254,7 @@ impl UserStore for EmbeddedStore {
         let key = keys::user(&user.id);
         self.write(|t| match read::<User>(t, &key)? {
             Some(stored) if stored.version == expected_version => put(t, &key, user),
-            _ => Err(StoreError::Conflict("stale_version")),
+            _ => Err(StoreError::Conflict(Conflict::StaleVersion)),
         })
     }
 }
@@ -267,7 +265,7 @@ impl SessionStore for EmbeddedStore {
         let key = keys::session(&session.user_id, &session.id);
         self.write(|t| {
             if exists(t, &key)? {
-                return Err(StoreError::Conflict("session_exists"));
+                return Err(StoreError::Conflict(Conflict::SessionExists));
             }
             put(t, &key, session)
         })
@@ -293,7 +291,7 @@ impl SessionStore for EmbeddedStore {
             {
                 put(t, &key, next)
             }
-            _ => Err(StoreError::Conflict("session_changed")),
+            _ => Err(StoreError::Conflict(Conflict::SessionChanged)),
         })
     }
 
@@ -340,29 +338,18 @@ impl BillingStore for EmbeddedStore {
         self.get(&keys::subscription(user_id))
     }
 
-    async fn put_subscription(
-        &self,
-        subscription: &Subscription,
-        expected_version: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let key = keys::subscription(&subscription.user_id);
-        self.write(|t| {
-            let stored = read::<Subscription>(t, &key)?.map(|s| s.version);
-            if stored != expected_version {
-                return Err(StoreError::Conflict("stale_version"));
-            }
-            put(t, &key, subscription)
-        })
+    async fn put_subscription(&self, write: &SubscriptionWrite) -> Result<(), StoreError> {
+        self.write(|t| put_subscription_checked(t, write))
     }
 
     async fn claim_customer(
         &self,
         provider: Provider,
-        customer_id: &str,
+        customer: &CustomerId,
         user_id: &UserId,
     ) -> Result<UserId, StoreError> {
-        let claim = keys::customer_claim(provider.as_str(), customer_id);
-        let mine = keys::user_customer(user_id, provider.as_str());
+        let claim = keys::customer_claim(provider, customer);
+        let mine = keys::user_customer(user_id, provider);
         self.write(|t| match read::<CustomerClaim>(t, &claim)? {
             Some(existing) => Ok(existing.user_id),
             None => {
@@ -371,7 +358,7 @@ impl BillingStore for EmbeddedStore {
                     t,
                     &mine,
                     &UserCustomer {
-                        customer_id: customer_id.to_owned(),
+                        customer_id: customer.clone(),
                     },
                 )?;
                 Ok(*user_id)
@@ -382,10 +369,10 @@ impl BillingStore for EmbeddedStore {
     async fn find_customer(
         &self,
         provider: Provider,
-        customer_id: &str,
+        customer: &CustomerId,
     ) -> Result<Option<UserId>, StoreError> {
         Ok(self
-            .get::<CustomerClaim>(&keys::customer_claim(provider.as_str(), customer_id))?
+            .get::<CustomerClaim>(&keys::customer_claim(provider, customer))?
             .map(|c| c.user_id))
     }
 
@@ -393,9 +380,9 @@ impl BillingStore for EmbeddedStore {
         &self,
         provider: Provider,
         user_id: &UserId,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<CustomerId>, StoreError> {
         Ok(self
-            .get::<UserCustomer>(&keys::user_customer(user_id, provider.as_str()))?
+            .get::<UserCustomer>(&keys::user_customer(user_id, provider))?
             .map(|c| c.customer_id))
     }
 }
@@ -403,7 +390,7 @@ impl BillingStore for EmbeddedStore {
 #[async_trait]
 impl EventLedger for EmbeddedStore {
     async fn record_event(&self, event: &WebhookEvent) -> Result<(WebhookEvent, bool), StoreError> {
-        let key = keys::event(event.provider.as_str(), &event.event_id);
+        let key = keys::event(event.provider, &event.event_id);
         let recorded = self.write(|t| match read::<WebhookEvent>(t, &key)? {
             Some(existing) => Ok((existing, false)),
             None => {
@@ -420,30 +407,27 @@ impl EventLedger for EmbeddedStore {
     async fn get_event(
         &self,
         provider: Provider,
-        event_id: &str,
+        event_id: &EventId,
     ) -> Result<Option<WebhookEvent>, StoreError> {
-        self.get(&keys::event(provider.as_str(), event_id))
+        self.get(&keys::event(provider, event_id))
     }
 
     async fn mark_event(
         &self,
         provider: Provider,
-        event_id: &str,
-        status: EventStatus,
-        attempts: u32,
-        error: Option<String>,
-        at: i64,
+        event_id: &EventId,
+        mark: &EventMark,
     ) -> Result<(), StoreError> {
-        let key = keys::event(provider.as_str(), event_id);
+        let key = keys::event(provider, event_id);
         self.write(|t| match read::<WebhookEvent>(t, &key)? {
             None => Err(StoreError::NotFound),
             Some(e) if e.status == EventStatus::Processed => Ok(()),
             Some(mut e) => {
-                e.status = status;
-                e.attempts = attempts;
-                e.last_error = error;
-                if status == EventStatus::Ignored {
-                    e.processed_at = Some(at);
+                e.status = mark.status;
+                e.attempts = mark.attempts;
+                e.last_error = mark.error.clone();
+                if mark.status == EventStatus::Ignored {
+                    e.processed_at = Some(mark.at);
                 }
                 put(t, &key, &e)
             }
@@ -453,31 +437,26 @@ impl EventLedger for EmbeddedStore {
     async fn apply_event(
         &self,
         provider: Provider,
-        event_id: &str,
+        event_id: &EventId,
         effects: &EventEffects,
         at: i64,
     ) -> Result<(), StoreError> {
-        let key = keys::event(provider.as_str(), event_id);
+        let key = keys::event(provider, event_id);
         self.write(|t| {
             let mut event = match read::<WebhookEvent>(t, &key)? {
                 None => return Err(StoreError::NotFound),
                 Some(e) if e.status == EventStatus::Processed => {
-                    return Err(StoreError::Conflict("already_processed"))
+                    return Err(StoreError::Conflict(Conflict::AlreadyProcessed))
                 }
                 Some(e) => e,
             };
-            if let Some((sub, expected)) = &effects.subscription {
-                let sub_key = keys::subscription(&sub.user_id);
-                let stored = read::<Subscription>(t, &sub_key)?.map(|s| s.version);
-                if stored != *expected {
-                    return Err(StoreError::Conflict("stale_version"));
-                }
-                put(t, &sub_key, sub)?;
+            if let Some(write) = &effects.subscription {
+                put_subscription_checked(t, write)?;
             }
             if let Some(p) = &effects.payment {
                 put(
                     t,
-                    &keys::payment(&p.user_id, p.paid_at, p.provider.as_str(), &p.payment_id),
+                    &keys::payment(&p.user_id, p.paid_at, p.provider, &p.payment_id),
                     p,
                 )?;
             }
@@ -492,7 +471,7 @@ impl EventLedger for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::records::EVENT_RETENTION_SECONDS;
+    use crate::domain::EVENT_RETENTION_SECONDS;
 
     fn event(id: &str) -> WebhookEvent {
         WebhookEvent {
@@ -521,7 +500,16 @@ mod tests {
         );
         // An ordinary write is not synced at once (the flusher or `flush` does it later).
         store
-            .mark_event(Provider::Stripe, "evt_1", EventStatus::Failed, 1, None, 5)
+            .mark_event(
+                Provider::Stripe,
+                &"evt_1".into(),
+                &EventMark {
+                    status: EventStatus::Failed,
+                    attempts: 1,
+                    error: None,
+                    at: 5,
+                },
+            )
             .await
             .expect("mark");
         let (durable, written) = store.commit_counts();

@@ -1,6 +1,10 @@
-//! The single-table key layout (DESIGN §4), shared by both backends: `(PK, SK)` string pairs.
+//! The single-table key layout (docs/architecture.md, "Data"), shared by both backends:
+//! `(PK, SK)` string pairs.
 
-use crate::domain::{SessionId, UserId};
+use crate::domain::{CustomerId, EventId, PaymentId, Provider, SessionId, UserId};
+
+/// A `(PK, SK)` pair.
+pub type Key = (String, String);
 
 /// Partition key attribute name.
 pub const PK: &str = "PK";
@@ -9,18 +13,18 @@ pub const SK: &str = "SK";
 /// The TTL attribute (Unix seconds); DynamoDB deletes items some time after it passes.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
-/// `USER#<id>` / `PROFILE`.
-pub fn user(id: &UserId) -> (String, String) {
-    (user_pk(id), "PROFILE".to_owned())
-}
-
 /// `USER#<id>`: the partition of everything a user owns.
 pub fn user_pk(id: &UserId) -> String {
     format!("USER#{id}")
 }
 
+/// `USER#<id>` / `PROFILE`.
+pub fn user(id: &UserId) -> Key {
+    (user_pk(id), "PROFILE".to_owned())
+}
+
 /// `EMAIL#<normalized email>` / `EMAIL`.
-pub fn email_claim(normalized_email: &str) -> (String, String) {
+pub fn email_claim(normalized_email: &str) -> Key {
     (format!("EMAIL#{normalized_email}"), "EMAIL".to_owned())
 }
 
@@ -28,40 +32,35 @@ pub fn email_claim(normalized_email: &str) -> (String, String) {
 pub const SESSION_PREFIX: &str = "SESSION#";
 
 /// `USER#<id>` / `SESSION#<sid>`.
-pub fn session(user_id: &UserId, id: &SessionId) -> (String, String) {
+pub fn session(user_id: &UserId, id: &SessionId) -> Key {
     (user_pk(user_id), format!("{SESSION_PREFIX}{id}"))
 }
 
 /// `USER#<id>` / `SUBSCRIPTION`.
-pub fn subscription(user_id: &UserId) -> (String, String) {
+pub fn subscription(user_id: &UserId) -> Key {
     (user_pk(user_id), "SUBSCRIPTION".to_owned())
 }
 
 /// `CUSTOMER#<provider>#<customer id>` / `CUSTOMER`: the reverse lookup webhooks use.
-pub fn customer_claim(provider: &str, customer_id: &str) -> (String, String) {
+pub fn customer_claim(provider: Provider, customer: &CustomerId) -> Key {
     (
-        format!("CUSTOMER#{provider}#{customer_id}"),
+        format!("CUSTOMER#{provider}#{customer}"),
         "CUSTOMER".to_owned(),
     )
 }
 
 /// `USER#<id>` / `CUSTOMER#<provider>`: the user's customer at a provider.
-pub fn user_customer(user_id: &UserId, provider: &str) -> (String, String) {
+pub fn user_customer(user_id: &UserId, provider: Provider) -> Key {
     (user_pk(user_id), format!("CUSTOMER#{provider}"))
 }
 
 /// `EVENT#<provider>#<event id>` / `EVENT`.
-pub fn event(provider: &str, event_id: &str) -> (String, String) {
+pub fn event(provider: Provider, event_id: &EventId) -> Key {
     (format!("EVENT#{provider}#{event_id}"), "EVENT".to_owned())
 }
 
 /// `USER#<id>` / `PAYMENT#<paid at, 10 digits>#<provider>#<payment id>`: sorted by time.
-pub fn payment(
-    user_id: &UserId,
-    paid_at: i64,
-    provider: &str,
-    payment_id: &str,
-) -> (String, String) {
+pub fn payment(user_id: &UserId, paid_at: i64, provider: Provider, payment_id: &PaymentId) -> Key {
     (
         user_pk(user_id),
         format!("PAYMENT#{paid_at:010}#{provider}#{payment_id}"),

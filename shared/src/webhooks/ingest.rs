@@ -1,13 +1,14 @@
-//! Webhook ingest (DESIGN §7.1): cap the body, verify the signature over the raw bytes, store the
-//! event in the ledger, enqueue a pointer, and only then acknowledge.
+//! Webhook ingest: cap the body, verify the signature over the raw bytes, store the event in the
+//! ledger (durably), enqueue a pointer, and only then acknowledge — so an acknowledged event is
+//! never lost, and a refused one leaves nothing behind.
 
-use super::events::{stripe_envelope, whop_envelope, Envelope, EventError};
-use super::signature::{verify_standard_webhooks, verify_stripe, SignatureError, WebhookSecrets};
-use crate::billing::records::{EventStatus, WebhookEvent, EVENT_RETENTION_SECONDS};
-use crate::billing::state::Provider;
 use crate::clock::Clock;
-use crate::queue::{EventMessage, EventQueue};
+use crate::domain::{EventError, EventStatus, Provider, WebhookEvent, EVENT_RETENTION_SECONDS};
+use crate::payments::signature::WebhookSecrets;
+use crate::payments::{verify_webhook, WebhookError};
+use crate::queue::{EventMessage, EventQueue, QueueError};
 use crate::store::{EventLedger, StoreError};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Largest webhook body accepted, bytes (256 KiB; Stripe events are far smaller, and a DynamoDB
@@ -23,81 +24,67 @@ pub enum IngestOutcome {
     Duplicate,
 }
 
-/// Why a webhook was refused. Nothing is stored for any of these except `Unavailable`, where
-/// the event may be stored but the provider is asked to retry.
+/// Why a webhook was refused. Nothing is stored for any of these except `Store` and `Queue`,
+/// where the event may be stored but the provider is asked to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// No webhook secret is configured for this provider (503 `provider_not_configured`).
+    /// No webhook secret is configured for this provider (503 `provider_not_configured`: the
+    /// provider retries, so events sent before the secret is recorded are not lost).
     #[error("{0} webhooks are not configured")]
-    NotConfigured(&'static str),
+    NotConfigured(Provider),
     /// Body over [`MAX_WEBHOOK_BYTES`] (413).
     #[error("webhook body too large")]
     TooLarge,
-    /// The signature did not verify (400 `invalid_signature`).
-    #[error("signature verification failed: {0}")]
-    BadSignature(#[from] SignatureError),
-    /// Verified, but not an event of this provider (400 `malformed_event`).
-    #[error("malformed event: {0}")]
-    Malformed(#[from] EventError),
-    /// The ledger or queue failed: 503, the provider retries.
-    #[error("webhook could not be stored: {0}")]
-    Unavailable(String),
-}
-
-impl From<StoreError> for IngestError {
-    fn from(e: StoreError) -> Self {
-        Self::Unavailable(e.to_string())
-    }
+    /// The signature did not verify, or the verified body is not this provider's event (400
+    /// `invalid_signature` / `malformed_event`).
+    #[error(transparent)]
+    Refused(#[from] WebhookError),
+    /// The ledger failed: 503, the provider retries.
+    #[error("the webhook could not be stored")]
+    Store(#[from] StoreError),
+    /// The queue failed after the event was stored: 503, the provider retries and the retry
+    /// enqueues it.
+    #[error("the webhook could not be enqueued")]
+    Queue(#[from] QueueError),
 }
 
 /// The ingest use case.
 pub struct Ingest {
     ledger: Arc<dyn EventLedger>,
-    queue: Option<Arc<dyn EventQueue>>,
-    stripe_secrets: Option<WebhookSecrets>,
-    whop_secrets: Option<WebhookSecrets>,
-    local_secrets: Option<WebhookSecrets>,
+    queue: Arc<dyn EventQueue>,
+    secrets: BTreeMap<Provider, WebhookSecrets>,
     clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingest").finish_non_exhaustive()
+        f.debug_struct("Ingest")
+            .field("providers", &self.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
 impl Ingest {
-    /// Wires ingest. A provider without secrets answers `NotConfigured`; without a queue every
-    /// webhook answers `Unavailable` after being stored.
+    /// Wires ingest. A provider without secrets in `secrets` answers `NotConfigured`.
     pub fn new(
         ledger: Arc<dyn EventLedger>,
-        queue: Option<Arc<dyn EventQueue>>,
-        stripe_secrets: Option<WebhookSecrets>,
-        whop_secrets: Option<WebhookSecrets>,
+        queue: Arc<dyn EventQueue>,
+        secrets: BTreeMap<Provider, WebhookSecrets>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             ledger,
             queue,
-            stripe_secrets,
-            whop_secrets,
-            local_secrets: None,
+            secrets,
             clock,
         }
     }
 
-    /// Accepts the dev server's `local` provider events: Stripe-shaped bodies signed with the
-    /// Stripe scheme under `secrets`. Never configured in a Lambda.
-    pub fn with_local_secrets(mut self, secrets: WebhookSecrets) -> Self {
-        self.local_secrets = Some(secrets);
-        self
-    }
-
-    /// Verifies, stores and enqueues one webhook delivery.
+    /// Verifies, stores and enqueues one webhook delivery of `provider`.
     ///
     /// # Errors
-    /// [`IngestError`]; only `Unavailable` may leave a stored event behind (it is then enqueued
-    /// again by the provider's retry).
+    /// [`IngestError`]; only `Store` and `Queue` may leave a stored event behind (it is then
+    /// enqueued again by the provider's retry).
     pub async fn ingest(
         &self,
         provider: Provider,
@@ -108,46 +95,20 @@ impl Ingest {
             return Err(IngestError::TooLarge);
         }
         let now = self.clock.now();
-        let envelope: Envelope = match provider {
-            Provider::Stripe => {
-                let secrets = self
-                    .stripe_secrets
-                    .as_ref()
-                    .ok_or(IngestError::NotConfigured("Stripe"))?;
-                let header = headers
-                    .get("stripe-signature")
-                    .and_then(|v| v.to_str().ok());
-                let verified = verify_stripe(header, body, secrets, now)?;
-                stripe_envelope(verified.body())?
-            }
-            Provider::Whop => {
-                let secrets = self
-                    .whop_secrets
-                    .as_ref()
-                    .ok_or(IngestError::NotConfigured("Whop"))?;
-                let verified = verify_standard_webhooks(headers, body, secrets, now)?;
-                whop_envelope(verified.body(), verified.webhook_id())?
-            }
-            Provider::Local => {
-                let secrets = self
-                    .local_secrets
-                    .as_ref()
-                    .ok_or(IngestError::NotConfigured("the local provider"))?;
-                let header = headers
-                    .get("stripe-signature")
-                    .and_then(|v| v.to_str().ok());
-                let verified = verify_stripe(header, body, secrets, now)?;
-                stripe_envelope(verified.body())?
-            }
-        };
-        let text =
-            std::str::from_utf8(body).map_err(|_| IngestError::Malformed(EventError::NotJson))?;
+        let secrets = self
+            .secrets
+            .get(&provider)
+            .ok_or(IngestError::NotConfigured(provider))?;
+        let envelope = verify_webhook(provider, headers, body, secrets, now)?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| IngestError::Refused(WebhookError::Event(EventError::NotJson)))?;
+        tracing::Span::current().record("event_id", tracing::field::display(&envelope.event_id));
         let event = WebhookEvent {
             provider,
-            event_id: envelope.event_id.clone(),
-            event_type: envelope.event_type.clone(),
+            event_id: envelope.event_id,
+            event_type: envelope.event_type,
             body: text.to_owned(),
-            group_id: envelope.group_id.clone(),
+            group_id: envelope.group_id,
             received_at: now,
             status: EventStatus::Received,
             attempts: 0,
@@ -156,23 +117,18 @@ impl Ingest {
             expires_at: now + EVENT_RETENTION_SECONDS,
         };
         let (stored, new) = self.ledger.record_event(&event).await?;
-        if !new && matches!(stored.status, EventStatus::Processed | EventStatus::Ignored) {
-            tracing::info!(provider = provider.as_str(), event_id = %stored.event_id, "duplicate webhook acknowledged");
+        if !new && stored.status.is_final() {
+            tracing::info!(%provider, event_id = %stored.event_id, "duplicate webhook acknowledged");
             return Ok(IngestOutcome::Duplicate);
         }
-        let queue = self
-            .queue
-            .as_ref()
-            .ok_or_else(|| IngestError::Unavailable("no queue configured".into()))?;
         let message = EventMessage {
             provider,
             event_id: stored.event_id.clone(),
         };
-        queue
-            .send(&message, &stored.group_id, &stored.event_id)
-            .await
-            .map_err(|e| IngestError::Unavailable(e.to_string()))?;
-        tracing::info!(provider = provider.as_str(), event_id = %stored.event_id, event_type = %stored.event_type, new, "webhook stored and enqueued");
+        self.queue
+            .send(&message, &stored.group_id, stored.event_id.as_str())
+            .await?;
+        tracing::info!(%provider, event_id = %stored.event_id, event_type = %stored.event_type, new, "webhook stored and enqueued");
         Ok(IngestOutcome::Accepted)
     }
 }

@@ -1,7 +1,10 @@
-//! The webhook pipeline (DESIGN §7): signature verification, the event ledger, ingest and the
-//! processor.
+//! The webhook pipeline's use cases (docs/architecture.md, "Webhook pipeline"): [`ingest`]
+//! (verify, store in the ledger, enqueue a pointer, only then acknowledge) and [`process`] (load,
+//! normalise, refetch, apply once). Provider specifics — signature schemes and event formats —
+//! are `crate::payments`'.
 
-pub mod events;
 pub mod ingest;
 pub mod process;
-pub mod signature;
+
+pub use ingest::{Ingest, IngestError, IngestOutcome, MAX_WEBHOOK_BYTES};
+pub use process::{BatchItem, ProcessError, ProcessOutcome, Processor};

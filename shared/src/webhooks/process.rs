@@ -1,19 +1,23 @@
-//! The webhook processor (DESIGN §7.2): for each queued pointer, load the ledger event, skip it if
-//! processed, normalise it, refetch the subscription from the provider, and commit the new state
-//! together with marking the event processed — guarded so an older provider state never
-//! overwrites a newer one and each event takes effect once.
+//! The webhook processor: for each queued pointer, load the ledger event, skip it if done,
+//! normalise it, refetch the subscription from the provider, and commit the new state together
+//! with the payment and "event processed" in one transaction — through the one apply loop
+//! (`crate::billing::apply`), so an older provider state never overwrites a newer one and each
+//! event takes effect once.
 
-use super::events::{normalize_stripe, normalize_whop, Normalized};
-use crate::billing::catalog::Catalog;
-use crate::billing::records::{EventEffects, EventStatus, WebhookEvent};
-use crate::billing::state::{should_replace, Provider, ProviderSubscription, Subscription};
+use crate::billing::{apply_provider_state, Applied, Commit, Fetched};
 use crate::clock::Clock;
-use crate::domain::UserId;
-use crate::payments::{ProviderError, Providers};
+use crate::domain::{
+    BillingEvent, Catalog, CustomerId, EventEffects, EventId, EventStatus, Party, Payment,
+    Provider, SubscriptionId, SubscriptionWrite, UserId, WebhookEvent,
+};
+use crate::error::Chain;
+use crate::payments::{normalize_event, ProviderError, Providers};
 use crate::queue::EventMessage;
-use crate::store::{BillingStore, EventLedger, StoreError, UserStore};
+use crate::store::{BillingStore, EventLedger, EventMark, StoreError, UserStore};
+use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// How many groups of one batch are processed at once.
 pub const GROUP_CONCURRENCY: usize = 8;
@@ -21,26 +25,57 @@ pub const GROUP_CONCURRENCY: usize = 8;
 /// What processing one message did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcessOutcome {
-    /// The event took effect now.
-    Processed,
-    /// An event type Tollgate does not act on: recorded as ignored.
+    /// The event took effect now (with a new subscription record or not).
+    Processed {
+        /// Whether the stored subscription was replaced.
+        wrote_subscription: bool,
+    },
+    /// An event type Tollgate does not act on (or a body it cannot read): recorded as ignored.
     Ignored,
-    /// It had already taken effect (or been ignored): nothing to do.
+    /// It had already taken effect (or been ignored), or is not in the ledger: nothing to do.
     AlreadyDone,
 }
 
-/// Processing failed; the queue redelivers the message (then the DLQ).
+/// Processing failed; the event is marked `failed` and the queue redelivers the message (then
+/// the dead-letter queue).
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ProcessError {
-    /// What went wrong (no secrets).
-    pub message: String,
+pub enum ProcessError {
+    /// The ledger or the billing store failed.
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    /// Refetching the subscription failed.
+    #[error("refetching {subscription} from {provider} failed")]
+    Provider {
+        /// The provider.
+        provider: Provider,
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// Why.
+        #[source]
+        source: ProviderError,
+    },
+    /// The event's provider has no API key here, so its subscriptions cannot be refetched.
+    #[error("{0} has no API key for refetching")]
+    NotConfigured(Provider),
+    /// No customer claim and no user id in the metadata: checkout has not recorded the user yet.
+    #[error("no user for this event yet (no customer claim, no user id in metadata)")]
+    UnknownUser,
+    /// The user id in the provider's metadata names no user.
+    #[error("the user id in the provider metadata does not exist")]
+    MissingUser,
 }
 
 impl ProcessError {
-    fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
+    /// Whether a later attempt may succeed without anyone changing anything: store and provider
+    /// outages, lost races, and events whose user the checkout has not recorded yet. A missing
+    /// API key or a provider refusal needs an operator (the event still reaches the dead-letter
+    /// queue, and its alarm, after the queue's receives).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable() || matches!(e, StoreError::Conflict(_)),
+            Self::Provider { source, .. } => source.is_retryable(),
+            Self::NotConfigured(_) | Self::MissingUser => false,
+            Self::UnknownUser => true,
         }
     }
 }
@@ -57,8 +92,8 @@ pub struct BatchItem {
 }
 
 /// Fetched provider states shared by the events of one group in a batch (one fetch per
-/// subscription per batch). Values carry the fetch's send time in Unix microseconds.
-type FetchCache = HashMap<(Provider, String), (ProviderSubscription, i64)>;
+/// subscription per batch).
+type FetchCache = HashMap<(Provider, SubscriptionId), Fetched>;
 
 /// The processor use case.
 pub struct Processor {
@@ -76,10 +111,6 @@ impl std::fmt::Debug for Processor {
             .field("providers", &self.providers)
             .finish_non_exhaustive()
     }
-}
-
-fn unavailable(e: StoreError) -> ProcessError {
-    ProcessError::new(format!("store: {e}"))
 }
 
 impl Processor {
@@ -104,8 +135,9 @@ impl Processor {
 
     /// Processes a batch. Groups run concurrently (at most [`GROUP_CONCURRENCY`]); records of one
     /// group run in order, and after a failure every later record of that group is reported
-    /// failed without being tried (so order is kept on redelivery). Returns the message ids that
-    /// failed — the Lambda's `batchItemFailures`.
+    /// failed without being tried (so order is kept on redelivery). Each record runs in a
+    /// `sqs_record` span carrying its message, provider, event and (once known) user ids.
+    /// Returns the message ids that failed — the Lambda's `batchItemFailures`.
     pub async fn process_batch(self: &Arc<Self>, items: Vec<BatchItem>) -> Vec<String> {
         let mut groups: Vec<(String, Vec<BatchItem>)> = Vec::new();
         for item in items {
@@ -119,19 +151,25 @@ impl Processor {
         for (_, group) in groups {
             let this = self.clone();
             let semaphore = semaphore.clone();
-            tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                let mut cache = FetchCache::new();
-                let mut failed = Vec::new();
-                for (i, item) in group.iter().enumerate() {
-                    if let Err(e) = this.process(&item.message, &mut cache).await {
-                        tracing::warn!(event_id = %item.message.event_id, error = %e, "webhook processing failed; reporting it and the rest of its group");
-                        failed.extend(group[i..].iter().map(|it| it.message_id.clone()));
-                        break;
+            tasks.spawn(
+                async move {
+                    let _permit = semaphore.acquire_owned().await;
+                    let mut cache = FetchCache::new();
+                    for (i, item) in group.iter().enumerate() {
+                        let span = record_span(&item.message_id, &item.message);
+                        let result = this
+                            .process(&item.message, &mut cache)
+                            .instrument(span.clone())
+                            .await;
+                        if let Err(e) = result {
+                            span.in_scope(|| tracing::warn!(error = %Chain(&e), retryable = e.is_retryable(), "webhook processing failed; reporting it and the rest of its group"));
+                            return group[i..].iter().map(|it| it.message_id.clone()).collect();
+                        }
                     }
+                    Vec::new()
                 }
-                failed
-            });
+                .in_current_span(),
+            );
         }
         let mut failed = Vec::new();
         while let Some(result) = tasks.join_next().await {
@@ -143,16 +181,18 @@ impl Processor {
         failed
     }
 
-    /// Processes one pointer message.
+    /// Processes one pointer message (in a `sqs_record`-like span of its own).
     ///
     /// # Errors
-    /// [`ProcessError`] when it should be retried (store or provider unavailable, user not yet
-    /// known); the event is marked `failed` with the attempt count.
+    /// [`ProcessError`] when it should be retried or needs an operator; the event is marked
+    /// `failed` with the attempt count.
     pub async fn process_one(
         &self,
         message: &EventMessage,
     ) -> Result<ProcessOutcome, ProcessError> {
-        self.process(message, &mut FetchCache::new()).await
+        self.process(message, &mut FetchCache::new())
+            .instrument(record_span("", message))
+            .await
     }
 
     async fn process(
@@ -163,148 +203,143 @@ impl Processor {
         let Some(event) = self
             .ledger
             .get_event(message.provider, &message.event_id)
-            .await
-            .map_err(unavailable)?
+            .await?
         else {
-            tracing::error!(event_id = %message.event_id, "queued event is not in the ledger; dropping the pointer");
+            tracing::error!("queued event is not in the ledger; dropping the pointer");
             return Ok(ProcessOutcome::AlreadyDone);
         };
-        if matches!(event.status, EventStatus::Processed | EventStatus::Ignored) {
+        if event.status.is_final() {
             return Ok(ProcessOutcome::AlreadyDone);
         }
         let attempts = event.attempts + 1;
-        let normalized = match event.provider {
-            Provider::Stripe | Provider::Local => normalize_stripe(event.body.as_bytes()),
-            Provider::Whop => normalize_whop(event.body.as_bytes()),
+        let meaning = match normalize_event(event.provider, event.body.as_bytes()) {
+            Ok(BillingEvent::Ignored) => None,
+            Ok(meaning) => Some(Ok(meaning)),
+            Err(e) => Some(Err(e)),
         };
-        let now = self.clock.now();
-        let normalized = match normalized {
-            Ok(n) if !n.ignored => n,
-            other => {
-                let error = other.err().map(|e| e.to_string());
-                self.ledger
-                    .mark_event(
-                        event.provider,
-                        &event.event_id,
-                        EventStatus::Ignored,
-                        attempts,
-                        error,
-                        now,
-                    )
-                    .await
-                    .map_err(unavailable)?;
+        let meaning = match meaning {
+            Some(Ok(meaning)) => meaning,
+            unusable => {
+                let error = unusable.and_then(Result::err).map(|e| e.to_string());
+                self.mark(&event, EventStatus::Ignored, attempts, error)
+                    .await?;
                 return Ok(ProcessOutcome::Ignored);
             }
         };
-        match self.apply(&event, &normalized, cache).await {
+        match self.apply(&event, &meaning, cache).await {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                let _ = self
-                    .ledger
-                    .mark_event(
-                        event.provider,
-                        &event.event_id,
-                        EventStatus::Failed,
-                        attempts,
-                        Some(e.message.clone()),
-                        now,
-                    )
+                let error = Chain(&e).to_string();
+                let mark = self
+                    .mark(&event, EventStatus::Failed, attempts, Some(error))
                     .await;
+                if let Err(m) = mark {
+                    tracing::warn!(error = %Chain(&m), "could not record the failure in the ledger");
+                }
                 Err(e)
             }
         }
     }
 
+    async fn mark(
+        &self,
+        event: &WebhookEvent,
+        status: EventStatus,
+        attempts: u32,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mark = EventMark {
+            status,
+            attempts,
+            error,
+            at: self.clock.now(),
+        };
+        self.ledger
+            .mark_event(event.provider, &event.event_id, &mark)
+            .await
+    }
+
     async fn apply(
         &self,
         event: &WebhookEvent,
-        n: &Normalized,
+        meaning: &BillingEvent,
         cache: &mut FetchCache,
     ) -> Result<ProcessOutcome, ProcessError> {
         let provider = event.provider;
-        let fetched = match &n.subscription_id {
+        let fetched = match meaning.subscription() {
             Some(id) => Some(self.fetch(provider, id, cache).await?),
             None => None,
         };
-        let customer_id = fetched
-            .as_ref()
-            .map(|(f, _)| f.customer_id.clone())
-            .filter(|c| !c.is_empty())
-            .or_else(|| n.customer_id.clone());
-        let hint = fetched
-            .as_ref()
-            .and_then(|(f, _)| f.user_id)
-            .or_else(|| n.user_hint.as_deref().and_then(|h| h.parse().ok()));
+        let party = meaning.party().cloned().unwrap_or_default();
         let user_id = self
-            .resolve_user(provider, customer_id.as_deref(), hint)
+            .resolve_user(provider, fetched.as_ref(), &party)
             .await?;
-        // A lost compare-and-swap means another writer moved the subscription: read it again.
-        for _ in 0..5 {
-            let stored = self
-                .billing
-                .get_subscription(&user_id)
-                .await
-                .map_err(unavailable)?;
-            let subscription = match &fetched {
-                Some((f, at_us)) if should_replace(stored.as_ref(), f, *at_us) => Some((
-                    Subscription::from_provider(user_id, f, stored.as_ref(), &self.catalog, *at_us),
-                    stored.as_ref().map(|s| s.version),
-                )),
-                _ => None,
-            };
-            let effects = EventEffects {
+        tracing::Span::current().record("user_id", tracing::field::display(&user_id));
+        let payment = match meaning {
+            BillingEvent::Payment {
+                payment,
                 subscription,
-                payment: n
-                    .payment
+                ..
+            } => Some(
+                payment
                     .clone()
-                    .map(|p| p.into_payment(user_id, provider, n.subscription_id.clone())),
-            };
-            match self
-                .ledger
-                .apply_event(provider, &event.event_id, &effects, self.clock.now())
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(provider = provider.as_str(), event_id = %event.event_id, user_id = %user_id, wrote_subscription = effects.subscription.is_some(), "webhook applied");
-                    return Ok(ProcessOutcome::Processed);
+                    .into_payment(user_id, provider, subscription.clone()),
+            ),
+            _ => None,
+        };
+        let commit = ThroughLedger {
+            ledger: self.ledger.as_ref(),
+            provider,
+            event_id: &event.event_id,
+            payment,
+            at: self.clock.now(),
+        };
+        let applied = apply_provider_state(
+            self.billing.as_ref(),
+            &self.catalog,
+            user_id,
+            fetched.as_ref(),
+            &commit,
+        )
+        .await?;
+        Ok(match applied {
+            Applied::Written { subscription } => {
+                tracing::info!(event_type = %event.event_type, wrote_subscription = subscription, "webhook applied");
+                ProcessOutcome::Processed {
+                    wrote_subscription: subscription,
                 }
-                Err(StoreError::Conflict("already_processed")) => {
-                    return Ok(ProcessOutcome::AlreadyDone)
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(unavailable(e)),
             }
-        }
-        Err(ProcessError::new("subscription kept changing; retry"))
+            Applied::AlreadyProcessed => ProcessOutcome::AlreadyDone,
+        })
     }
 
     async fn fetch(
         &self,
         provider: Provider,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
         cache: &mut FetchCache,
-    ) -> Result<(ProviderSubscription, i64), ProcessError> {
-        let key = (provider, subscription_id.to_owned());
+    ) -> Result<Fetched, ProcessError> {
+        let key = (provider, subscription.clone());
         if let Some(hit) = cache.get(&key) {
             return Ok(hit.clone());
         }
-        let client = self.providers.get(provider).ok_or_else(|| {
-            ProcessError::new(format!(
-                "{} is not configured for refetching",
-                provider.as_str()
-            ))
-        })?;
+        let client = self
+            .providers
+            .get(provider)
+            .ok_or(ProcessError::NotConfigured(provider))?;
         // Stamped before the request is sent: see `Subscription::source_fetched_at_us`.
-        let at_us = self.clock.now_micros();
-        let fetched =
-            client
-                .fetch_subscription(subscription_id)
-                .await
-                .map_err(|e: ProviderError| {
-                    ProcessError::new(format!("refetch {subscription_id}: {e}"))
-                })?;
-        cache.insert(key, (fetched.clone(), at_us));
-        Ok((fetched, at_us))
+        let sent_at_us = self.clock.now_micros();
+        let state = client
+            .fetch_subscription(subscription)
+            .await
+            .map_err(|source| ProcessError::Provider {
+                provider,
+                subscription: subscription.clone(),
+                source,
+            })?;
+        let fetched = Fetched { state, sent_at_us };
+        cache.insert(key, fetched.clone());
+        Ok(fetched)
     }
 
     /// The user an event belongs to: the customer claim first (what checkout recorded); else the
@@ -313,78 +348,64 @@ impl Processor {
     async fn resolve_user(
         &self,
         provider: Provider,
-        customer_id: Option<&str>,
-        hint: Option<UserId>,
+        fetched: Option<&Fetched>,
+        party: &Party,
     ) -> Result<UserId, ProcessError> {
-        if let Some(customer) = customer_id {
-            if let Some(owner) = self
-                .billing
-                .find_customer(provider, customer)
-                .await
-                .map_err(unavailable)?
-            {
+        let customer: Option<&CustomerId> = fetched
+            .and_then(|f| f.state.customer_id.as_ref())
+            .or(party.customer.as_ref());
+        if let Some(customer) = customer {
+            if let Some(owner) = self.billing.find_customer(provider, customer).await? {
                 return Ok(owner);
             }
         }
-        let Some(hint) = hint else {
-            return Err(ProcessError::new(
-                "no user for this event yet (no customer claim, no user id in metadata)",
-            ));
-        };
-        if self
-            .users
-            .get_user(&hint)
-            .await
-            .map_err(unavailable)?
-            .is_none()
-        {
-            return Err(ProcessError::new(
-                "the user id in the provider metadata does not exist",
-            ));
+        let hint = fetched
+            .and_then(|f| f.state.user_id)
+            .or(party.user_hint)
+            .ok_or(ProcessError::UnknownUser)?;
+        if self.users.get_user(&hint).await?.is_none() {
+            return Err(ProcessError::MissingUser);
         }
-        match customer_id {
-            Some(customer) => self
+        match customer {
+            Some(customer) => Ok(self
                 .billing
                 .claim_customer(provider, customer, &hint)
-                .await
-                .map_err(unavailable),
+                .await?),
             None => Ok(hint),
         }
     }
 }
 
-/// Reads an SQS batch: each record's body must be an [`EventMessage`] and carry a
-/// `MessageGroupId`. Returns the items to process and the message ids of records that do not
-/// parse (reported failed so they reach the DLQ instead of being lost).
-#[cfg(feature = "aws")]
-pub fn batch_from_sqs(
-    event: aws_lambda_events::event::sqs::SqsEvent,
-) -> (Vec<BatchItem>, Vec<String>) {
-    let mut items = Vec::new();
-    let mut failed = Vec::new();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let message = record
-            .body
-            .as_deref()
-            .and_then(|b| serde_json::from_str::<EventMessage>(b).ok());
-        let group = record.attributes.get("MessageGroupId").cloned();
-        match (message, group) {
-            (Some(message), Some(group_id)) => items.push(BatchItem {
-                message_id: id,
-                message,
-                group_id,
-            }),
-            (Some(message), None) => items.push(BatchItem {
-                message_id: id,
-                group_id: message.event_id.clone(),
-                message,
-            }),
-            _ => {
-                tracing::error!(message_id = %id, "unreadable SQS record: reporting it failed");
-                failed.push(id);
-            }
-        }
+/// Commits an event's effects — the subscription write, its payment — and marks it processed,
+/// in one transaction of the ledger.
+struct ThroughLedger<'a> {
+    ledger: &'a dyn EventLedger,
+    provider: Provider,
+    event_id: &'a EventId,
+    payment: Option<Payment>,
+    at: i64,
+}
+
+#[async_trait]
+impl Commit for ThroughLedger<'_> {
+    async fn commit(&self, subscription: Option<SubscriptionWrite>) -> Result<(), StoreError> {
+        let effects = EventEffects {
+            subscription,
+            payment: self.payment.clone(),
+        };
+        self.ledger
+            .apply_event(self.provider, self.event_id, &effects, self.at)
+            .await
     }
-    (items, failed)
+}
+
+/// The span one queue record is processed in.
+fn record_span(message_id: &str, message: &EventMessage) -> tracing::Span {
+    tracing::info_span!(
+        "sqs_record",
+        message_id,
+        provider = %message.provider,
+        event_id = %message.event_id,
+        user_id = tracing::field::Empty,
+    )
 }

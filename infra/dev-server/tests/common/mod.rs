@@ -27,6 +27,8 @@ pub async fn start(data_dir: &std::path::Path, port: u16) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_dev-server"))
         .args(["--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
+        // The offline Stripe stand-in answers only without a real Stripe key.
+        .env_remove("STRIPE_SECRET_KEY")
         .spawn()
         .expect("start dev-server");
     let server = Server(child);

@@ -6,11 +6,15 @@
 //! `POST /memberships/{id}/cancel` (`cancellation_mode: at_period_end`),
 //! `POST /memberships/{id}/uncancel`. Whop has no customer objects and no API plan change.
 
-use super::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
-use crate::billing::catalog::Proration;
-use crate::billing::state::{Provider, ProviderSubscription};
-use crate::domain::UserId;
-use crate::webhooks::events::whop_membership;
+use super::events::membership;
+use crate::domain::{
+    CheckoutSessionId, CustomerId, PriceId, Proration, Provider, ProviderSubscription,
+    SubscriptionId, UserId,
+};
+use crate::error::message;
+use crate::payments::{
+    path_segment, CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError,
+};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
@@ -35,7 +39,7 @@ impl std::fmt::Debug for WhopProvider {
 }
 
 impl WhopProvider {
-    /// A client over `http` ([`super::http_client`]) for `base` (a trailing slash is ignored)
+    /// A client over `http` ([`crate::payments::http_client`]) for `base` (a trailing slash is ignored)
     /// with `api_key`.
     pub fn new(http: reqwest::Client, base: &str, api_key: SecretString) -> Self {
         Self {
@@ -62,25 +66,27 @@ impl WhopProvider {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.map_err(|e| {
-            ProviderError::Unavailable(format!("whop request failed: {}", e.without_url()))
-        })?;
+        let res = req
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(Box::new(e.without_url())))?;
         let status = res.status();
         let text = res
             .text()
             .await
-            .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| ProviderError::Unavailable(Box::new(e.without_url())))?;
         match status.as_u16() {
-            200..=299 => serde_json::from_str(&text)
-                .map_err(|_| ProviderError::Unavailable("whop answered non-JSON".into())),
+            200..=299 => {
+                serde_json::from_str(&text).map_err(|e| ProviderError::Unavailable(Box::new(e)))
+            }
             404 => Err(ProviderError::NotFound),
-            429 | 500..=599 => Err(ProviderError::Unavailable(format!(
+            429 | 500..=599 => Err(ProviderError::Unavailable(message(format!(
                 "whop answered {status}"
-            ))),
-            _ => Err(ProviderError::Rejected(format!(
+            )))),
+            _ => Err(ProviderError::Rejected(message(format!(
                 "whop answered {status}: {}",
                 text.chars().take(300).collect::<String>()
-            ))),
+            )))),
         }
     }
 }
@@ -96,7 +102,7 @@ impl PaymentProvider for WhopProvider {
         _user_id: &UserId,
         _email: &str,
         _idempotency_key: &str,
-    ) -> Result<Option<String>, ProviderError> {
+    ) -> Result<Option<CustomerId>, ProviderError> {
         Ok(None)
     }
 
@@ -105,7 +111,7 @@ impl PaymentProvider for WhopProvider {
         request: &CheckoutRequest,
     ) -> Result<CheckoutSession, ProviderError> {
         let body = json!({
-            "plan_id": request.price_id,
+            "plan_id": request.price_id.as_str(),
             "metadata": {"user_id": request.user_id.to_string()},
             "redirect_url": request.success_url.replace("{CHECKOUT_SESSION_ID}", ""),
         });
@@ -117,16 +123,12 @@ impl PaymentProvider for WhopProvider {
                 Some(&request.idempotency_key),
             )
             .await?;
-        let id = v
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let id = CheckoutSessionId::new(v.get("id").and_then(Value::as_str).unwrap_or_default());
         let url = v
             .get("purchase_url")
             .and_then(Value::as_str)
             .ok_or_else(|| {
-                ProviderError::Rejected("whop checkout configuration has no purchase_url".into())
+                ProviderError::Rejected(message("whop checkout configuration has no purchase_url"))
             })?
             .to_owned();
         Ok(CheckoutSession { id, url })
@@ -134,14 +136,14 @@ impl PaymentProvider for WhopProvider {
 
     async fn create_portal(
         &self,
-        _customer_id: &str,
-        subscription_id: &str,
+        _customer: Option<&CustomerId>,
+        subscription: &SubscriptionId,
         _return_url: &str,
     ) -> Result<String, ProviderError> {
         let v = self
             .call(
                 reqwest::Method::GET,
-                &format!("/memberships/{subscription_id}"),
+                &format!("/memberships/{}", path_segment(subscription.as_str())?),
                 None,
                 None,
             )
@@ -149,38 +151,38 @@ impl PaymentProvider for WhopProvider {
         v.get("manage_url")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| ProviderError::Rejected("whop membership has no manage_url".into()))
+            .ok_or_else(|| ProviderError::Rejected(message("whop membership has no manage_url")))
     }
 
     async fn fetch_subscription(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
     ) -> Result<ProviderSubscription, ProviderError> {
         let v = self
             .call(
                 reqwest::Method::GET,
-                &format!("/memberships/{subscription_id}"),
+                &format!("/memberships/{}", path_segment(subscription.as_str())?),
                 None,
                 None,
             )
             .await?;
-        whop_membership(&v)
-            .map_err(|e| ProviderError::Rejected(format!("unexpected whop membership: {e}")))
+        membership(&v).map_err(|e| ProviderError::Rejected(Box::new(e)))
     }
 
     async fn fetch_checkout_subscription(
         &self,
-        _session_id: &str,
-    ) -> Result<Option<String>, ProviderError> {
+        _session: &CheckoutSessionId,
+    ) -> Result<Option<SubscriptionId>, ProviderError> {
         // A checkout configuration does not point at the membership it creates; the webhook does.
         Ok(None)
     }
 
     async fn set_cancel_at_period_end(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
         cancel: bool,
     ) -> Result<(), ProviderError> {
+        let subscription_id = path_segment(subscription.as_str())?;
         let (path, body) = if cancel {
             (
                 format!("/memberships/{subscription_id}/cancel"),
@@ -196,10 +198,12 @@ impl PaymentProvider for WhopProvider {
 
     async fn change_price(
         &self,
-        _subscription_id: &str,
-        _price_id: &str,
+        _subscription: &SubscriptionId,
+        _price: &PriceId,
         _proration: Proration,
     ) -> Result<(), ProviderError> {
-        Err(ProviderError::Rejected("Whop memberships cannot change plan through the API; cancel and check out the new plan".into()))
+        Err(ProviderError::Rejected(message(
+            "Whop memberships cannot change plan through the API; cancel and check out the new plan",
+        )))
     }
 }

@@ -1,12 +1,11 @@
 //! Criterion benchmarks of the hot paths: argon2id hash and verify, access-token sign and
 //! verify, RSA key parsing (what `jsonwebtoken::encode` does per signature), and a full refresh
-//! rotation on the in-memory embedded store. Run: `cargo bench -p tollgate --bench auth`.
+//! rotation on the in-memory embedded store. Run: `cargo bench -p tollgate-tests --bench auth`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tollgate::auth::{AccessClaims, KeySet, PasswordHasher, SigningKeyFile};
-use tollgate::{AppState, Clock, Config, SystemClock};
+use tollgate::{Clock, SystemClock};
 
 fn claims(now: i64) -> AccessClaims {
     AccessClaims {
@@ -48,7 +47,7 @@ fn tokens(c: &mut Criterion) {
         b.iter(|| keys.sign(&claims(now)).expect("sign"))
     });
     g.bench_function("verify_rs256", |b| {
-        b.iter(|| keys.verify(&token, now).expect("verify"))
+        b.iter(|| keys.public().verify(&token, now).expect("verify"))
     });
     let pem = file.keys[0].private_key_pem.clone();
     g.bench_function("parse_rsa_private_key", |b| {
@@ -86,21 +85,16 @@ fn refresh(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let state = AppState::in_memory(Config::default(), Arc::new(SystemClock)).expect("state");
+    let (state, _) = tollgate_tests::state_at(SystemClock.now());
+    let auth = state.auth().expect("accounts");
     let (_, tokens) = rt
-        .block_on(state.auth().signup(
-            "bench@example.com",
-            "correct horse battery staple".into(),
-            None,
-        ))
+        .block_on(auth.signup("bench@example.com", tollgate_tests::PASSWORD.into(), None))
         .expect("signup");
     let mut current = tokens.refresh_token;
     let mut g = c.benchmark_group("session");
     g.bench_function("refresh_rotation_embedded", |b| {
         b.iter(|| {
-            let issued = rt
-                .block_on(state.auth().refresh_token(&current))
-                .expect("refresh");
+            let issued = rt.block_on(auth.refresh_token(&current)).expect("refresh");
             current = issued.refresh_token;
         })
     });

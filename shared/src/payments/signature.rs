@@ -1,14 +1,13 @@
-//! Webhook signature verification over the raw request body (DESIGN §7, "Ingest").
+//! Webhook signature verification over the raw request body: what every scheme shares
+//! ([`WebhookSecrets`], [`Verified`], [`SignatureError`], the tolerance, constant-time matching)
+//! and the **Standard Webhooks** scheme ([`verify_standard_webhooks`]: the `webhook-id`,
+//! `webhook-timestamp` and `webhook-signature` headers, as described in the Standard Webhooks spec,
+//! <https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>),
+//! which Whop uses (`super::whop::signature`). Stripe's own scheme is `super::stripe::signature`.
+//! All are HMAC-SHA256 (via `aws_lc_rs::hmac`), checked against every configured secret so
+//! secrets can rotate.
 //!
-//! Two schemes, both HMAC-SHA256 (via `aws_lc_rs::hmac`), both checked against every configured
-//! secret so secrets can rotate:
-//! - **Stripe** ([`verify_stripe`]): the `Stripe-Signature` header, as described in Stripe's docs,
-//!   "Verify webhook signatures manually" (<https://docs.stripe.com/webhooks#verify-manually>).
-//! - **Standard Webhooks** ([`verify_standard_webhooks`], used by Whop): the `webhook-id`,
-//!   `webhook-timestamp` and `webhook-signature` headers, as described in the Standard Webhooks
-//!   spec (<https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>).
-//!
-//! Rules shared by both:
+//! Rules shared by all:
 //! - Signatures are computed over the exact bytes received; never re-serialise the body first.
 //! - Candidate signatures are compared in constant time, and every configured secret is tried
 //!   against every candidate (no early exit), so timing does not reveal which secret matched.
@@ -35,14 +34,12 @@ pub const TOLERANCE_SECONDS: i64 = 300;
 
 /// Signature entries of the accepted version (`v1`) considered per request; later ones are
 /// ignored so a huge header cannot make us compute or compare without bound.
-const MAX_SIGNATURES: usize = 16;
+pub(crate) const MAX_SIGNATURES: usize = 16;
 
 /// Longest signature-related header value we parse, in bytes. Stripe's header with a few `v1`
 /// entries during a roll is well under 1 KiB; API Gateway caps all headers at 10 KiB.
-const MAX_HEADER_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 8 * 1024;
 
-/// Name of Stripe's signature header (as Stripe spells it; HTTP header names are case-insensitive).
-const STRIPE_SIGNATURE: &str = "Stripe-Signature";
 /// Standard Webhooks message id header.
 const WEBHOOK_ID: &str = "webhook-id";
 /// Standard Webhooks timestamp header (Unix seconds).
@@ -54,14 +51,15 @@ const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 const WHSEC_PREFIX: &str = "whsec_";
 
 /// Length of an HMAC-SHA256 tag, in bytes.
-const TAG_LEN: usize = 32;
+pub(crate) const TAG_LEN: usize = 32;
 
 /// The webhook signing secrets of one provider; several while a secret is being rotated.
 ///
 /// Built with [`WebhookSecrets::parse`] from a comma-separated list (each entry trimmed of
 /// whitespace, empty entries dropped). Each secret is held as a [`SecretString`] and used verbatim:
-/// how it becomes an HMAC key depends on the scheme (see [`verify_stripe`] and
+/// how it becomes an HMAC key depends on the scheme (Stripe's, or
 /// [`verify_standard_webhooks`]). `Debug` shows only how many secrets there are, never their text.
+#[derive(Clone)]
 pub struct WebhookSecrets {
     secrets: Vec<SecretString>,
 }
@@ -100,8 +98,9 @@ impl fmt::Debug for WebhookSecrets {
 
 /// Proof that a body passed signature verification.
 ///
-/// Only this module can construct it (the fields are private), so code that takes a `Verified`
-/// cannot be handed an unverified body by mistake.
+/// Only the signature schemes can construct it (the fields are private and the constructor is
+/// crate-private), so code that takes a `Verified` cannot be handed an unverified body by
+/// mistake.
 #[derive(Debug)]
 pub struct Verified<'a> {
     body: &'a [u8],
@@ -110,6 +109,15 @@ pub struct Verified<'a> {
 }
 
 impl<'a> Verified<'a> {
+    /// Proof that `body`, signed at `timestamp`, verified; for the schemes only.
+    pub(crate) fn new(body: &'a [u8], timestamp: i64, webhook_id: Option<String>) -> Self {
+        Self {
+            body,
+            timestamp,
+            webhook_id,
+        }
+    }
+
     /// The raw body bytes that were verified, exactly as received.
     pub fn body(&self) -> &'a [u8] {
         self.body
@@ -151,53 +159,6 @@ pub enum SignatureError {
     /// covers a header with no `v1` signature at all).
     #[error("no webhook signature matches a configured secret")]
     NoMatchingSignature,
-}
-
-/// Verifies a Stripe webhook (Stripe docs, "Verify webhook signatures manually").
-///
-/// - `signature_header`: the `Stripe-Signature` header value, shaped
-///   `t=<unix seconds>,v1=<64 hex>[,v1=<64 hex>…][,v0=<hex>]`. Items are comma-separated
-///   `key=value` pairs (whitespace around them tolerated, empty items skipped); exactly one `t`.
-///   Several `v1` appear while a secret is rolled (up to 24 h); `v0` (test-mode legacy) and
-///   unknown schemes are ignored; only the first 16 `v1` entries are considered, and a `v1`
-///   that is not 64 hex digits simply never matches.
-/// - `body`: the raw request body bytes, exactly as received.
-/// - `secrets`: each used as the HMAC key as-is: the UTF-8 bytes of the FULL `whsec_…` string
-///   (Stripe does not base64-decode it, unlike Standard Webhooks).
-/// - `now`: the current time in Unix seconds.
-///
-/// The signed payload is `t + "." + body` (with `t` exactly as sent), signed with HMAC-SHA256.
-/// The body is accepted if ANY `v1` matches ANY secret and `|now - t| <= TOLERANCE_SECONDS`.
-///
-/// # Errors
-/// - [`SignatureError::MissingHeader`]`("Stripe-Signature")` if the header is absent.
-/// - [`SignatureError::MalformedHeader`]`("Stripe-Signature")` if it is over 8 KiB, has an item
-///   without `=`, has no `t` or more than one, or `t` is not a non-negative integer.
-/// - [`SignatureError::StaleTimestamp`] if `t` is more than [`TOLERANCE_SECONDS`] from `now`.
-/// - [`SignatureError::NoMatchingSignature`] if no `v1` matches any secret.
-pub fn verify_stripe<'a>(
-    signature_header: Option<&str>,
-    body: &'a [u8],
-    secrets: &WebhookSecrets,
-    now: i64,
-) -> Result<Verified<'a>, SignatureError> {
-    let header = signature_header.ok_or(SignatureError::MissingHeader(STRIPE_SIGNATURE))?;
-    let parsed = parse_stripe_header(header)?;
-    check_tolerance(parsed.timestamp, now)?;
-    let matched = any_signature_matches(
-        secrets,
-        |secret| Cow::Borrowed(secret.as_bytes()),
-        &[parsed.timestamp_text.as_bytes(), b".", body],
-        &parsed.signatures,
-    );
-    if !matched {
-        return Err(SignatureError::NoMatchingSignature);
-    }
-    Ok(Verified {
-        body,
-        timestamp: parsed.timestamp,
-        webhook_id: None,
-    })
 }
 
 /// Verifies a Standard Webhooks webhook, as Whop sends them (Standard Webhooks spec).
@@ -256,30 +217,10 @@ pub fn verify_standard_webhooks<'a>(
     if !matched {
         return Err(SignatureError::NoMatchingSignature);
     }
-    Ok(Verified {
-        body,
-        timestamp,
-        webhook_id: Some(webhook_id.to_owned()),
-    })
+    Ok(Verified::new(body, timestamp, Some(webhook_id.to_owned())))
 }
 
-/// Signs `body` the way Stripe does, for tests and the dev server's `local` provider.
-///
-/// Returns the full `Stripe-Signature` header value `t=<timestamp>,v1=<64 lowercase hex>`, where
-/// the `v1` is HMAC-SHA256 keyed with `secret`'s UTF-8 bytes as-is over `timestamp + "." + body`
-/// (Stripe docs, "Verify webhook signatures manually"). `timestamp` is in Unix seconds.
-pub fn sign_stripe(body: &[u8], secret: &str, timestamp: i64) -> String {
-    let timestamp_text = timestamp.to_string();
-    let tag = hmac_sha256(secret.as_bytes(), &[timestamp_text.as_bytes(), b".", body]);
-    let mut header = format!("t={timestamp_text},v1=");
-    for byte in tag.as_ref() {
-        header.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        header.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
-    }
-    header
-}
-
-/// Signs `body` the Standard Webhooks way, for tests and the dev server's `local` provider.
+/// Signs `body` the Standard Webhooks way, for tests and doubles.
 ///
 /// Returns one `webhook-signature` entry, `v1,<standard base64 of the 32-byte tag>`: HMAC-SHA256
 /// over `webhook_id + "." + timestamp + "." + body` (Standard Webhooks spec), keyed as in
@@ -304,53 +245,6 @@ pub fn sign_standard_webhooks(
         ],
     );
     format!("v1,{}", BASE64.encode(tag.as_ref()))
-}
-
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// A parsed `Stripe-Signature` header.
-struct StripeHeader<'h> {
-    /// `t` exactly as sent (it is what was signed).
-    timestamp_text: &'h str,
-    timestamp: i64,
-    /// Decoded `v1` signatures (at most [`MAX_SIGNATURES`]).
-    signatures: Vec<[u8; TAG_LEN]>,
-}
-
-fn parse_stripe_header(header: &str) -> Result<StripeHeader<'_>, SignatureError> {
-    const MALFORMED: SignatureError = SignatureError::MalformedHeader(STRIPE_SIGNATURE);
-    if header.len() > MAX_HEADER_BYTES {
-        return Err(MALFORMED);
-    }
-    let mut timestamp_text = None;
-    let mut signatures = Vec::new();
-    let mut v1_seen = 0usize;
-    for item in header.split(',').map(str::trim) {
-        if item.is_empty() {
-            continue;
-        }
-        let (key, value) = item.split_once('=').ok_or(MALFORMED)?;
-        match key.trim() {
-            "t" if timestamp_text.is_some() => return Err(MALFORMED),
-            "t" => timestamp_text = Some(value.trim()),
-            "v1" if v1_seen < MAX_SIGNATURES => {
-                v1_seen += 1;
-                if let Some(signature) = decode_hex_tag(value.trim()) {
-                    signatures.push(signature);
-                }
-            }
-            // `v1` beyond the first 16, `v0` (Stripe's legacy test-mode scheme) and schemes we
-            // do not know are ignored.
-            _ => {}
-        }
-    }
-    let timestamp_text = timestamp_text.ok_or(MALFORMED)?;
-    let timestamp = parse_unix_seconds(timestamp_text).ok_or(MALFORMED)?;
-    Ok(StripeHeader {
-        timestamp_text,
-        timestamp,
-        signatures,
-    })
 }
 
 /// Decoded `v1` entries of a `webhook-signature` header (at most [`MAX_SIGNATURES`]).
@@ -395,14 +289,14 @@ fn single_header<'h>(
 
 /// Unix seconds written as plain decimal digits (no sign, no spaces); `None` otherwise or on
 /// overflow.
-fn parse_unix_seconds(text: &str) -> Option<i64> {
+pub(crate) fn parse_unix_seconds(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()
 }
 
-fn check_tolerance(timestamp: i64, now: i64) -> Result<(), SignatureError> {
+pub(crate) fn check_tolerance(timestamp: i64, now: i64) -> Result<(), SignatureError> {
     // `abs_diff` cannot overflow, whatever the two values are.
     if now.abs_diff(timestamp) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::StaleTimestamp);
@@ -424,7 +318,7 @@ fn standard_webhooks_key(secret: &str) -> Cow<'_, [u8]> {
 }
 
 /// HMAC-SHA256 of the concatenation of `parts`, without copying them together.
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> hmac::Tag {
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> hmac::Tag {
     let key = hmac::Key::new(hmac::HMAC_SHA256, key);
     let mut context = hmac::Context::with_key(&key);
     for part in parts {
@@ -437,7 +331,7 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> hmac::Tag {
 ///
 /// Every secret is tried against every candidate with a constant-time comparison and no early
 /// exit, so the time taken depends only on how many secrets and candidates there are.
-fn any_signature_matches(
+pub(crate) fn any_signature_matches(
     secrets: &WebhookSecrets,
     key_of: impl Fn(&str) -> Cow<'_, [u8]>,
     message_parts: &[&[u8]],
@@ -454,27 +348,6 @@ fn any_signature_matches(
     matched
 }
 
-/// 64 hex digits (either case) as 32 bytes; `None` for anything else.
-fn decode_hex_tag(text: &str) -> Option<[u8; TAG_LEN]> {
-    fn nibble(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'a'..=b'f' => Some(digit - b'a' + 10),
-            b'A'..=b'F' => Some(digit - b'A' + 10),
-            _ => None,
-        }
-    }
-    let digits = text.as_bytes();
-    if digits.len() != TAG_LEN * 2 {
-        return None;
-    }
-    let mut tag = [0u8; TAG_LEN];
-    for (byte, pair) in tag.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(tag)
-}
-
 /// Standard base64 of exactly 32 bytes; `None` for anything else.
 fn decode_base64_tag(text: &str) -> Option<[u8; TAG_LEN]> {
     // 32 bytes are 44 base64 characters with padding; refuse longer input before decoding.
@@ -486,11 +359,15 @@ fn decode_base64_tag(text: &str) -> Option<[u8; TAG_LEN]> {
 
 #[cfg(test)]
 mod tests {
+    //! Both schemes' cases live together: the six cases per provider (valid, rotation with one
+    //! valid signature, tampered body, wrong secret, stale timestamp, missing header), the
+    //! fixture vectors, and the edges of the shared rules.
     use super::*;
+    use crate::payments::stripe::signature::{sign as sign_stripe, verify as verify_stripe};
     use http::{HeaderMap, HeaderValue};
     use serde_json::Value;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
     const STRIPE_SECRET: &str = "whsec_test_secret";
     const WHOP_SECRET: &str =
         "ws_test_0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab";

@@ -1,7 +1,7 @@
-//! Stripe through async-stripe 1.0.0-rc.10: its request layer (`RequestBuilder`, form encoding,
-//! `RequestStrategy` with idempotency keys and retries, the pinned API version, response reading)
-//! over [`transport::Transport`], its `StripeClient` trait implemented on reqwest (rustls with
-//! aws-lc) — see that module for why not async-stripe's hyper client. The base URL is
+//! Stripe's API through async-stripe 1.0.0-rc.10: its request layer (`RequestBuilder`, form
+//! encoding, `RequestStrategy` with idempotency keys and retries, the pinned API version, response
+//! reading) over [`Transport`], its `StripeClient` trait implemented on reqwest (rustls with
+//! aws-lc) — see `super::transport` for why not async-stripe's hyper client. The base URL is
 //! configurable (`STRIPE_API_BASE`) so tests and local doubles can stand in for Stripe.
 //!
 //! Requests and responses are Tollgate's own small forms and field sets ([`CheckoutForm`],
@@ -18,19 +18,21 @@
 //! checkout sessions put the user id in `client_reference_id`, `metadata` and
 //! `subscription_data.metadata` (Checkout does not copy session metadata onto the subscription).
 
-use super::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
-use crate::billing::catalog::Proration;
-use crate::billing::state::{Provider, ProviderSubscription, SubscriptionStatus};
-use crate::domain::UserId;
+use super::transport::{self, CallError, Transport};
+use crate::domain::{
+    CheckoutSessionId, CustomerId, PriceId, Proration, Provider, ProviderSubscription,
+    SubscriptionId, SubscriptionStatus, UserId,
+};
+use crate::error::message;
+use crate::payments::{
+    path_segment, CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError,
+};
 use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Serialize;
 use std::collections::HashMap;
 use stripe::{IdempotencyKey, RequestStrategy};
 use stripe_client_core::{CustomizableStripeRequest, RequestBuilder, StripeMethod};
-use transport::{CallError, Transport};
-
-pub mod transport;
 
 /// The Stripe provider. Cheap to clone.
 #[derive(Clone)]
@@ -44,33 +46,20 @@ impl std::fmt::Debug for StripeProvider {
     }
 }
 
-/// Maps a failed call to the provider-neutral error: 404 → `NotFound`; 409 (idempotency
-/// conflict), 429 and 5xx → `Unavailable` (retryable, as async-stripe's retry rule treats them);
-/// other 4xx → `Rejected` with Stripe's type, code and message; no answer → `Unavailable`.
+/// Maps a failed call to the provider-neutral error, keeping it as the source: 404 →
+/// `NotFound`; 409 (idempotency conflict), 429 and 5xx → `Unavailable` (retryable, as
+/// async-stripe's retry rule treats them); other 4xx → `Rejected` (Stripe's type, code and
+/// message are in the source); no answer or an unreadable one → `Unavailable`.
 fn classify(e: CallError) -> ProviderError {
     match e {
-        CallError::Api { status: 404, error } => {
-            tracing::debug!(
-                code = error.code.as_deref().unwrap_or(""),
-                "stripe: not found"
-            );
-            ProviderError::NotFound
-        }
+        CallError::Api { status: 404, .. } => ProviderError::NotFound,
         CallError::Api { status, .. } if status == 409 || status == 429 || status >= 500 => {
-            ProviderError::Unavailable(format!("stripe answered {status}"))
+            ProviderError::Unavailable(Box::new(e))
         }
-        CallError::Api { status, error } => ProviderError::Rejected(format!(
-            "stripe answered {status} ({}/{}): {}",
-            error.kind.as_deref().unwrap_or("-"),
-            error.code.as_deref().unwrap_or("-"),
-            error.message.as_deref().unwrap_or("")
-        )),
-        CallError::Deserialize(m) => ProviderError::Unavailable(format!(
-            "unexpected stripe response: {}",
-            m.chars().take(200).collect::<String>()
-        )),
-        CallError::Unreachable(m) => ProviderError::Unavailable(format!("stripe unreachable: {m}")),
-        CallError::Invalid(m) => ProviderError::Rejected(format!("stripe request: {m}")),
+        CallError::Api { .. } | CallError::Invalid(_) => ProviderError::Rejected(Box::new(e)),
+        CallError::Deserialize(_) | CallError::Unreachable(_) => {
+            ProviderError::Unavailable(Box::new(e))
+        }
     }
 }
 
@@ -198,7 +187,7 @@ struct ItemChange<'a> {
 fn idempotent(key: &str) -> Result<RequestStrategy, ProviderError> {
     IdempotencyKey::new(key)
         .map(RequestStrategy::Idempotent)
-        .map_err(|e| ProviderError::Rejected(format!("idempotency key: {e}")))
+        .map_err(|e| ProviderError::Rejected(message(format!("idempotency key: {e}"))))
 }
 
 fn user_metadata(user_id: &UserId) -> HashMap<String, String> {
@@ -238,7 +227,7 @@ impl PaymentProvider for StripeProvider {
         user_id: &UserId,
         email: &str,
         idempotency_key: &str,
-    ) -> Result<Option<String>, ProviderError> {
+    ) -> Result<Option<CustomerId>, ProviderError> {
         let form = CustomerForm {
             email,
             metadata: user_metadata(user_id),
@@ -248,7 +237,7 @@ impl PaymentProvider for StripeProvider {
             .send(&self.client)
             .await
             .map_err(classify)?;
-        Ok(Some(customer.id))
+        Ok(Some(CustomerId::new(customer.id)))
     }
 
     async fn create_checkout(
@@ -258,13 +247,13 @@ impl PaymentProvider for StripeProvider {
         let form = CheckoutForm {
             mode: "subscription",
             client_reference_id: request.user_id.to_string(),
-            customer: request.customer_id.as_deref(),
+            customer: request.customer_id.as_ref().map(CustomerId::as_str),
             customer_email: match request.customer_id {
                 Some(_) => None,
                 None => Some(&request.email),
             },
             line_items: [LineItem {
-                price: &request.price_id,
+                price: request.price_id.as_str(),
                 quantity: 1,
             }],
             metadata: user_metadata(&request.user_id),
@@ -280,23 +269,26 @@ impl PaymentProvider for StripeProvider {
             .send(&self.client)
             .await
             .map_err(classify)?;
-        let url = session
-            .url
-            .ok_or_else(|| ProviderError::Rejected("stripe checkout session has no url".into()))?;
+        let url = session.url.ok_or_else(|| {
+            ProviderError::Rejected(message("stripe checkout session has no url"))
+        })?;
         Ok(CheckoutSession {
-            id: session.id,
+            id: CheckoutSessionId::new(session.id),
             url,
         })
     }
 
     async fn create_portal(
         &self,
-        customer_id: &str,
-        _subscription_id: &str,
+        customer: Option<&CustomerId>,
+        _subscription: &SubscriptionId,
         return_url: &str,
     ) -> Result<String, ProviderError> {
+        let customer = customer.ok_or_else(|| {
+            ProviderError::Rejected(message("a Stripe portal needs the subscription's customer"))
+        })?;
         let form = PortalForm {
-            customer: customer_id,
+            customer: customer.as_str(),
             return_url,
         };
         let session = post::<PortalSessionFields>("/billing_portal/sessions".into(), &form)
@@ -308,14 +300,14 @@ impl PaymentProvider for StripeProvider {
 
     async fn fetch_subscription(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
     ) -> Result<ProviderSubscription, ProviderError> {
-        let s = self.retrieve_subscription(subscription_id).await?;
+        let s = self.retrieve_subscription(subscription).await?;
         let item = s.items.data.first().ok_or_else(|| {
-            ProviderError::Rejected(format!("subscription {subscription_id} has no items"))
+            ProviderError::Rejected(message(format!("subscription {subscription} has no items")))
         })?;
         let status = SubscriptionStatus::from_stripe(&s.status).ok_or_else(|| {
-            ProviderError::Rejected(format!("unknown stripe status {}", s.status))
+            ProviderError::Rejected(message(format!("unknown stripe status {}", s.status)))
         })?;
         Ok(ProviderSubscription {
             provider: Provider::Stripe,
@@ -325,36 +317,36 @@ impl PaymentProvider for StripeProvider {
                 .and_then(|m| m.get("user_id"))
                 .and_then(|u| u.parse().ok()),
             status,
-            price_id: item.price.id.clone(),
+            price_id: PriceId::new(item.price.id.clone()),
             current_period_end: Some(item.current_period_end),
             cancel_at_period_end: s.cancel_at_period_end,
             trial_end: s.trial_end,
-            subscription_id: s.id,
-            customer_id: s.customer,
+            subscription_id: SubscriptionId::new(s.id),
+            customer_id: Some(CustomerId::new(s.customer)),
         })
     }
 
     async fn fetch_checkout_subscription(
         &self,
-        session_id: &str,
-    ) -> Result<Option<String>, ProviderError> {
+        session: &CheckoutSessionId,
+    ) -> Result<Option<SubscriptionId>, ProviderError> {
         let session = get::<CheckoutSessionFields>(format!(
             "/checkout/sessions/{}",
-            path_segment(session_id)?
+            path_segment(session.as_str())?
         ))
         .send(&self.client)
         .await
         .map_err(classify)?;
-        Ok(session.subscription)
+        Ok(session.subscription.map(SubscriptionId::new))
     }
 
     async fn set_cancel_at_period_end(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
         cancel: bool,
     ) -> Result<(), ProviderError> {
         post::<IdField>(
-            format!("/subscriptions/{}", path_segment(subscription_id)?),
+            format!("/subscriptions/{}", path_segment(subscription.as_str())?),
             &CancelForm {
                 cancel_at_period_end: cancel,
             },
@@ -367,27 +359,23 @@ impl PaymentProvider for StripeProvider {
 
     async fn change_price(
         &self,
-        subscription_id: &str,
-        price_id: &str,
+        subscription: &SubscriptionId,
+        price: &PriceId,
         proration: Proration,
     ) -> Result<(), ProviderError> {
-        let current = self.retrieve_subscription(subscription_id).await?;
+        let current = self.retrieve_subscription(subscription).await?;
         let item = current.items.data.first().ok_or_else(|| {
-            ProviderError::Rejected(format!("subscription {subscription_id} has no items"))
+            ProviderError::Rejected(message(format!("subscription {subscription} has no items")))
         })?;
         let form = ChangeForm {
             items: [ItemChange {
                 id: &item.id,
-                price: price_id,
+                price: price.as_str(),
             }],
-            proration_behavior: match proration {
-                Proration::CreateProrations => "create_prorations",
-                Proration::AlwaysInvoice => "always_invoice",
-                Proration::None => "none",
-            },
+            proration_behavior: proration.as_stripe(),
         };
         post::<IdField>(
-            format!("/subscriptions/{}", path_segment(subscription_id)?),
+            format!("/subscriptions/{}", path_segment(subscription.as_str())?),
             &form,
         )
         .send(&self.client)
@@ -400,46 +388,14 @@ impl PaymentProvider for StripeProvider {
 impl StripeProvider {
     async fn retrieve_subscription(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
     ) -> Result<SubscriptionFields, ProviderError> {
-        get::<SubscriptionFields>(format!("/subscriptions/{}", path_segment(subscription_id)?))
-            .send(&self.client)
-            .await
-            .map_err(classify)
-    }
-}
-
-/// An id used as a URL path segment: Stripe ids are `[A-Za-z0-9_]`; anything else is refused
-/// rather than escaped (an id from a webhook or a query string must not steer the request).
-fn path_segment(id: &str) -> Result<&str, ProviderError> {
-    if !id.is_empty()
-        && id.len() <= 255
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        Ok(id)
-    } else {
-        Err(ProviderError::NotFound)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_stripe_shaped_ids_become_path_segments() {
-        assert_eq!(
-            path_segment("sub_1TestSubscr0000001").ok(),
-            Some("sub_1TestSubscr0000001")
-        );
-        for bad in [
-            "",
-            "sub_1/../../customers",
-            "cs_test?expand[]=x",
-            "a b",
-            "sub_\u{e9}",
-        ] {
-            assert!(path_segment(bad).is_err(), "{bad}");
-        }
+        get::<SubscriptionFields>(format!(
+            "/subscriptions/{}",
+            path_segment(subscription.as_str())?
+        ))
+        .send(&self.client)
+        .await
+        .map_err(classify)
     }
 }

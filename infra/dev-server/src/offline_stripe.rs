@@ -1,9 +1,11 @@
-//! The `local` payment provider: offline checkout for the dev server only (never built into a
-//! Lambda). A checkout returns a URL on this server; opening it completes the checkout by creating
-//! a subscription here and posting a correctly signed, Stripe-shaped event to this server's own
-//! `POST /webhooks/local` route — so the whole flow (ingest → queue → processor → refetch) runs
-//! as it does with Stripe. Cancel, resume and plan changes post `customer.subscription.updated`.
-//! State is kept in `<data-dir>/local-provider.json`.
+//! The offline Stripe stand-in: when no `STRIPE_SECRET_KEY` is set, the dev server answers
+//! Stripe's part itself (dev server only; never built into a Lambda, and no branch of the core
+//! knows it). A checkout returns a URL on this server; opening it completes the checkout by
+//! creating a subscription here and posting a correctly signed Stripe event to this server's own
+//! `POST /webhooks/stripe` — so the whole flow (ingest → queue → processor → refetch) runs as it
+//! does with Stripe, through the same code. Its ids say where they come from (`cs_local_…`,
+//! `sub_local_…`, `cus_local_…`, `evt_local_…`). Cancel, resume and plan changes post
+//! `customer.subscription.updated`. State is kept in `<data-dir>/local-provider.json`.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -11,10 +13,13 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use tollgate::billing::{Proration, Provider, ProviderSubscription, SubscriptionStatus};
-use tollgate::domain::UserId;
+use tollgate::domain::{
+    CheckoutSessionId, CustomerId, PriceId, Proration, Provider, ProviderSubscription,
+    SubscriptionId, SubscriptionStatus, UserId,
+};
+use tollgate::error::message;
+use tollgate::payments::stripe::signature::sign;
 use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
-use tollgate::webhooks::signature::sign_stripe;
 use tollgate::{Clock, SystemClock};
 
 /// Length of a local billing period, seconds (30 days).
@@ -23,10 +28,10 @@ pub const PERIOD_SECONDS: i64 = 30 * 24 * 3600;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Session {
     user_id: UserId,
-    price_id: String,
+    price_id: PriceId,
     trial_days: u32,
     success_url: String,
-    subscription_id: Option<String>,
+    subscription_id: Option<SubscriptionId>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -35,8 +40,8 @@ struct Data {
     subscriptions: HashMap<String, ProviderSubscription>,
 }
 
-/// The local provider.
-pub struct LocalProvider {
+/// The stand-in.
+pub struct OfflineStripe {
     base_url: String,
     webhook_secret: String,
     file: PathBuf,
@@ -44,9 +49,10 @@ pub struct LocalProvider {
     http: reqwest::Client,
 }
 
-impl LocalProvider {
-    /// A provider whose checkout pages live under `base_url`, signing events with
-    /// `webhook_secret`, persisting to `file`.
+impl OfflineStripe {
+    /// A stand-in whose checkout pages live under `base_url`, signing events with
+    /// `webhook_secret` (which the server's Stripe webhook secrets must include), persisting to
+    /// `file`. An unreadable file starts empty.
     pub fn new(base_url: String, webhook_secret: String, file: PathBuf) -> Self {
         let data = std::fs::read(&file)
             .ok()
@@ -89,20 +95,16 @@ impl LocalProvider {
                 .get(session_id)
                 .cloned()
                 .ok_or(ProviderError::NotFound)?;
-            let subscription_id = session
-                .subscription_id
-                .clone()
-                .unwrap_or_else(|| format!("sub_local_{}", uuid::Uuid::now_v7().simple()));
+            let subscription_id = session.subscription_id.clone().unwrap_or_else(|| {
+                SubscriptionId::new(format!("sub_local_{}", uuid::Uuid::now_v7().simple()))
+            });
             let sub = data
                 .subscriptions
-                .entry(subscription_id.clone())
+                .entry(subscription_id.to_string())
                 .or_insert_with(|| ProviderSubscription {
-                    provider: Provider::Local,
+                    provider: Provider::Stripe,
                     subscription_id: subscription_id.clone(),
-                    customer_id: format!(
-                        "cus_local_{}",
-                        session.user_id.to_string().replace('-', "")
-                    ),
+                    customer_id: Some(customer_of(&session.user_id)),
                     user_id: Some(session.user_id),
                     status: if session.trial_days > 0 {
                         SubscriptionStatus::Trialing
@@ -159,38 +161,36 @@ impl LocalProvider {
             "livemode": false,
             "data": {"object": object},
         }))
-        .map_err(|e| ProviderError::Rejected(e.to_string()))?;
-        let signature = sign_stripe(&body, &self.webhook_secret, now);
+        .map_err(|e| ProviderError::Rejected(Box::new(e)))?;
+        let signature = sign(&body, &self.webhook_secret, now);
         let res = self
             .http
-            .post(format!("{}/webhooks/local", self.base_url))
+            .post(format!("{}/webhooks/stripe", self.base_url))
             .header("content-type", "application/json")
             .header("stripe-signature", signature)
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                ProviderError::Unavailable(format!("posting the local webhook failed: {e}"))
-            })?;
+            .map_err(|e| ProviderError::Unavailable(Box::new(e)))?;
         if !res.status().is_success() {
-            return Err(ProviderError::Unavailable(format!(
-                "the local webhook answered {}",
+            return Err(ProviderError::Unavailable(message(format!(
+                "the dev server's own webhook answered {}",
                 res.status()
-            )));
+            ))));
         }
         Ok(())
     }
 
     async fn update(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
         change: impl FnOnce(&mut ProviderSubscription),
     ) -> Result<(), ProviderError> {
         let sub = {
             let mut data = self.lock();
             let sub = data
                 .subscriptions
-                .get_mut(subscription_id)
+                .get_mut(subscription.as_str())
                 .ok_or(ProviderError::NotFound)?;
             change(sub);
             let sub = sub.clone();
@@ -209,10 +209,17 @@ impl LocalProvider {
     }
 }
 
+fn customer_of(user_id: &UserId) -> CustomerId {
+    CustomerId::new(format!(
+        "cus_local_{}",
+        user_id.to_string().replace('-', "")
+    ))
+}
+
 #[async_trait]
-impl PaymentProvider for LocalProvider {
+impl PaymentProvider for OfflineStripe {
     fn provider(&self) -> Provider {
-        Provider::Local
+        Provider::Stripe
     }
 
     async fn create_customer(
@@ -220,11 +227,8 @@ impl PaymentProvider for LocalProvider {
         user_id: &UserId,
         _email: &str,
         _key: &str,
-    ) -> Result<Option<String>, ProviderError> {
-        Ok(Some(format!(
-            "cus_local_{}",
-            user_id.to_string().replace('-', "")
-        )))
+    ) -> Result<Option<CustomerId>, ProviderError> {
+        Ok(Some(customer_of(user_id)))
     }
 
     async fn create_checkout(
@@ -246,38 +250,38 @@ impl PaymentProvider for LocalProvider {
         self.save(&data);
         Ok(CheckoutSession {
             url: format!("{}/dev/checkout/{id}/complete", self.base_url),
-            id,
+            id: CheckoutSessionId::new(id),
         })
     }
 
     async fn create_portal(
         &self,
-        _customer_id: &str,
-        subscription_id: &str,
+        _customer: Option<&CustomerId>,
+        subscription: &SubscriptionId,
         _return_url: &str,
     ) -> Result<String, ProviderError> {
-        Ok(format!("{}/dev/portal/{subscription_id}", self.base_url))
+        Ok(format!("{}/dev/portal/{subscription}", self.base_url))
     }
 
     async fn fetch_subscription(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
     ) -> Result<ProviderSubscription, ProviderError> {
         self.lock()
             .subscriptions
-            .get(subscription_id)
+            .get(subscription.as_str())
             .cloned()
             .ok_or(ProviderError::NotFound)
     }
 
     async fn fetch_checkout_subscription(
         &self,
-        session_id: &str,
-    ) -> Result<Option<String>, ProviderError> {
+        session: &CheckoutSessionId,
+    ) -> Result<Option<SubscriptionId>, ProviderError> {
         Ok(self
             .lock()
             .sessions
-            .get(session_id)
+            .get(session.as_str())
             .ok_or(ProviderError::NotFound)?
             .subscription_id
             .clone())
@@ -285,21 +289,20 @@ impl PaymentProvider for LocalProvider {
 
     async fn set_cancel_at_period_end(
         &self,
-        subscription_id: &str,
+        subscription: &SubscriptionId,
         cancel: bool,
     ) -> Result<(), ProviderError> {
-        self.update(subscription_id, |s| s.cancel_at_period_end = cancel)
+        self.update(subscription, |s| s.cancel_at_period_end = cancel)
             .await
     }
 
     async fn change_price(
         &self,
-        subscription_id: &str,
-        price_id: &str,
+        subscription: &SubscriptionId,
+        price: &PriceId,
         _proration: Proration,
     ) -> Result<(), ProviderError> {
-        let price = price_id.to_owned();
-        self.update(subscription_id, move |s| s.price_id = price)
-            .await
+        let price = price.clone();
+        self.update(subscription, move |s| s.price_id = price).await
     }
 }

@@ -1,46 +1,14 @@
-//! The provider-neutral subscription state, the status mapping tables for Stripe and Whop, and
-//! access computed at read time (DESIGN §6). Pure: no I/O, time passed in as Unix seconds.
+//! The provider-neutral subscription state, the status mapping tables for Stripe and Whop, the
+//! rule that keeps an older provider state from replacing a newer one, and access computed at read
+//! time (docs/architecture.md, "Billing"). Pure: no I/O, time passed in as Unix seconds.
 
 use super::catalog::{Catalog, Entitlement, Interval, Plan, FREE_PLAN};
-use crate::domain::UserId;
+use super::ids::{CustomerId, PriceId, Provider, SubscriptionId, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Default grace period for `past_due` subscriptions: 7 days, in seconds (DESIGN §6).
 pub const DEFAULT_PAST_DUE_GRACE_SECONDS: i64 = 7 * 24 * 3600;
-
-/// A payment provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    /// Stripe.
-    Stripe,
-    /// Whop.
-    Whop,
-    /// The dev server's offline provider (never built into a Lambda).
-    Local,
-}
-
-impl Provider {
-    /// `stripe` / `whop` / `local`: the form in keys and URLs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stripe => "stripe",
-            Self::Whop => "whop",
-            Self::Local => "local",
-        }
-    }
-
-    /// Parses `stripe`, `whop` or `local`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "stripe" => Some(Self::Stripe),
-            "whop" => Some(Self::Whop),
-            "local" => Some(Self::Local),
-            _ => None,
-        }
-    }
-}
 
 /// Provider-neutral subscription status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,15 +85,16 @@ pub struct ProviderSubscription {
     /// Provider.
     pub provider: Provider,
     /// Provider subscription / membership id.
-    pub subscription_id: String,
-    /// Provider customer id (Stripe `cus_…`; Whop member id).
-    pub customer_id: String,
+    pub subscription_id: SubscriptionId,
+    /// Provider customer id (Stripe `cus_…`; Whop member id); `None` when the provider object
+    /// names none.
+    pub customer_id: Option<CustomerId>,
     /// Our user id from the provider object's metadata, if present.
     pub user_id: Option<UserId>,
     /// Neutral status.
     pub status: SubscriptionStatus,
     /// Stripe price id or Whop plan id of the (first) item.
-    pub price_id: String,
+    pub price_id: PriceId,
     /// End of the current billing period.
     pub current_period_end: Option<i64>,
     /// Set to end at period end.
@@ -143,16 +112,17 @@ pub struct Subscription {
     /// Provider.
     pub provider: Provider,
     /// Provider subscription / membership id.
-    pub subscription_id: String,
-    /// Provider customer id.
-    pub customer_id: String,
+    pub subscription_id: SubscriptionId,
+    /// Provider customer id, if the provider has one for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<CustomerId>,
     /// Plan id from the catalog (`free` if the price is unknown to the catalog).
     pub plan: String,
     /// Interval of the Stripe price, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
     /// The provider's price / plan id.
-    pub price_id: String,
+    pub price_id: PriceId,
     /// Neutral status.
     pub status: SubscriptionStatus,
     /// End of the current period.
@@ -192,19 +162,9 @@ impl Subscription {
         fetched_at_us: i64,
     ) -> Self {
         let now = fetched_at_us.div_euclid(1_000_000);
-        let (plan, interval) = match fetched.provider {
-            Provider::Whop => (
-                catalog
-                    .by_whop_plan(&fetched.price_id)
-                    .map(|p| p.id.clone()),
-                None,
-            ),
-            Provider::Stripe | Provider::Local => {
-                match catalog.by_stripe_price(&fetched.price_id) {
-                    Some((p, i)) => (Some(p.id.clone()), Some(i)),
-                    None => (catalog.plan(&fetched.price_id).map(|p| p.id.clone()), None),
-                }
-            }
+        let (plan, interval) = match catalog.by_price(fetched.provider, &fetched.price_id) {
+            Some((p, interval)) => (Some(p.id.clone()), interval),
+            None => (None, None),
         };
         let plan = plan.unwrap_or_else(|| {
             tracing::warn!(price_id = %fetched.price_id, "price not in the plan catalog: treated as free");
@@ -345,7 +305,7 @@ mod tests {
         ProviderSubscription {
             provider: Provider::Stripe,
             subscription_id: "sub_1".into(),
-            customer_id: "cus_1".into(),
+            customer_id: Some("cus_1".into()),
             user_id: None,
             status,
             price_id: "price_1TestProMonthly01".into(),

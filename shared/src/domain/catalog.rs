@@ -1,8 +1,9 @@
-//! The plan catalog: a TOML file (`infra/plans.toml`), loaded and validated at cold start
-//! (DESIGN §6). Every plan has an id, a name, a tier rank, entitlements (flags and numeric
+//! The plan catalog: a TOML file (`infra/plans.toml`), parsed and validated at cold start
+//! (docs/architecture.md, "Billing"). Pure: the file is read by the edge (`crate::state`). Every plan has an id, a name, a tier rank, entitlements (flags and numeric
 //! limits), trial days, a proration behaviour for plan changes, Stripe price ids per interval and
 //! a Whop plan id. `free` is the plan of everyone without access and must exist.
 
+use super::ids::{PriceId, Provider};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -67,15 +68,15 @@ pub enum Entitlement {
 pub struct StripePrices {
     /// Price id per interval (`price_…`).
     #[serde(default)]
-    pub prices: BTreeMap<Interval, String>,
+    pub prices: BTreeMap<Interval, PriceId>,
 }
 
 /// Whop settings of a plan.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhopPlan {
     /// Whop plan id (`plan_…`).
-    pub plan_id: String,
+    pub plan_id: PriceId,
 }
 
 /// One plan of the catalog.
@@ -121,8 +122,8 @@ pub struct CatalogError(pub Vec<String>);
 pub struct Catalog {
     plans: Vec<Plan>,
     by_id: HashMap<String, usize>,
-    by_stripe_price: HashMap<String, (usize, Interval)>,
-    by_whop_plan: HashMap<String, usize>,
+    by_stripe_price: HashMap<PriceId, (usize, Interval)>,
+    by_whop_plan: HashMap<PriceId, usize>,
 }
 
 /// The id of the plan everyone without access has.
@@ -140,7 +141,7 @@ impl Catalog {
             .map_err(|e| CatalogError(vec![e.to_string().trim().to_owned()]))?;
         let mut problems = Vec::new();
         let mut by_id = HashMap::new();
-        let mut by_stripe_price: HashMap<String, (usize, Interval)> = HashMap::new();
+        let mut by_stripe_price: HashMap<PriceId, (usize, Interval)> = HashMap::new();
         let mut by_whop_plan = HashMap::new();
         for (i, plan) in file.plans.iter().enumerate() {
             let valid_id = !plan.id.is_empty()
@@ -172,7 +173,7 @@ impl Catalog {
                 ));
             }
             for (interval, price) in plan.stripe.iter().flat_map(|s| s.prices.iter()) {
-                if !price.starts_with("price_") {
+                if !price.as_str().starts_with("price_") {
                     problems.push(format!(
                         "plan {:?}: Stripe price {price:?} does not start with price_",
                         plan.id
@@ -186,7 +187,7 @@ impl Catalog {
                 }
             }
             if let Some(whop) = &plan.whop {
-                if whop.plan_id.trim().is_empty() {
+                if whop.plan_id.as_str().trim().is_empty() {
                     problems.push(format!("plan {:?}: empty Whop plan id", plan.id));
                 }
                 if let Some(other) = by_whop_plan.insert(whop.plan_id.clone(), i) {
@@ -213,16 +214,6 @@ impl Catalog {
         })
     }
 
-    /// Reads and validates the catalog file at `path`.
-    ///
-    /// # Errors
-    /// [`CatalogError`] if the file cannot be read or is invalid.
-    pub fn load(path: &std::path::Path) -> Result<Self, CatalogError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| CatalogError(vec![format!("{}: {e}", path.display())]))?;
-        Self::from_toml(&text)
-    }
-
     /// All plans in file order.
     pub fn plans(&self) -> &[Plan] {
         &self.plans
@@ -239,16 +230,45 @@ impl Catalog {
         &self.plans[self.by_id[FREE_PLAN]]
     }
 
-    /// The plan and interval a Stripe price belongs to.
-    pub fn by_stripe_price(&self, price_id: &str) -> Option<(&Plan, Interval)> {
-        self.by_stripe_price
-            .get(price_id)
-            .map(|&(i, interval)| (&self.plans[i], interval))
+    /// The plan a provider's price belongs to, with the price's interval where the provider
+    /// prices by interval (Stripe); `None` for a price the catalog does not know.
+    pub fn by_price(
+        &self,
+        provider: Provider,
+        price_id: &PriceId,
+    ) -> Option<(&Plan, Option<Interval>)> {
+        match provider {
+            Provider::Stripe => self
+                .by_stripe_price
+                .get(price_id)
+                .map(|&(i, interval)| (&self.plans[i], Some(interval))),
+            Provider::Whop => self
+                .by_whop_plan
+                .get(price_id)
+                .map(|&i| (&self.plans[i], None)),
+        }
     }
 
-    /// The plan a Whop plan id belongs to.
-    pub fn by_whop_plan(&self, whop_plan_id: &str) -> Option<&Plan> {
-        self.by_whop_plan.get(whop_plan_id).map(|&i| &self.plans[i])
+    /// The price to check out `plan` with at `provider`: the Stripe price of `interval`
+    /// (monthly when `None`), or the plan's Whop plan id (Whop plans carry their own interval).
+    pub fn price_for(
+        &self,
+        plan: &Plan,
+        provider: Provider,
+        interval: Option<Interval>,
+    ) -> Option<PriceId> {
+        match provider {
+            Provider::Stripe => plan
+                .stripe
+                .as_ref()
+                .and_then(|s| s.prices.get(&interval.unwrap_or(Interval::Month)).cloned()),
+            Provider::Whop => plan.whop.as_ref().map(|w| w.plan_id.clone()),
+        }
+    }
+
+    /// A paid plan by id (`None` for unknown ids and for `free`, which cannot be bought).
+    pub fn paid_plan(&self, id: &str) -> Option<&Plan> {
+        self.plan(id).filter(|p| p.id != FREE_PLAN)
     }
 }
 
@@ -263,13 +283,20 @@ mod tests {
         let c = Catalog::from_toml(EXAMPLE).expect("valid");
         assert_eq!(c.free().tier, 0);
         let (plan, interval) = c
-            .by_stripe_price("price_1TestProMonthly01")
+            .by_price(Provider::Stripe, &"price_1TestProMonthly01".into())
             .expect("pro monthly");
-        assert_eq!((plan.id.as_str(), interval), ("pro", Interval::Month));
+        assert_eq!((plan.id.as_str(), interval), ("pro", Some(Interval::Month)));
         assert_eq!(
-            c.by_whop_plan("plan_TestProMonthly").map(|p| p.id.as_str()),
+            c.by_price(Provider::Whop, &"plan_TestProMonthly".into())
+                .map(|(p, _)| p.id.as_str()),
             Some("pro")
         );
+        let team = c.paid_plan("team").expect("team");
+        assert_eq!(
+            c.price_for(team, Provider::Whop, None),
+            Some("plan_TestTeamMonthly".into())
+        );
+        assert!(c.paid_plan("free").is_none());
         assert_eq!(c.plan("team").map(|p| p.tier), Some(2));
     }
 

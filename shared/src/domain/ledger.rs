@@ -1,11 +1,11 @@
-//! Stored billing records besides the subscription: webhook events (the ledger), customer
-//! claims and payments.
+//! The webhook event ledger's records and the payment records (docs/architecture.md, "Webhook
+//! pipeline"): what is stored per received event, and what one processed event writes.
 
-use super::state::{Provider, Subscription};
-use crate::domain::UserId;
+use super::ids::{EventId, PaymentId, Provider, SubscriptionId, UserId};
+use super::subscription::Subscription;
 use serde::{Deserialize, Serialize};
 
-/// How long webhook events are kept in the ledger: 90 days, in seconds (DESIGN §4, TTL).
+/// How long webhook events are kept in the ledger: 90 days, in seconds (the table's TTL).
 pub const EVENT_RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
 /// Where a webhook event is in the pipeline.
@@ -18,8 +18,15 @@ pub enum EventStatus {
     Processed,
     /// An event type Tollgate does not act on: acknowledged, recorded, never retried.
     Ignored,
-    /// The last processing attempt failed; the queue retries it (then the DLQ).
+    /// The last processing attempt failed; the queue retries it (then the dead-letter queue).
     Failed,
+}
+
+impl EventStatus {
+    /// Whether the event is done with: processed or ignored (a redelivery changes nothing).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Processed | Self::Ignored)
+    }
 }
 
 /// A webhook event as stored in the ledger (`EVENT#<provider>#<event id>` / `EVENT`). Times are
@@ -28,8 +35,8 @@ pub enum EventStatus {
 pub struct WebhookEvent {
     /// Provider.
     pub provider: Provider,
-    /// Provider's event id (Stripe `evt_…`; Whop's `webhook-id` / envelope id).
-    pub event_id: String,
+    /// Provider's event id (Stripe `evt_…`; Whop's envelope id or `webhook-id`).
+    pub event_id: EventId,
     /// Provider's event type (`customer.subscription.updated`, `membership.activated`, …).
     pub event_type: String,
     /// The raw body exactly as received and verified (UTF-8).
@@ -53,7 +60,17 @@ pub struct WebhookEvent {
     pub expires_at: i64,
 }
 
-/// A one-time or recurring payment (`USER#<id>` / `PAYMENT#<time>#<id>`).
+/// Whether a payment went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Money was collected.
+    Paid,
+    /// A charge attempt failed (the subscription may go `past_due`).
+    Failed,
+}
+
+/// A one-time or recurring payment (`USER#<id>` / `PAYMENT#<time>#<provider>#<id>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     /// Payer.
@@ -61,25 +78,35 @@ pub struct Payment {
     /// Provider.
     pub provider: Provider,
     /// Provider payment / invoice id (unique per provider).
-    pub payment_id: String,
+    pub payment_id: PaymentId,
     /// Amount in minor currency units (cents).
     pub amount_minor: i64,
     /// ISO 4217 currency code, lowercase.
     pub currency: String,
     /// Related provider subscription, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscription_id: Option<String>,
-    /// `paid` or `failed`.
-    pub status: String,
+    pub subscription_id: Option<SubscriptionId>,
+    /// Paid or failed.
+    pub status: PaymentStatus,
     /// When it happened, Unix seconds.
     pub paid_at: i64,
 }
 
-/// Everything one processed event changes, committed atomically with marking it processed.
+/// The subscription a processed event writes, and the stored version it replaces (`None`:
+/// nothing stored yet) — the compare-and-swap guard.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionWrite {
+    /// The new record.
+    pub subscription: Subscription,
+    /// The version it replaces.
+    pub expected_version: Option<u64>,
+}
+
+/// Everything one processed event changes, committed atomically with marking it processed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventEffects {
-    /// The new subscription and the version it replaces (`None`: none stored yet).
-    pub subscription: Option<(Subscription, Option<u64>)>,
+    /// The new subscription, if the provider state is newer than the stored one.
+    pub subscription: Option<SubscriptionWrite>,
     /// A payment to record.
     pub payment: Option<Payment>,
 }

@@ -1,0 +1,14 @@
+//! Stripe, in one place: its webhook signature scheme ([`signature`]), its events and objects
+//! ([`events`]), and its API client ([`client`], over [`transport`]; feature `stripe`, so
+//! functions that only verify Stripe's webhooks never link async-stripe).
+
+pub mod events;
+pub mod signature;
+
+#[cfg(feature = "stripe")]
+pub mod client;
+#[cfg(feature = "stripe")]
+pub mod transport;
+
+#[cfg(feature = "stripe")]
+pub use client::StripeProvider;
