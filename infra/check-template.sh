@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks template.yaml offline (DESIGN §8: `sam validate` misses most mistakes offline, and
+# Checks template.yaml offline (docs/architecture.md §8: `sam validate` misses most mistakes offline, and
 # `sam local` needs Docker): translates the SAM template to plain CloudFormation with
 # samtranslator (infra/template/translate.py: no AWS call, no credentials) and lints the result
 # with cfn-lint (runtimes, architectures, property types and values, refs, circular dependencies,

@@ -10,8 +10,8 @@
 # Usage: infra/local-lambda.sh [--no-build]
 #   --no-build   skip `cargo build` of the function binaries (they must be built already)
 #
-# Needs: a Rust toolchain, Python >= 3.11 with pip, and the shared fixtures in ../shared/fixtures
-# (like the Rust tests; TOLLGATE_FIXTURES overrides). Installs the pinned moto[server] and
+# Needs: a Rust toolchain and Python >= 3.11 with pip (the Stripe double reads tests/fixtures, like
+# the Rust tests; TOLLGATE_FIXTURES overrides). Installs the pinned moto[server] and
 # cargo-lambda (which brings zig) from PyPI when missing or of another version. No Docker, no AWS
 # account, no network beyond those installs.
 # Takes about a minute once the debug build exists (the first build: several minutes).

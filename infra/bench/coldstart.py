@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cold start and size of every function's release build (issue #4 item 5, DESIGN §9).
+"""Cold start and size of every function's release build (issue #4 item 5, docs/architecture.md §9).
 
 For each function of template.yaml, starts its release binary (target/lambda/<fn>/bootstrap, from
 `cargo lambda build --release`) N times against a minimal Lambda Runtime API served here, and

@@ -7,14 +7,16 @@ pinned tools first); see that script for usage.
 What happens, in order:
  1. `cargo build` (debug) of every function binary the template names, so `cargo lambda watch`
     starts each one without compiling on the first request (--no-build skips it).
- 2. moto_server on a free port; the table, the FIFO queue and its DLQ, and both secrets created
-    from template.yaml's resource properties (local_stack.py); the secrets filled like the
-    bootstrap command does (new signing key; Stripe keys pointing at the Stripe double).
+ 2. moto_server on a free port; the table, the FIFO queue and its DLQ, and the four secrets
+    created from template.yaml's resource properties (local_stack.py); the secrets filled by the
+    bootstrap command (new signing key and its JWKS; Stripe key pointing at the Stripe double;
+    Stripe webhook secret).
  3. A Stripe API double (stripe_double.py) on a free port.
  4. `cargo lambda watch` on a free port: its router (Cargo.toml [workspace.metadata.lambda.watch
     .router]) sends each route to its function, started from its binary with the environment the
     template gives the functions, resolved against the local resources.
- 5. The flow, each step asserting status codes and bodies: discovery and JWKS, signup, login,
+ 5. The flow, each step asserting status codes and bodies: discovery and JWKS, the API document,
+    signup, login,
     refresh, /auth/me, checkout (asserting what reached Stripe), the customer paying, a forged and
     two signed webhooks into ingest (and a redelivery that the FIFO queue deduplicates), the
     event source mapping played by hand — ReceiveMessage on the template's trigger queue, the
@@ -224,6 +226,12 @@ class Run:
             keys = self.jwks.get("keys", [])
             check(len(keys) == 1 and keys[0].get("kty") == "RSA" and keys[0].get("kid"), f"JWKS {self.jwks}")
             check("d" not in keys[0], "the JWKS must not carry private key material")
+
+        with self.step("web: GET /openapi.json lists every route"):
+            doc = request("GET", f"{base}/openapi.json").expect(200, "openapi")
+            check(doc.get("openapi") == "3.1.0", f"openapi {doc.get('openapi')}")
+            for path in ("/auth/signup", "/webhooks/stripe", "/openapi.json"):
+                check(path in doc.get("paths", {}), f"{path} missing from /openapi.json")
 
         email = f"ada-{uuid.uuid4().hex[:12]}@example.com"
         with self.step("signup: POST /auth/signup"):

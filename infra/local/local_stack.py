@@ -1,5 +1,5 @@
 """The emulated AWS side of a Tollgate stack: `moto_server`, and in it the DynamoDB table, the SQS
-FIFO queue and its DLQ, and the two Secrets Manager secrets, created with boto3 from the resource
+FIFO queue and its DLQ, and the four Secrets Manager secrets, created with boto3 from the resource
 properties in template.yaml; the secrets filled as the bootstrap command would; and the
 environment each function gets, resolved from the template's Environment sections.
 
@@ -38,10 +38,6 @@ ACCOUNT_ID = "123456789012"
 STACK_NAME = "tollgate-local"
 #: moto accepts any credentials; these are not secrets.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-
-#: The configuration variables (shared/src/config.rs) naming the two secrets the bootstrap fills.
-JWT_KEYS_VAR = "TOLLGATE_JWT_KEYS_SECRET_ID"
-PROVIDER_SECRETS_VAR = "TOLLGATE_PROVIDER_SECRETS_ID"
 
 
 # ---- moto_server -----------------------------------------------------------------------------------
@@ -181,8 +177,9 @@ def _create_queue(stack: "LocalStack", logical_id: str, props: dict) -> None:
 
 
 def _create_secret(stack: "LocalStack", logical_id: str, props: dict) -> None:
-    """AWS::SecretsManager::Secret -> CreateSecret. Tollgate's secrets are created empty (no
-    SecretString): the bootstrap fills them (bootstrap_secrets below)."""
+    """AWS::SecretsManager::Secret -> CreateSecret, with the template's SecretString when it has one
+    (the provider and webhook secrets start as `{}`; the key set and the JWKS are created empty):
+    the bootstrap fills them (bootstrap_secrets below)."""
     _check_known(logical_id, props, {"Name", "Description", "SecretString", "KmsKeyId", "Tags"})
     name = props.get("Name") or f"{STACK_NAME}/{logical_id}"
     args: dict[str, Any] = {"Name": name}
@@ -347,8 +344,10 @@ def moto_env(endpoint: str) -> dict[str, str]:
 
 
 def local_provider_secrets(stripe_api_base: str) -> dict[str, str]:
-    """Provider secrets for a local run: a random test-mode Stripe API key and webhook signing
-    secret, and the Stripe double's base URL. Whop is left unset (its billing answers 503)."""
+    """Provider values for a local run: a random test-mode Stripe API key and webhook signing
+    secret, and the Stripe double's base URL (the bootstrap puts the key and base into the
+    provider secret, the signing secret into the webhook secret). Whop is left unset (its billing
+    answers 503)."""
     return {
         "STRIPE_SECRET_KEY": "sk_test_local_" + random_secrets.token_hex(16),
         "STRIPE_WEBHOOK_SECRET": "whsec_local_" + random_secrets.token_hex(16),
@@ -360,11 +359,12 @@ ADMIN_BINARY = REPO / "target" / "debug" / "tollgate-admin"
 
 
 def bootstrap_secrets(stack: LocalStack, provider_secrets: dict[str, str]) -> None:
-    """Fills the two secrets the template creates empty with the project's own bootstrap command,
+    """Fills the template's four secrets with the project's own bootstrap command,
     `tollgate-admin bootstrap --stack <name>` (infra/admin; built by the caller, debug profile):
     it finds them by the `tollgate:stack` tags create_stack copied from the template, creates the
-    signing key set and records `provider_secrets`, which it reads from its environment only.
-    Its output names keys and secrets, never values."""
+    signing key set, publishes its JWKS, and records `provider_secrets` (API key and base URL into
+    the provider secret, signing secret into the webhook secret), which it reads from its
+    environment only. Its output names keys and secrets, never values."""
     if not ADMIN_BINARY.exists():
         raise RuntimeError(f"{ADMIN_BINARY} is missing: cargo build --locked -p tollgate-admin")
     env = moto_env(stack.endpoint)

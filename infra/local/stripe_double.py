@@ -2,7 +2,7 @@
 (async-stripe, form-encoded), answered with Stripe-shaped objects, plus what Stripe itself does
 when a customer pays (`complete_checkout`) and Stripe's webhook signing.
 
-Objects are built from the shared fixtures (../shared/fixtures/stripe, like the Rust tests):
+Objects are built from the vendored fixtures (tests/fixtures/stripe, like the Rust tests):
 Stripe's own sample objects (openapi-fixtures3.json) and the derived events, so async-stripe's typed
 parse gets every field it requires. The double keeps state: a customer, a checkout session and the
 subscription created on payment are what later GETs return (the processor refetches the
@@ -37,8 +37,8 @@ from pathlib import Path
 from local_stack import REPO
 from processes import LoopbackHTTPServer
 
-#: The shared fixtures (outside the repository, next to it; TOLLGATE_FIXTURES overrides).
-FIXTURES = Path(os.environ.get("TOLLGATE_FIXTURES", REPO.parent / "shared" / "fixtures")) / "stripe"
+#: The vendored fixtures (tests/fixtures; TOLLGATE_FIXTURES overrides).
+FIXTURES = Path(os.environ.get("TOLLGATE_FIXTURES", REPO / "tests" / "fixtures")) / "stripe"
 
 
 def stripe_signature(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -63,8 +63,8 @@ def _load(name: str) -> dict:
     path = FIXTURES / name
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} is missing: the local run uses the shared Stripe fixtures "
-            "(../shared/fixtures next to the repository, or set TOLLGATE_FIXTURES)")
+            f"{path} is missing: the local run uses the Stripe fixtures in tests/fixtures "
+            "(or set TOLLGATE_FIXTURES)")
     return json.loads(path.read_text())
 
 

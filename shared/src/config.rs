@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `TOLLGATE_ISSUER` | `http://127.0.0.1:3000` | `iss` of access tokens; base of the OIDC discovery URLs |
 //! | `TOLLGATE_AUDIENCE` | `tollgate` | `aud` of access tokens |
-//! | `TOLLGATE_ACCESS_TOKEN_TTL_SECONDS` | `900` | access-token lifetime (15 min, DESIGN §5) |
+//! | `TOLLGATE_ACCESS_TOKEN_TTL_SECONDS` | `900` | access-token lifetime (15 min, docs/architecture.md §5) |
 //! | `TOLLGATE_REFRESH_IDLE_TIMEOUT_SECONDS` | `2592000` | session idle timeout (30 d) |
 //! | `TOLLGATE_REFRESH_ABSOLUTE_LIFETIME_SECONDS` | `7776000` | session absolute lifetime (90 d) |
 //! | `TOLLGATE_REFRESH_REUSE_GRACE_SECONDS` | `10` | grace window after rotation |

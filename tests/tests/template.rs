@@ -1,7 +1,8 @@
 //! `template.yaml` (the SAM template) agrees with the code it deploys: its HTTP API events are
 //! exactly the functions' `ROUTES`, it builds one function per crate under `functions/`, its table
 //! has the keys and TTL attribute of `tollgate::store::keys`, no IAM statement in it grants a
-//! `*` action or resource, and the webhook pipeline is wired as DESIGN §7 needs it: the processor
+//! `*` action or resource, each function's role may read exactly the secrets (and the table only
+//! if) its `NEEDS` says, and the webhook pipeline is wired as docs/architecture.md §7 needs it: the processor
 //! is triggered by an SQS FIFO queue with partial batch failures, that queue redrives to a FIFO
 //! dead-letter queue after 5 receives, its visibility timeout is at least 6x the processor's
 //! timeout, and ingest sends to that same queue. infra/check-template.sh checks the rest
@@ -14,6 +15,7 @@ use saphyr::{LoadableYamlNode, Yaml};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use tollgate::store::keys;
+use tollgate::{KeyAccess, Needs};
 
 type Route = (String, String);
 
@@ -22,16 +24,41 @@ const PROCESSOR: &str = "webhook-processor";
 /// The sender of the processor's queue (`TOLLGATE_QUEUE_URL`, shared/src/config.rs).
 const INGEST: &str = "webhook-ingest";
 
-/// Every function crate: binary (= package = folder) name and its declared routes.
-const FUNCTIONS: &[(&str, &[(&str, &str)])] = &[
-    ("signup", signup::ROUTES),
-    ("login", login::ROUTES),
-    ("token-refresh", token_refresh::ROUTES),
-    ("jwks", jwks::ROUTES),
-    ("subscription-lookup", subscription_lookup::ROUTES),
-    ("checkout", checkout::ROUTES),
-    ("webhook-ingest", webhook_ingest::ROUTES),
-    (PROCESSOR, &[]),
+/// Every function crate: binary (= package = folder) name and its declared routes — the HTTP
+/// functions of `tollgate_tests::functions()` and the processor.
+fn crates() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
+    let mut all: Vec<_> = tollgate_tests::functions()
+        .into_iter()
+        .map(|f| (f.name, f.routes))
+        .collect();
+    all.push((PROCESSOR, &[]));
+    all
+}
+
+/// What each function crate builds at start-up; the processor reads the provider API keys and
+/// the table (`tollgate::state::processor_from_env`).
+fn needs_of(binary: &str) -> Option<Needs> {
+    if binary == PROCESSOR {
+        return Some(Needs {
+            keys: KeyAccess::None,
+            accounts: false,
+            billing: true,
+            ingest: false,
+        });
+    }
+    tollgate_tests::functions()
+        .into_iter()
+        .find(|f| f.name == binary)
+        .map(|f| f.needs)
+}
+
+/// The template's secrets by the variable that names them and the part of `Needs` that reads
+/// them.
+const SECRETS: [(&str, &str, fn(&Needs) -> bool); 4] = [
+    ("JwtKeysSecret", "TOLLGATE_JWT_KEYS_SECRET_ID", |n| n.keys == KeyAccess::Signing),
+    ("JwksSecret", "TOLLGATE_JWKS_SECRET_ID", |n| n.keys == KeyAccess::Public),
+    ("ProviderSecrets", "TOLLGATE_PROVIDER_SECRETS_ID", |n| n.billing),
+    ("WebhookSecrets", "TOLLGATE_WEBHOOK_SECRETS_ID", |n| n.ingest),
 ];
 
 fn workspace_root() -> PathBuf {
@@ -176,7 +203,7 @@ fn event_routes(function: &Yaml<'_>) -> Result<Vec<Route>, String> {
 }
 
 fn declared_routes() -> BTreeSet<Route> {
-    FUNCTIONS
+    crates()
         .iter()
         .flat_map(|(_, routes)| routes.iter())
         .map(|(m, p)| (m.to_ascii_uppercase(), (*p).to_owned()))
@@ -240,7 +267,7 @@ fn check_route_owners(doc: &Yaml<'_>) -> Result<(), String> {
     for (id, binary, function) in functions(doc) {
         let binary = binary.ok_or(format!("{id} has no Metadata.BuildProperties.Binary"))?;
         let routes: BTreeSet<Route> = event_routes(function)?.into_iter().collect();
-        let own: BTreeSet<Route> = FUNCTIONS
+        let own: BTreeSet<Route> = crates()
             .iter()
             .filter(|(name, _)| *name == binary)
             .flat_map(|(_, r)| r.iter())
@@ -462,7 +489,88 @@ fn check_iam(doc: &Yaml<'_>) -> Result<(), String> {
     Ok(())
 }
 
-// ---- the webhook pipeline (DESIGN §7) ----------------------------------------------------------
+/// The resources `!Ref <id>` of the role's Allow statements that grant `action`.
+fn refs_granted<'a>(role: &'a Yaml<'_>, action: &str) -> BTreeSet<&'a str> {
+    let mut found = Vec::new();
+    if let Some(policies) = get(role, "Properties").and_then(|p| get(p, "Policies")) {
+        statements(policies, &mut found);
+    }
+    found
+        .into_iter()
+        .filter(|s| text_at(s, "Effect") == Some("Allow"))
+        .filter(|s| {
+            get(s, "Action")
+                .map(items)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|a| text(a) == Some(action))
+        })
+        .flat_map(|s| get(s, "Resource").map(items).unwrap_or_default())
+        .filter_map(ref_target)
+        .collect()
+}
+
+/// The `!Ref` targets of the environment variables `names` set on a function (or Globals).
+fn env_refs<'a>(props: Option<&'a Yaml<'_>>, names: &[&str]) -> BTreeMap<String, String> {
+    let vars = props
+        .and_then(|p| get(p, "Environment"))
+        .and_then(|e| get(e, "Variables"));
+    names
+        .iter()
+        .filter_map(|n| {
+            vars.and_then(|v| get(v, n))
+                .map(|v| ((*n).to_owned(), ref_target(v).unwrap_or("(not a !Ref)").to_owned()))
+        })
+        .collect()
+}
+
+/// (e) Least privilege per function, from its `NEEDS`: its role may `GetSecretValue` exactly the
+/// secrets it reads at start-up (and its environment names exactly those, none in Globals), and
+/// it has table actions only if it uses the table.
+fn check_secrets(doc: &Yaml<'_>) -> Result<(), String> {
+    let variables: Vec<&str> = SECRETS.iter().map(|(_, var, _)| *var).collect();
+    let globals = get(doc, "Globals").and_then(|g| get(g, "Function"));
+    if let Some((var, _)) = env_refs(globals, &variables).into_iter().next() {
+        return Err(format!("Globals.Function sets {var}: every function would read it"));
+    }
+    for (id, binary, function) in functions(doc) {
+        let binary = binary.ok_or(format!("{id} builds no binary"))?;
+        let needs = needs_of(binary).ok_or(format!("{id}: no crate {binary}"))?;
+        let role = role_of(doc, id, function)?;
+        let want: BTreeSet<&str> = SECRETS
+            .iter()
+            .filter(|(_, _, reads)| reads(&needs))
+            .map(|(secret, _, _)| *secret)
+            .collect();
+        let granted = refs_granted(role, "secretsmanager:GetSecretValue");
+        if granted != want {
+            return Err(format!(
+                "{id} ({binary}) may read secrets {granted:?}, its NEEDS reads {want:?}"
+            ));
+        }
+        let named: BTreeMap<String, String> = SECRETS
+            .iter()
+            .filter(|(secret, _, _)| want.contains(secret))
+            .map(|(secret, var, _)| ((*var).to_owned(), (*secret).to_owned()))
+            .collect();
+        let set = env_refs(get(function, "Properties"), &variables);
+        if set != named {
+            return Err(format!(
+                "{id} ({binary}) names secrets {set:?} in its environment, its NEEDS reads {named:?}"
+            ));
+        }
+        let table = actions_on(role, "Table");
+        if needs.table() != !table.is_empty() {
+            return Err(format!(
+                "{id} ({binary}) has table actions {table:?} but uses the table: {}",
+                needs.table()
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---- the webhook pipeline (docs/architecture.md §7) ----------------------------------------------------------
 
 /// The one function resource that builds `binary`: `(logical id, resource)`.
 fn function_building<'a, 'i>(
@@ -759,6 +867,11 @@ fn no_iam_statement_grants_a_wildcard_action_or_resource() {
 }
 
 #[test]
+fn each_role_reads_exactly_the_secrets_its_function_needs() {
+    check_secrets(&parse(&template_text())).expect("secrets and table access follow NEEDS");
+}
+
+#[test]
 fn webhook_processor_is_an_sqs_trigger_with_partial_batch_failures() {
     let text = template_text();
     check_processor_trigger(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
@@ -803,7 +916,7 @@ fn every_check_fails_on_a_template_that_breaks_it() {
         ("range key", check_table, "KeyType: RANGE", "KeyType: HASH", "KeySchema"),
         ("extra attribute", check_table, "- AttributeName: SK\n          AttributeType: S", "- AttributeName: SK\n          AttributeType: S\n        - AttributeName: GSI1PK\n          AttributeType: S", "AttributeDefinitions"),
         ("ttl attribute", check_table, "AttributeName: expires_at", "AttributeName: ttl", "TTL"),
-        ("wildcard action", check_iam, "Action: dynamodb:DescribeTable", "Action: dynamodb:*", "\"dynamodb:*\""),
+        ("wildcard action", check_iam, "Action: sqs:SendMessage", "Action: sqs:*", "\"sqs:*\""),
         ("wildcard resource", check_iam, "Resource: !Ref JwtKeysSecret", "Resource: \"*\"", "the resource \"*\""),
         ("wildcard in a !Sub resource", check_iam, "Resource: !GetAtt Table.Arn", "Resource: !Sub ${Table.Arn}/*", "\"${Table.Arn}/*\""),
         ("NotAction", check_iam, "Action: sts:AssumeRole", "NotAction: sts:AssumeRole", "uses NotAction"),
@@ -828,6 +941,11 @@ fn every_check_fails_on_a_template_that_breaks_it() {
         ("processor timeout raised", check_visibility_timeout, "      Timeout: 30\n", "      Timeout: 31\n", "Timeout 31 s"),
         ("ingest sends elsewhere", check_queue_wiring, "TOLLGATE_QUEUE_URL: !Ref WebhookQueue", "TOLLGATE_QUEUE_URL: !Ref WebhookDeadLetterQueue", "TOLLGATE_QUEUE_URL is Some(\"WebhookDeadLetterQueue\")"),
         ("queue URL on another function", check_queue_wiring, "          TOLLGATE_PROVIDER_SECRETS_ID: !Ref ProviderSecrets # API keys for the refetch", "          TOLLGATE_PROVIDER_SECRETS_ID: !Ref ProviderSecrets\n          TOLLGATE_QUEUE_URL: !Ref WebhookQueue", "WebhookProcessorFunction sets TOLLGATE_QUEUE_URL"),
+        ("jwks reads the private keys", check_secrets, "              - Sid: PublicKeys\n                Effect: Allow\n                Action: secretsmanager:GetSecretValue\n                Resource: !Ref JwksSecret\n", "              - Sid: PublicKeys\n                Effect: Allow\n                Action: secretsmanager:GetSecretValue\n                Resource: [!Ref JwksSecret, !Ref JwtKeysSecret]\n", "JwksFunction (jwks) may read secrets"),
+        ("ingest reads the API keys", check_secrets, "                Resource: !Ref WebhookSecrets\n", "                Resource: [!Ref WebhookSecrets, !Ref ProviderSecrets]\n", "WebhookIngestFunction (webhook-ingest) may read secrets"),
+        ("a secret in Globals", check_secrets, "        TOLLGATE_TABLE_NAME: !Ref Table\n", "        TOLLGATE_TABLE_NAME: !Ref Table\n        TOLLGATE_JWT_KEYS_SECRET_ID: !Ref JwtKeysSecret\n", "Globals.Function sets TOLLGATE_JWT_KEYS_SECRET_ID"),
+        ("a signer loses its keys", check_secrets, "          TOLLGATE_JWT_KEYS_SECRET_ID: !Ref JwtKeysSecret # the secret's ARN\n", "", "names secrets {}"),
+        ("jwks gets the table", check_secrets, "                Resource: !Ref JwksSecret\n\n  SubscriptionLookupRole", "                Resource: !Ref JwksSecret\n              - Sid: Table\n                Effect: Allow\n                Action: dynamodb:GetItem\n                Resource: !GetAtt Table.Arn\n\n  SubscriptionLookupRole", "(jwks) has table actions"),
         ("ingest may not send", check_queue_wiring, "Action: sqs:SendMessage", "Action: sqs:SendMessageBatch", "may not sqs:SendMessage"),
         ("processor may not poll", check_queue_wiring, "sqs:ChangeMessageVisibility]", "sqs:ChangeMessageVisibilityBatch]", "lacks [\"sqs:ChangeMessageVisibility\"]"),
     ];
@@ -857,15 +975,15 @@ fn every_check_fails_on_a_template_that_breaks_it() {
         wrong_reason.join("\n")
     );
     // The function list in this file is the functions' ROUTES; it must cover every crate too.
-    let listed: BTreeSet<String> = FUNCTIONS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    let listed: BTreeSet<String> = crates().iter().map(|(n, _)| (*n).to_owned()).collect();
     assert_eq!(
         listed,
         function_crates(),
-        "FUNCTIONS in this file misses a crate under functions/"
+        "tollgate_tests::functions() misses a crate under functions/"
     );
     assert_eq!(
-        BTreeMap::from_iter(FUNCTIONS.iter().copied()).len(),
-        FUNCTIONS.len()
+        BTreeMap::from_iter(crates().iter().copied()).len(),
+        crates().len()
     );
 }
 
@@ -892,7 +1010,7 @@ fn cargo_lambda_watch_router_is_exactly_the_functions_routes() {
             ));
         }
     }
-    let in_code: BTreeSet<(String, String, String)> = FUNCTIONS
+    let in_code: BTreeSet<(String, String, String)> = crates()
         .iter()
         .flat_map(|(function, routes)| {
             routes.iter().map(move |(m, p)| {
@@ -907,16 +1025,21 @@ fn cargo_lambda_watch_router_is_exactly_the_functions_routes() {
     assert_eq!(in_router, in_code);
 }
 
-/// The two secrets carry the tags `tollgate-admin bootstrap --stack` finds them by
+/// The four secrets carry the tags `tollgate-admin bootstrap --stack` finds them by
 /// (`tollgate::secrets::aws`): the stack name and their role.
 #[test]
 fn secrets_are_tagged_for_the_bootstrap_command() {
-    use tollgate::secrets::aws::{JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG};
+    use tollgate::secrets::aws::{
+        JWKS_ROLE, JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG,
+        WEBHOOK_SECRETS_ROLE,
+    };
     let source = template_text();
     let doc = parse(&source);
     for (id, role) in [
         ("JwtKeysSecret", JWT_KEYS_ROLE),
+        ("JwksSecret", JWKS_ROLE),
         ("ProviderSecrets", PROVIDER_SECRETS_ROLE),
+        ("WebhookSecrets", WEBHOOK_SECRETS_ROLE),
     ] {
         let secret = resource(&doc, id, "AWS::SecretsManager::Secret").expect(id);
         let tags = get(secret, "Properties")

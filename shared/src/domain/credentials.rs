@@ -16,7 +16,7 @@ pub struct ValidationError {
 /// An email address: trimmed, syntax-checked (RFC 5321/5322 via the `email_address` crate),
 /// at most 254 characters (RFC 5321 §4.5.3.1 path limit).
 ///
-/// [`Email::normalized`] is the lowercase form used for uniqueness and lookups (DESIGN §5:
+/// [`Email::normalized`] is the lowercase form used for uniqueness and lookups (docs/architecture.md §5:
 /// emails compare case-insensitively); [`Email::as_str`] keeps the case the user typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email {

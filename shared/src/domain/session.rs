@@ -1,4 +1,4 @@
-//! Sessions and the refresh-token rules (DESIGN §5), as pure functions of the stored session,
+//! Sessions and the refresh-token rules (docs/architecture.md §5), as pure functions of the stored session,
 //! the presented token's hash and the time.
 //!
 //! A session is one refresh-token family. Only SHA-256 hashes of refresh secrets are stored.
@@ -49,7 +49,7 @@ pub enum RevokeReason {
     Reuse,
 }
 
-/// Lifetimes of a session, in seconds. Defaults from DESIGN §5.
+/// Lifetimes of a session, in seconds. Defaults from docs/architecture.md §5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionPolicy {
     /// A session unused for this long cannot refresh (default 30 days = 2,592,000 s).

@@ -7,7 +7,7 @@ use super::ids::{CustomerId, PriceId, Provider, SubscriptionId, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Default grace period for `past_due` subscriptions: 7 days, in seconds (DESIGN §6).
+/// Default grace period for `past_due` subscriptions: 7 days, in seconds (docs/architecture.md §6).
 pub const DEFAULT_PAST_DUE_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 
 /// Provider-neutral subscription status.
@@ -240,7 +240,7 @@ pub struct Access {
     pub grace_until: Option<i64>,
 }
 
-/// Computes access at `now` (DESIGN §6: never by a sweep): `active`/`trialing` grant — but a
+/// Computes access at `now` (docs/architecture.md §6: never by a sweep): `active`/`trialing` grant — but a
 /// subscription set to cancel at period end only until the period ends; `past_due` grants until
 /// `past_due_since + grace`; everything else falls back to `free`.
 pub fn access(

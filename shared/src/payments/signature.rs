@@ -171,7 +171,7 @@ pub enum SignatureError {
 /// - `body`: the raw request body bytes, exactly as received.
 /// - `secrets`: HMAC key per secret: if it starts with `whsec_`, the standard-base64-decoded rest
 ///   (the spec's secret format); otherwise the secret's raw UTF-8 bytes (Whop's dashboard
-///   secrets, which Whop's SDKs use as `btoa(secret)`, i.e. the raw bytes; DESIGN §7). A
+///   secrets, which Whop's SDKs use as `btoa(secret)`, i.e. the raw bytes; docs/architecture.md §7). A
 ///   `whsec_` secret whose rest is not valid base64 (or decodes to nothing) is used as raw bytes
 ///   too, matching [`sign_standard_webhooks`].
 /// - `now`: the current time in Unix seconds.

@@ -1,4 +1,4 @@
-//! The DynamoDB store: the single table of DESIGN §4 through `aws-sdk-dynamodb`.
+//! The DynamoDB store: the single table of docs/architecture.md §4 through `aws-sdk-dynamodb`.
 //!
 //! Items are the domain records (and [`super::items`]) serialised with `serde_dynamo`, plus
 //! `PK`/`SK`. Uniqueness (the email claim) and rotation are conditional writes; signup and each
@@ -37,7 +37,7 @@ pub struct TableDefinition {
     pub ttl_attribute: &'static str,
 }
 
-/// The single table's definition (DESIGN §4).
+/// The single table's definition (docs/architecture.md §4).
 ///
 /// # Panics
 /// Never: the builders are given every required field.
@@ -209,7 +209,7 @@ impl DynamoStore {
     }
 
     /// Opens the HTTPS connection to DynamoDB ahead of the first request (a `DescribeTable`),
-    /// so the first user request does not pay for TLS set-up (DESIGN §9).
+    /// so the first user request does not pay for TLS set-up (docs/architecture.md §9).
     ///
     /// # Errors
     /// [`StoreError`] if DynamoDB cannot be reached or the table does not exist.

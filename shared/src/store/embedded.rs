@@ -8,7 +8,7 @@
 //! — a trade made for the local dev store only, which keeps refresh cheap enough to benchmark.
 //! Webhook events are the exception: [`EventLedger::record_event`] returns only once the event is
 //! durable ([`EmbeddedStore::sync`], a group commit), because a provider stops retrying an event
-//! once it is acknowledged (DESIGN §7.1).
+//! once it is acknowledged (docs/architecture.md §7.1).
 
 use super::items::{CustomerClaim, EmailClaim, UserCustomer};
 use super::keys::{self, Key};
