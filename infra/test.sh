@@ -2,9 +2,10 @@
 # Runs every check Tollgate has, as CI does: the template check, formatting, clippy (-D warnings),
 # the whole test suite — including the DynamoDB, SQS and Secrets Manager cases, for which it
 # installs (if missing) and starts moto_server on a free loopback port, and the Stripe-library
-# signing test, for which it installs the pinned `stripe` npm package — then the functions as
-# separate Lambda processes against moto (infra/local-lambda.sh) and the release Lambda builds
-# (infra/lambda-build.sh). Needs a Rust toolchain, python3 with pip, and node with npm.
+# signing test, for which it installs the pinned `stripe` npm package — then Schemathesis over
+# the API document against the dev server (infra/schemathesis.sh), the functions as separate
+# Lambda processes against moto (infra/local-lambda.sh) and the release Lambda builds
+# (infra/lambda-build.sh). Needs a Rust toolchain, python3 with pip and venv, and node with npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test --workspace"
 cargo test --workspace --locked
 log "DynamoDB requests served by moto_server: $(grep -c '"POST / HTTP' target/moto.log || true)"
+
+log "infra/schemathesis.sh (the API document against the dev server: no 5xx, every response as documented)"
+bash infra/schemathesis.sh
 
 log "infra/local-lambda.sh (every function as its own Lambda process under cargo lambda watch, against moto)"
 bash infra/local-lambda.sh

@@ -199,7 +199,7 @@ fn pending() -> Response {
     post,
     path = CANCEL_PATH,
     tag = "billing",
-    request_body(content = Option<Object>, description = "Empty, or any JSON (ignored)."),
+    request_body(content = Option<Object>, description = "Empty, `null` or a JSON object (ignored)."),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
@@ -216,7 +216,7 @@ fn pending() -> Response {
 async fn cancel(
     State(state): State<AppState>,
     who: AuthenticatedUser,
-    _: OptionalJsonBody<serde_json::Value>,
+    _: OptionalJsonBody<Option<serde_json::Map<String, serde_json::Value>>>,
 ) -> Result<Response, ApiError> {
     state.billing()?.cancel(&who.user_id).await?;
     Ok(pending())
@@ -227,7 +227,7 @@ async fn cancel(
     post,
     path = RESUME_PATH,
     tag = "billing",
-    request_body(content = Option<Object>, description = "Empty, or any JSON (ignored)."),
+    request_body(content = Option<Object>, description = "Empty, `null` or a JSON object (ignored)."),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
@@ -244,7 +244,7 @@ async fn cancel(
 async fn resume(
     State(state): State<AppState>,
     who: AuthenticatedUser,
-    _: OptionalJsonBody<serde_json::Value>,
+    _: OptionalJsonBody<Option<serde_json::Map<String, serde_json::Value>>>,
 ) -> Result<Response, ApiError> {
     state.billing()?.resume(&who.user_id).await?;
     Ok(pending())

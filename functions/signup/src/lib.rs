@@ -51,11 +51,11 @@ struct Doc;
 /// `POST /auth/signup` body.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
-    /// The email to sign up with (trimmed, unique case-insensitively).
-    #[schema(example = "ada@example.com")]
+    /// The email to sign up with (trimmed, unique case-insensitively; at most 254 characters).
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
     /// 8 to 128 characters, no composition rules (NIST SP 800-63B).
-    #[schema(example = "correct horse battery staple")]
+    #[schema(example = "correct horse battery staple", min_length = 8, max_length = 128)]
     password: String,
 }
 
