@@ -1,16 +1,75 @@
-//! One store conformance suite, run against the embedded store and DynamoDB (moto_server).
-//! Each case is a plain async function over the store traits; the macro expands one
-//! `#[tokio::test]` per case and backend, so a failure names both.
+//! One store conformance suite, run against the embedded store and DynamoDB (moto_server), over
+//! every store trait: users, sessions, billing (subscriptions, customer claims, payments) and the
+//! webhook event ledger. Each case is a plain async function over the store traits; the macro
+//! expands one `#[tokio::test]` per case and backend, so a failure names both. A store trait
+//! added later adds its cases here.
 
 use std::sync::Arc;
 use tollgate::domain::{
-    RevokeReason, Session, SessionId, SessionPolicy, TokenHash, User, UserId, UserStatus,
+    EventEffects, EventStatus, Payment, PaymentStatus, Provider, RevokeReason, Session, SessionId,
+    SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite, TokenHash, User, UserId,
+    UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS,
 };
-use tollgate::store::{SessionStore, StoreError, UserStore};
+use tollgate::store::{
+    BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore,
+};
 use tollgate_tests::random_email;
 
-trait Stores: UserStore + SessionStore + 'static {}
-impl<T: UserStore + SessionStore + 'static> Stores for T {}
+trait Stores: UserStore + SessionStore + BillingStore + EventLedger + 'static {}
+impl<T: UserStore + SessionStore + BillingStore + EventLedger + 'static> Stores for T {}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn subscription(user_id: UserId, version: u64, status: SubscriptionStatus) -> Subscription {
+    Subscription {
+        user_id,
+        provider: Provider::Stripe,
+        subscription_id: "sub_conformance".into(),
+        customer_id: Some("cus_conformance".into()),
+        plan: "pro".into(),
+        interval: None,
+        price_id: "price_1TestProMonthly01".into(),
+        status,
+        current_period_end: Some(1_800_000_000),
+        cancel_at_period_end: false,
+        trial_end: None,
+        past_due_since: None,
+        source_fetched_at_us: 1_795_248_000_000_000 + version as i64,
+        version,
+        updated_at: 1_795_248_000,
+    }
+}
+
+fn webhook_event(id: &str) -> WebhookEvent {
+    WebhookEvent {
+        provider: Provider::Stripe,
+        event_id: id.into(),
+        event_type: "invoice.paid".into(),
+        body: r#"{"id":"evt"}"#.into(),
+        group_id: "sub_conformance".into(),
+        received_at: 1_795_248_000,
+        status: EventStatus::Received,
+        attempts: 0,
+        last_error: None,
+        processed_at: None,
+        expires_at: 1_795_248_000 + EVENT_RETENTION_SECONDS,
+    }
+}
+
+fn payment(user_id: UserId, id: &str) -> Payment {
+    Payment {
+        user_id,
+        provider: Provider::Stripe,
+        payment_id: id.into(),
+        amount_minor: 1500,
+        currency: "usd".into(),
+        subscription_id: Some("sub_conformance".into()),
+        status: PaymentStatus::Paid,
+        paid_at: 1_795_248_100,
+    }
+}
 
 fn user(email: &str) -> User {
     User {
@@ -277,6 +336,314 @@ mod cases {
             "the profile item and other users' sessions are not listed"
         );
     }
+
+    pub async fn subscription_writes_require_the_expected_version(s: Arc<impl Stores>) {
+        let user = UserId::new();
+        let first = subscription(user, 1, SubscriptionStatus::Active);
+        s.put_subscription(&SubscriptionWrite {
+            subscription: first.clone(),
+            expected_version: None,
+        })
+        .await
+        .expect("first write");
+        assert_eq!(s.get_subscription(&user).await.expect("read"), Some(first));
+        for stale in [None, Some(2)] {
+            let r = s
+                .put_subscription(&SubscriptionWrite {
+                    subscription: subscription(user, 2, SubscriptionStatus::Canceled),
+                    expected_version: stale,
+                })
+                .await;
+            assert!(
+                matches!(r, Err(StoreError::Conflict(Conflict::StaleVersion))),
+                "expected {stale:?}: {r:?}"
+            );
+        }
+        let second = subscription(user, 2, SubscriptionStatus::PastDue);
+        s.put_subscription(&SubscriptionWrite {
+            subscription: second.clone(),
+            expected_version: Some(1),
+        })
+        .await
+        .expect("the expected version wins");
+        assert_eq!(s.get_subscription(&user).await.expect("read"), Some(second));
+    }
+
+    pub async fn a_customer_is_claimed_once(s: Arc<impl Stores>) {
+        let (a, b) = (UserId::new(), UserId::new());
+        let customer = unique("cus").into();
+        assert_eq!(
+            s.claim_customer(Provider::Stripe, &customer, &a)
+                .await
+                .expect("claim"),
+            a
+        );
+        assert_eq!(
+            s.claim_customer(Provider::Stripe, &customer, &b)
+                .await
+                .expect("claim again"),
+            a,
+            "the claim never moves"
+        );
+        assert_eq!(
+            s.claim_customer(Provider::Stripe, &customer, &a)
+                .await
+                .expect("claim by its owner"),
+            a
+        );
+        assert_eq!(
+            s.find_customer(Provider::Stripe, &customer)
+                .await
+                .expect("find"),
+            Some(a)
+        );
+        assert_eq!(
+            s.find_customer(Provider::Whop, &customer)
+                .await
+                .expect("find"),
+            None,
+            "claims are per provider"
+        );
+        assert_eq!(
+            s.customer_of(Provider::Stripe, &a).await.expect("of a"),
+            Some(customer)
+        );
+        assert_eq!(
+            s.customer_of(Provider::Stripe, &b).await.expect("of b"),
+            None
+        );
+    }
+
+    pub async fn a_duplicate_event_keeps_the_first_recording(s: Arc<impl Stores>) {
+        let id = unique("evt");
+        let (stored, new) = s.record_event(&webhook_event(&id)).await.expect("record");
+        assert!(new);
+        let mut again = webhook_event(&id);
+        again.body = r#"{"id":"changed"}"#.into();
+        again.received_at += 60;
+        let (kept, new) = s.record_event(&again).await.expect("record again");
+        assert!(!new);
+        assert_eq!(kept, stored, "the duplicate changes nothing");
+        assert_eq!(
+            s.get_event(Provider::Stripe, &id.as_str().into())
+                .await
+                .expect("read"),
+            Some(stored)
+        );
+    }
+
+    pub async fn apply_commits_the_subscription_the_payment_and_processed_together(
+        s: Arc<impl Stores>,
+    ) {
+        let user = UserId::new();
+        let id = unique("evt");
+        s.record_event(&webhook_event(&id)).await.expect("record");
+        let effects = EventEffects {
+            subscription: Some(SubscriptionWrite {
+                subscription: subscription(user, 1, SubscriptionStatus::Active),
+                expected_version: None,
+            }),
+            payment: Some(payment(user, "in_conformance_1")),
+        };
+        s.apply_event(
+            Provider::Stripe,
+            &id.as_str().into(),
+            &effects,
+            1_795_248_200,
+        )
+        .await
+        .expect("apply");
+        let event = s
+            .get_event(Provider::Stripe, &id.as_str().into())
+            .await
+            .expect("read")
+            .expect("event");
+        assert_eq!(
+            (event.status, event.processed_at),
+            (EventStatus::Processed, Some(1_795_248_200))
+        );
+        assert_eq!(
+            s.get_subscription(&user)
+                .await
+                .expect("read")
+                .map(|x| x.version),
+            Some(1)
+        );
+        assert_eq!(
+            s.list_payments(&user).await.expect("payments"),
+            vec![payment(user, "in_conformance_1")]
+        );
+    }
+
+    pub async fn a_processed_event_takes_effect_once(s: Arc<impl Stores>) {
+        let user = UserId::new();
+        let id = unique("evt");
+        s.record_event(&webhook_event(&id)).await.expect("record");
+        let effects = EventEffects {
+            subscription: None,
+            payment: Some(payment(user, "in_conformance_once")),
+        };
+        s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, 1)
+            .await
+            .expect("apply");
+        let again = s
+            .apply_event(Provider::Stripe, &id.as_str().into(), &effects, 2)
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::Conflict(Conflict::AlreadyProcessed))),
+            "{again:?}"
+        );
+        // A failure recorded after the fact changes nothing.
+        let mark = EventMark {
+            status: EventStatus::Failed,
+            attempts: 9,
+            error: Some("late".into()),
+            at: 3,
+        };
+        s.mark_event(Provider::Stripe, &id.as_str().into(), &mark)
+            .await
+            .expect("mark");
+        let event = s
+            .get_event(Provider::Stripe, &id.as_str().into())
+            .await
+            .expect("read")
+            .expect("event");
+        assert_eq!(
+            (event.status, event.processed_at),
+            (EventStatus::Processed, Some(1))
+        );
+        assert_eq!(
+            s.list_payments(&user).await.expect("payments").len(),
+            1,
+            "the payment is written once"
+        );
+    }
+
+    pub async fn a_stale_subscription_version_fails_the_whole_apply(s: Arc<impl Stores>) {
+        let user = UserId::new();
+        s.put_subscription(&SubscriptionWrite {
+            subscription: subscription(user, 1, SubscriptionStatus::Active),
+            expected_version: None,
+        })
+        .await
+        .expect("seed");
+        let id = unique("evt");
+        s.record_event(&webhook_event(&id)).await.expect("record");
+        let effects = EventEffects {
+            subscription: Some(SubscriptionWrite {
+                subscription: subscription(user, 2, SubscriptionStatus::Canceled),
+                expected_version: None, // stale: version 1 is stored
+            }),
+            payment: Some(payment(user, "in_conformance_stale")),
+        };
+        let r = s
+            .apply_event(Provider::Stripe, &id.as_str().into(), &effects, 1)
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::Conflict(Conflict::StaleVersion))),
+            "{r:?}"
+        );
+        let event = s
+            .get_event(Provider::Stripe, &id.as_str().into())
+            .await
+            .expect("read")
+            .expect("event");
+        assert_eq!(event.status, EventStatus::Received, "not marked processed");
+        assert!(
+            s.list_payments(&user).await.expect("payments").is_empty(),
+            "nothing of the apply was written"
+        );
+        assert_eq!(
+            s.get_subscription(&user)
+                .await
+                .expect("read")
+                .map(|x| x.status),
+            Some(SubscriptionStatus::Active)
+        );
+    }
+
+    pub async fn concurrent_applies_of_one_event_have_one_winner(s: Arc<impl Stores>) {
+        let user = UserId::new();
+        let id = unique("evt");
+        s.record_event(&webhook_event(&id)).await.expect("record");
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let effects = EventEffects {
+                        subscription: Some(SubscriptionWrite {
+                            subscription: subscription(user, 1, SubscriptionStatus::Active),
+                            expected_version: None,
+                        }),
+                        payment: Some(payment(user, &format!("in_race_{i}"))),
+                    };
+                    s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, i)
+                        .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(()) => won += 1,
+                Err(StoreError::Conflict(Conflict::AlreadyProcessed | Conflict::StaleVersion)) => {}
+                // DynamoDB cancels transactions that race on the same items; a retry decides.
+                Err(StoreError::Unavailable(_)) => {}
+                Err(e) => panic!("unexpected: {e:?}"),
+            }
+        }
+        assert_eq!(won, 1, "exactly one apply takes effect");
+        assert_eq!(s.list_payments(&user).await.expect("payments").len(), 1);
+        assert_eq!(
+            s.get_event(Provider::Stripe, &id.as_str().into())
+                .await
+                .expect("read")
+                .map(|e| e.status),
+            Some(EventStatus::Processed)
+        );
+    }
+
+    pub async fn failures_are_recorded_until_processed_and_missing_events_are_not_found(
+        s: Arc<impl Stores>,
+    ) {
+        let id = unique("evt");
+        s.record_event(&webhook_event(&id)).await.expect("record");
+        let mark = EventMark {
+            status: EventStatus::Failed,
+            attempts: 2,
+            error: Some("provider unavailable".into()),
+            at: 5,
+        };
+        s.mark_event(Provider::Stripe, &id.as_str().into(), &mark)
+            .await
+            .expect("mark");
+        let event = s
+            .get_event(Provider::Stripe, &id.as_str().into())
+            .await
+            .expect("read")
+            .expect("event");
+        assert_eq!(
+            (event.status, event.attempts, event.last_error.as_deref()),
+            (EventStatus::Failed, 2, Some("provider unavailable"))
+        );
+        let missing = unique("evt_missing");
+        assert!(matches!(
+            s.mark_event(Provider::Stripe, &missing.as_str().into(), &mark)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.apply_event(
+                Provider::Stripe,
+                &missing.as_str().into(),
+                &EventEffects::default(),
+                1
+            )
+            .await,
+            Err(StoreError::NotFound)
+        ));
+    }
 }
 
 macro_rules! conformance {
@@ -312,6 +679,14 @@ macro_rules! all_cases {
                 revoking_twice_keeps_the_first_time_and_reason,
                 revoking_a_missing_session_is_not_found,
                 sessions_are_listed_per_user_oldest_first,
+                subscription_writes_require_the_expected_version,
+                a_customer_is_claimed_once,
+                a_duplicate_event_keeps_the_first_recording,
+                apply_commits_the_subscription_the_payment_and_processed_together,
+                a_processed_event_takes_effect_once,
+                a_stale_subscription_version_fails_the_whole_apply,
+                concurrent_applies_of_one_event_have_one_winner,
+                failures_are_recorded_until_processed_and_missing_events_are_not_found,
             ]
         );
     };

@@ -55,10 +55,18 @@ fn needs_of(binary: &str) -> Option<Needs> {
 /// The template's secrets by the variable that names them and the part of `Needs` that reads
 /// them.
 const SECRETS: [(&str, &str, fn(&Needs) -> bool); 4] = [
-    ("JwtKeysSecret", "TOLLGATE_JWT_KEYS_SECRET_ID", |n| n.keys == KeyAccess::Signing),
-    ("JwksSecret", "TOLLGATE_JWKS_SECRET_ID", |n| n.keys == KeyAccess::Public),
-    ("ProviderSecrets", "TOLLGATE_PROVIDER_SECRETS_ID", |n| n.billing),
-    ("WebhookSecrets", "TOLLGATE_WEBHOOK_SECRETS_ID", |n| n.ingest),
+    ("JwtKeysSecret", "TOLLGATE_JWT_KEYS_SECRET_ID", |n| {
+        n.keys == KeyAccess::Signing
+    }),
+    ("JwksSecret", "TOLLGATE_JWKS_SECRET_ID", |n| {
+        n.keys == KeyAccess::Public
+    }),
+    ("ProviderSecrets", "TOLLGATE_PROVIDER_SECRETS_ID", |n| {
+        n.billing
+    }),
+    ("WebhookSecrets", "TOLLGATE_WEBHOOK_SECRETS_ID", |n| {
+        n.ingest
+    }),
 ];
 
 fn workspace_root() -> PathBuf {
@@ -518,8 +526,12 @@ fn env_refs<'a>(props: Option<&'a Yaml<'_>>, names: &[&str]) -> BTreeMap<String,
     names
         .iter()
         .filter_map(|n| {
-            vars.and_then(|v| get(v, n))
-                .map(|v| ((*n).to_owned(), ref_target(v).unwrap_or("(not a !Ref)").to_owned()))
+            vars.and_then(|v| get(v, n)).map(|v| {
+                (
+                    (*n).to_owned(),
+                    ref_target(v).unwrap_or("(not a !Ref)").to_owned(),
+                )
+            })
         })
         .collect()
 }
@@ -531,7 +543,9 @@ fn check_secrets(doc: &Yaml<'_>) -> Result<(), String> {
     let variables: Vec<&str> = SECRETS.iter().map(|(_, var, _)| *var).collect();
     let globals = get(doc, "Globals").and_then(|g| get(g, "Function"));
     if let Some((var, _)) = env_refs(globals, &variables).into_iter().next() {
-        return Err(format!("Globals.Function sets {var}: every function would read it"));
+        return Err(format!(
+            "Globals.Function sets {var}: every function would read it"
+        ));
     }
     for (id, binary, function) in functions(doc) {
         let binary = binary.ok_or(format!("{id} builds no binary"))?;
@@ -1030,8 +1044,7 @@ fn cargo_lambda_watch_router_is_exactly_the_functions_routes() {
 #[test]
 fn secrets_are_tagged_for_the_bootstrap_command() {
     use tollgate::secrets::aws::{
-        JWKS_ROLE, JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG,
-        WEBHOOK_SECRETS_ROLE,
+        JWKS_ROLE, JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG, WEBHOOK_SECRETS_ROLE,
     };
     let source = template_text();
     let doc = parse(&source);

@@ -626,6 +626,12 @@ impl BillingStore for FlakyStore {
     async fn customer_of(&self, p: Provider, u: &UserId) -> Result<Option<CustomerId>, StoreError> {
         self.inner.customer_of(p, u).await
     }
+    async fn list_payments(
+        &self,
+        u: &UserId,
+    ) -> Result<Vec<tollgate::domain::Payment>, StoreError> {
+        self.inner.list_payments(u).await
+    }
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so a failing run can be replayed.

@@ -55,7 +55,11 @@ pub struct SignupRequest {
     #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
     /// 8 to 128 characters, no composition rules (NIST SP 800-63B).
-    #[schema(example = "correct horse battery staple", min_length = 8, max_length = 128)]
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 128
+    )]
     password: String,
 }
 

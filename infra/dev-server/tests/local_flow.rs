@@ -100,11 +100,7 @@ async fn signup_checkout_pay_refresh_and_cancel_offline() {
     );
 
     let (status, checkout) = api
-        .post(
-            "/billing/checkout",
-            Some(&access),
-            json!({"plan": "pro"}),
-        )
+        .post("/billing/checkout", Some(&access), json!({"plan": "pro"}))
         .await;
     assert_eq!(
         (status, checkout["provider"].as_str()),

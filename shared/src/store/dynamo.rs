@@ -9,8 +9,8 @@ use super::items::{CustomerClaim, EmailClaim, UserCustomer};
 use super::keys::{self, Key};
 use super::{BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore};
 use crate::domain::{
-    CustomerId, EventEffects, EventId, EventStatus, Provider, RevokeReason, Session, SessionId,
-    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    CustomerId, EventEffects, EventId, EventStatus, Payment, Provider, RevokeReason, Session,
+    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -376,7 +376,20 @@ impl SessionStore for DynamoStore {
     }
 
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, StoreError> {
-        let mut sessions = Vec::new();
+        self.query_prefix(keys::user_pk(user_id), keys::SESSION_PREFIX)
+            .await
+    }
+}
+
+impl DynamoStore {
+    /// Every item of partition `pk` whose sort key starts with `prefix`, in sort-key order
+    /// (strongly consistent `Query`, every page).
+    async fn query_prefix<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut found = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let out = self
@@ -384,29 +397,24 @@ impl SessionStore for DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(keys::user_pk(user_id)))
-                .expression_attribute_values(
-                    ":prefix",
-                    AttributeValue::S(keys::SESSION_PREFIX.to_owned()),
-                )
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(classify)?;
             for item in out.items.unwrap_or_default() {
-                sessions.push(from_item(item)?);
+                found.push(from_item(item)?);
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => break,
             }
         }
-        Ok(sessions)
+        Ok(found)
     }
-}
 
-impl DynamoStore {
     async fn put_if(
         &self,
         item: Item,
@@ -514,6 +522,11 @@ impl BillingStore for DynamoStore {
             .get::<CustomerClaim>(keys::customer_claim(provider, customer))
             .await?
             .map(|c| c.user_id))
+    }
+
+    async fn list_payments(&self, user_id: &UserId) -> Result<Vec<Payment>, StoreError> {
+        self.query_prefix(keys::user_pk(user_id), keys::PAYMENT_PREFIX)
+            .await
     }
 
     async fn customer_of(

@@ -14,8 +14,8 @@ use super::items::{CustomerClaim, EmailClaim, UserCustomer};
 use super::keys::{self, Key};
 use super::{BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore};
 use crate::domain::{
-    CustomerId, EventEffects, EventId, EventStatus, Provider, RevokeReason, Session, SessionId,
-    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    CustomerId, EventEffects, EventId, EventStatus, Payment, Provider, RevokeReason, Session,
+    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
 };
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -157,6 +157,22 @@ impl EmbeddedStore {
                 .map_err(internal),
             None => Ok(None),
         }
+    }
+
+    /// Every item of partition `pk` whose sort key starts with `prefix`, in sort-key order.
+    fn list<T: DeserializeOwned>(&self, pk: &str, prefix: &str) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(ITEMS).map_err(internal)?;
+        let mut items = Vec::new();
+        for entry in table.range((pk, prefix)..).map_err(internal)? {
+            let (k, v) = entry.map_err(internal)?;
+            let (item_pk, item_sk) = k.value();
+            if item_pk != pk || !item_sk.starts_with(prefix) {
+                break;
+            }
+            items.push(serde_json::from_slice(v.value()).map_err(internal)?);
+        }
+        Ok(items)
     }
 
     /// Runs `f` in a write transaction; `f` returning an error aborts it (nothing is written).
@@ -315,20 +331,7 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, StoreError> {
-        let pk = keys::user_pk(user_id);
-        let txn = self.db.begin_read().map_err(internal)?;
-        let table = txn.open_table(ITEMS).map_err(internal)?;
-        let start = (pk.as_str(), keys::SESSION_PREFIX);
-        let mut sessions = Vec::new();
-        for entry in table.range(start..).map_err(internal)? {
-            let (k, v) = entry.map_err(internal)?;
-            let (item_pk, item_sk) = k.value();
-            if item_pk != pk || !item_sk.starts_with(keys::SESSION_PREFIX) {
-                break;
-            }
-            sessions.push(serde_json::from_slice(v.value()).map_err(internal)?);
-        }
-        Ok(sessions)
+        self.list(&keys::user_pk(user_id), keys::SESSION_PREFIX)
     }
 }
 
@@ -374,6 +377,10 @@ impl BillingStore for EmbeddedStore {
         Ok(self
             .get::<CustomerClaim>(&keys::customer_claim(provider, customer))?
             .map(|c| c.user_id))
+    }
+
+    async fn list_payments(&self, user_id: &UserId) -> Result<Vec<Payment>, StoreError> {
+        self.list(&keys::user_pk(user_id), keys::PAYMENT_PREFIX)
     }
 
     async fn customer_of(

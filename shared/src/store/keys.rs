@@ -59,10 +59,13 @@ pub fn event(provider: Provider, event_id: &EventId) -> Key {
     (format!("EVENT#{provider}#{event_id}"), "EVENT".to_owned())
 }
 
+/// Sort-key prefix of payments.
+pub const PAYMENT_PREFIX: &str = "PAYMENT#";
+
 /// `USER#<id>` / `PAYMENT#<paid at, 10 digits>#<provider>#<payment id>`: sorted by time.
 pub fn payment(user_id: &UserId, paid_at: i64, provider: Provider, payment_id: &PaymentId) -> Key {
     (
         user_pk(user_id),
-        format!("PAYMENT#{paid_at:010}#{provider}#{payment_id}"),
+        format!("{PAYMENT_PREFIX}{paid_at:010}#{provider}#{payment_id}"),
     )
 }

@@ -12,8 +12,8 @@ pub mod items;
 pub mod keys;
 
 use crate::domain::{
-    CustomerId, EventEffects, EventId, EventStatus, Provider, RevokeReason, Session, SessionId,
-    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    CustomerId, EventEffects, EventId, EventStatus, Payment, Provider, RevokeReason, Session,
+    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
 };
 use crate::error::BoxError;
 use async_trait::async_trait;
@@ -189,6 +189,12 @@ pub trait BillingStore: Send + Sync {
         provider: Provider,
         customer: &CustomerId,
     ) -> Result<Option<UserId>, StoreError>;
+
+    /// A user's payments, oldest first (`USER#<id>` / `PAYMENT#…`, sorted by time).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn list_payments(&self, user_id: &UserId) -> Result<Vec<Payment>, StoreError>;
 
     /// The provider customer claimed for `user_id`, if any.
     ///
