@@ -199,6 +199,7 @@ def bench_events(stack: local_stack.LocalStack, webhook_secret: str) -> dict[str
         "checkout": BenchEvent("POST /billing/checkout without a bearer token",
                                lambda_events.http_event("POST", "/billing/checkout",
                                                         {"content-type": "application/json"}, body), 401),
+        "web": _sample("events/web/openapi.200.json"),
         "webhook-ingest": BenchEvent("POST /webhooks/stripe signed with the wrong secret",
                                      lambda_events.http_event("POST", "/webhooks/stripe",
                                                               {"content-type": "application/json",

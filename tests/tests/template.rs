@@ -52,9 +52,12 @@ fn needs_of(binary: &str) -> Option<Needs> {
         .map(|f| f.needs)
 }
 
+/// Whether a function with these `Needs` reads a secret.
+type Reads = fn(&Needs) -> bool;
+
 /// The template's secrets by the variable that names them and the part of `Needs` that reads
 /// them.
-const SECRETS: [(&str, &str, fn(&Needs) -> bool); 4] = [
+const SECRETS: [(&str, &str, Reads); 4] = [
     ("JwtKeysSecret", "TOLLGATE_JWT_KEYS_SECRET_ID", |n| {
         n.keys == KeyAccess::Signing
     }),
@@ -519,7 +522,7 @@ fn refs_granted<'a>(role: &'a Yaml<'_>, action: &str) -> BTreeSet<&'a str> {
 }
 
 /// The `!Ref` targets of the environment variables `names` set on a function (or Globals).
-fn env_refs<'a>(props: Option<&'a Yaml<'_>>, names: &[&str]) -> BTreeMap<String, String> {
+fn env_refs(props: Option<&Yaml<'_>>, names: &[&str]) -> BTreeMap<String, String> {
     let vars = props
         .and_then(|p| get(p, "Environment"))
         .and_then(|e| get(e, "Variables"));
@@ -574,7 +577,7 @@ fn check_secrets(doc: &Yaml<'_>) -> Result<(), String> {
             ));
         }
         let table = actions_on(role, "Table");
-        if needs.table() != !table.is_empty() {
+        if needs.table() == table.is_empty() {
             return Err(format!(
                 "{id} ({binary}) has table actions {table:?} but uses the table: {}",
                 needs.table()
