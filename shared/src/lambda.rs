@@ -19,7 +19,14 @@ pub async fn run_http(routes: Router<AppState>, needs: Needs) -> Result<(), lamb
     let state = AppState::from_env(needs)
         .await
         .inspect_err(|e| tracing::error!(error = %Chain(e), "start-up failed"))?;
-    let app = crate::http::app(routes, state).layer(axum::middleware::map_request(
+    lambda_http::run(app(routes, state)).await
+}
+
+/// The app a Lambda serves: [`crate::http::app`], with API Gateway's
+/// `requestContext.requestId` (which `lambda_http` leaves in the request's extensions) as each
+/// request's id, so logs, `x-request-id` and 5xx problem bodies carry the id API Gateway logs.
+pub fn app(routes: Router<AppState>, state: AppState) -> Router {
+    crate::http::app(routes, state).layer(axum::middleware::map_request(
         |mut req: axum::extract::Request| async move {
             use lambda_http::RequestExt as _;
             if let Some(id) = req.request_context_ref().and_then(|c| match c {
@@ -30,8 +37,7 @@ pub async fn run_http(routes: Router<AppState>, needs: Needs) -> Result<(), lamb
             }
             req
         },
-    ));
-    lambda_http::run(app).await
+    ))
 }
 
 /// The SQS entry point of the webhook processor: builds

@@ -226,11 +226,6 @@ impl Auth {
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &AuthSettings {
-        &self.settings
-    }
-
     /// Creates an account and its first session.
     ///
     /// # Errors

@@ -102,11 +102,6 @@ impl SigningKeyFile {
         self.keys.push(generate_key(now)?);
         Ok(self)
     }
-
-    /// `created_at` of the key that signs (the newest), or `None` for an empty file.
-    pub fn signing_created_at(&self) -> Option<i64> {
-        self.keys.iter().map(|k| k.created_at).max()
-    }
 }
 
 fn generate_key(now: i64) -> Result<StoredSigningKey, KeySetError> {
@@ -520,7 +515,7 @@ mod tests {
         let quick = ab.rotated(2_500, 2_500 - 905).expect("rotate");
         let created: Vec<i64> = quick.keys.iter().map(|k| k.created_at).collect();
         assert_eq!(created, vec![1_000, 2_000, 2_500]);
-        assert_eq!(quick.signing_created_at(), Some(2_500));
+        assert_eq!(quick.keys.iter().map(|k| k.created_at).max(), Some(2_500));
     }
 
     #[test]

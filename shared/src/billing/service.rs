@@ -113,11 +113,6 @@ impl Billing {
         }
     }
 
-    /// The configured providers.
-    pub fn providers(&self) -> &Providers {
-        &self.providers
-    }
-
     async fn user(&self, user_id: &UserId) -> Result<User, BillingError> {
         self.users
             .get_user(user_id)

@@ -214,11 +214,6 @@ impl Catalog {
         })
     }
 
-    /// All plans in file order.
-    pub fn plans(&self) -> &[Plan] {
-        &self.plans
-    }
-
     /// A plan by id.
     pub fn plan(&self, id: &str) -> Option<&Plan> {
         self.by_id.get(id).map(|&i| &self.plans[i])

@@ -104,29 +104,18 @@ impl fmt::Debug for WebhookSecrets {
 #[derive(Debug)]
 pub struct Verified<'a> {
     body: &'a [u8],
-    timestamp: i64,
     webhook_id: Option<String>,
 }
 
 impl<'a> Verified<'a> {
-    /// Proof that `body`, signed at `timestamp`, verified; for the schemes only.
-    pub(crate) fn new(body: &'a [u8], timestamp: i64, webhook_id: Option<String>) -> Self {
-        Self {
-            body,
-            timestamp,
-            webhook_id,
-        }
+    /// Proof that `body` verified (with its Standard Webhooks id); for the schemes only.
+    pub(crate) fn new(body: &'a [u8], webhook_id: Option<String>) -> Self {
+        Self { body, webhook_id }
     }
 
     /// The raw body bytes that were verified, exactly as received.
     pub fn body(&self) -> &'a [u8] {
         self.body
-    }
-
-    /// The signed timestamp, in Unix seconds (Stripe's `t=`, or Standard Webhooks'
-    /// `webhook-timestamp`).
-    pub fn timestamp(&self) -> i64 {
-        self.timestamp
     }
 
     /// The Standard Webhooks `webhook-id` that was signed (the same id on every retry of one
@@ -217,7 +206,7 @@ pub fn verify_standard_webhooks<'a>(
     if !matched {
         return Err(SignatureError::NoMatchingSignature);
     }
-    Ok(Verified::new(body, timestamp, Some(webhook_id.to_owned())))
+    Ok(Verified::new(body, Some(webhook_id.to_owned())))
 }
 
 /// Signs `body` the Standard Webhooks way, for tests and doubles.
@@ -436,7 +425,6 @@ mod tests {
         let verified =
             verify_stripe(Some(&header), BODY, &secrets(STRIPE_SECRET), NOW).expect("valid");
         assert_eq!(verified.body(), BODY);
-        assert_eq!(verified.timestamp(), NOW);
         assert_eq!(verified.webhook_id(), None);
     }
 
@@ -521,7 +509,6 @@ mod tests {
             timestamp,
         )
         .expect("vector verifies");
-        assert_eq!(verified.timestamp(), timestamp);
         assert_eq!(verified.body(), body.as_slice());
     }
 
@@ -729,7 +716,6 @@ mod tests {
         let verified =
             verify_standard_webhooks(&headers, BODY, &secrets(WHOP_SECRET), NOW).expect("valid");
         assert_eq!(verified.body(), BODY);
-        assert_eq!(verified.timestamp(), NOW);
         assert_eq!(verified.webhook_id(), Some("msg_1"));
     }
 
@@ -867,7 +853,6 @@ mod tests {
             .expect("whop vector verifies");
         assert_eq!(verified.body(), body.as_slice());
         assert_eq!(verified.webhook_id(), Some(webhook_id));
-        assert_eq!(verified.timestamp(), timestamp);
     }
 
     #[test]

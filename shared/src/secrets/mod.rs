@@ -1,6 +1,6 @@
 //! The secrets boundary: [`SecretSource`] (and [`SecretWriter`]) with Secrets Manager
-//! ([`aws::AwsSecretSource`], in Lambda) and local sources ([`EnvSecretSource`],
-//! [`FileSecretSource`]); the payment-provider values Tollgate reads ([`providers`]); and
+//! ([`aws::AwsSecretSource`], in Lambda) and files ([`FileSecretSource`], the dev server's data
+//! directory); the payment-provider values Tollgate reads ([`providers`]); and
 //! [`record_values`], which merges values into a secret holding a JSON object. Values are
 //! [`SecretString`]s: never logged, `Debug` redacted. Callers fetch each secret at most once per
 //! container (at cold start).
@@ -65,35 +65,6 @@ pub trait SecretWriter: SecretSource {
     /// [`SecretError::NotFound`] if the secret does not exist (where secrets are created
     /// elsewhere, as by the template); [`SecretError::Unavailable`] on backend failure.
     async fn put_secret(&self, name: &str, value: &SecretString) -> Result<(), SecretError>;
-}
-
-/// Secrets from environment variables: name `tollgate/jwt-keys` is read from
-/// `TOLLGATE_JWT_KEYS` (uppercased, `/` and `-` become `_`).
-#[derive(Debug, Default, Clone)]
-pub struct EnvSecretSource;
-
-impl EnvSecretSource {
-    /// The variable name a secret name maps to.
-    pub fn variable(name: &str) -> String {
-        name.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    }
-}
-
-#[async_trait]
-impl SecretSource for EnvSecretSource {
-    async fn get_secret(&self, name: &str) -> Result<SecretString, SecretError> {
-        std::env::var(Self::variable(name))
-            .map(SecretString::from)
-            .map_err(|_| SecretError::NotFound(name.to_owned()))
-    }
 }
 
 /// Secrets from files in a directory: name `tollgate/jwt-keys` is the file `<dir>/jwt-keys.json`
@@ -209,11 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_names_map_to_variables_and_files() {
-        assert_eq!(
-            EnvSecretSource::variable("tollgate/jwt-keys"),
-            "TOLLGATE_JWT_KEYS"
-        );
+    fn secret_names_map_to_files() {
         let files = FileSecretSource::new("/data");
         assert_eq!(
             files.path("tollgate/jwt-keys"),

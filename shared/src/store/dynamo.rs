@@ -203,11 +203,6 @@ impl DynamoStore {
         }
     }
 
-    /// The SDK client, e.g. to warm the connection at init.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Opens the HTTPS connection to DynamoDB ahead of the first request (a `DescribeTable`),
     /// so the first user request does not pay for TLS set-up (docs/architecture.md §9).
     ///

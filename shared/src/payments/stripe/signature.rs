@@ -52,7 +52,7 @@ pub fn verify<'a>(
     if !matched {
         return Err(SignatureError::NoMatchingSignature);
     }
-    Ok(Verified::new(body, parsed.timestamp, None))
+    Ok(Verified::new(body, None))
 }
 
 /// Signs `body` the way Stripe does, for tests and doubles (the dev server's offline Stripe).
