@@ -58,6 +58,23 @@ fn webhook_event(id: &str) -> WebhookEvent {
     }
 }
 
+fn failed(attempts: u32, error: &str, at: i64) -> EventMark {
+    EventMark {
+        status: EventStatus::Failed,
+        attempts,
+        error: Some(error.into()),
+        at,
+    }
+}
+
+/// The stored event `id` (it must exist).
+async fn stored_event(s: &impl EventLedger, id: &str) -> WebhookEvent {
+    s.get_event(Provider::Stripe, &id.into())
+        .await
+        .expect("read")
+        .expect("event")
+}
+
 fn payment(user_id: UserId, id: &str) -> Payment {
     Payment {
         user_id,
@@ -453,11 +470,7 @@ mod cases {
         )
         .await
         .expect("apply");
-        let event = s
-            .get_event(Provider::Stripe, &id.as_str().into())
-            .await
-            .expect("read")
-            .expect("event");
+        let event = stored_event(s.as_ref(), &id).await;
         assert_eq!(
             (event.status, event.processed_at),
             (EventStatus::Processed, Some(1_795_248_200))
@@ -494,20 +507,10 @@ mod cases {
             "{again:?}"
         );
         // A failure recorded after the fact changes nothing.
-        let mark = EventMark {
-            status: EventStatus::Failed,
-            attempts: 9,
-            error: Some("late".into()),
-            at: 3,
-        };
-        s.mark_event(Provider::Stripe, &id.as_str().into(), &mark)
+        s.mark_event(Provider::Stripe, &id.as_str().into(), &failed(9, "late", 3))
             .await
             .expect("mark");
-        let event = s
-            .get_event(Provider::Stripe, &id.as_str().into())
-            .await
-            .expect("read")
-            .expect("event");
+        let event = stored_event(s.as_ref(), &id).await;
         assert_eq!(
             (event.status, event.processed_at),
             (EventStatus::Processed, Some(1))
@@ -543,11 +546,7 @@ mod cases {
             matches!(r, Err(StoreError::Conflict(Conflict::StaleVersion))),
             "{r:?}"
         );
-        let event = s
-            .get_event(Provider::Stripe, &id.as_str().into())
-            .await
-            .expect("read")
-            .expect("event");
+        let event = stored_event(s.as_ref(), &id).await;
         assert_eq!(event.status, EventStatus::Received, "not marked processed");
         assert!(
             s.list_payments(&user).await.expect("payments").is_empty(),
@@ -609,20 +608,11 @@ mod cases {
     ) {
         let id = unique("evt");
         s.record_event(&webhook_event(&id)).await.expect("record");
-        let mark = EventMark {
-            status: EventStatus::Failed,
-            attempts: 2,
-            error: Some("provider unavailable".into()),
-            at: 5,
-        };
+        let mark = failed(2, "provider unavailable", 5);
         s.mark_event(Provider::Stripe, &id.as_str().into(), &mark)
             .await
             .expect("mark");
-        let event = s
-            .get_event(Provider::Stripe, &id.as_str().into())
-            .await
-            .expect("read")
-            .expect("event");
+        let event = stored_event(s.as_ref(), &id).await;
         assert_eq!(
             (event.status, event.attempts, event.last_error.as_deref()),
             (EventStatus::Failed, 2, Some("provider unavailable"))

@@ -500,15 +500,20 @@ fn check_iam(doc: &Yaml<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// The resources `!Ref <id>` of the role's Allow statements that grant `action`.
-fn refs_granted<'a>(role: &'a Yaml<'_>, action: &str) -> BTreeSet<&'a str> {
+/// The role's Allow statements.
+fn allow_statements<'a, 'i>(role: &'a Yaml<'i>) -> Vec<&'a Yaml<'i>> {
     let mut found = Vec::new();
     if let Some(policies) = get(role, "Properties").and_then(|p| get(p, "Policies")) {
         statements(policies, &mut found);
     }
+    found.retain(|s| text_at(s, "Effect") == Some("Allow"));
     found
+}
+
+/// The resources `!Ref <id>` of the role's Allow statements that grant `action`.
+fn refs_granted<'a>(role: &'a Yaml<'_>, action: &str) -> BTreeSet<&'a str> {
+    allow_statements(role)
         .into_iter()
-        .filter(|s| text_at(s, "Effect") == Some("Allow"))
         .filter(|s| {
             get(s, "Action")
                 .map(items)
@@ -770,13 +775,8 @@ fn role_of<'a, 'i>(
 
 /// The actions the role's Allow statements grant on `!GetAtt <resource>.Arn`.
 fn actions_on<'a>(role: &'a Yaml<'_>, target: &str) -> BTreeSet<&'a str> {
-    let mut found = Vec::new();
-    if let Some(policies) = get(role, "Properties").and_then(|p| get(p, "Policies")) {
-        statements(policies, &mut found);
-    }
-    found
+    allow_statements(role)
         .into_iter()
-        .filter(|s| text_at(s, "Effect") == Some("Allow"))
         .filter(|s| {
             get(s, "Resource")
                 .map(items)

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use tollgate::auth::AuthenticatedUser;
 use tollgate::domain::{Interval, Provider};
 use tollgate::http::openapi::{
-    Internal, IntervalName, MalformedBody, PayloadTooLarge, ProviderName, Unauthenticated,
-    Unavailable, UnsupportedMediaType, ValidationFailed, PROBLEM_JSON,
+    BodyProblems, Internal, IntervalName, ProviderName, ServerProblems, Unauthenticated,
+    ValidationFailed, PROBLEM_JSON,
 };
 use tollgate::http::{ApiError, JsonBody, OptionalJsonBody, Problem};
 use tollgate::{AppState, KeyAccess, Needs};
@@ -123,6 +123,21 @@ struct PortalBody {
     url: String,
 }
 
+/// What cancel, resume and change answer besides the common problems.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documents the responses; handlers answer through `pending()` and ApiError
+enum SubscriptionChange {
+    /// Asked of the provider; its webhook updates the state.
+    #[response(status = 202)]
+    Pending(Pending),
+    /// `no_subscription`: there is no subscription to act on.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NoSubscription(Problem),
+    /// `provider_error`: the payment provider refused (Whop cannot change plans through its API).
+    #[response(status = 502, content_type = "application/problem+json")]
+    ProviderRefused(Problem),
+}
+
 /// A change the provider confirms by webhook.
 #[derive(Serialize, utoipa::ToSchema)]
 struct Pending {
@@ -140,15 +155,13 @@ struct Pending {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The checkout URL at the provider.", body = CheckoutStarted),
-        (status = 400, response = MalformedBody),
         (status = 401, response = Unauthenticated),
         (status = 409, description = "`subscription_exists`: the user already has access to a paid plan.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed` (unknown plan, no price for this interval) or `provider_not_configured` (a provider this deployment does not offer).", body = Problem, content_type = PROBLEM_JSON),
         (status = 500, response = Internal),
         (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "`provider_not_configured` (no provider at all) or `unavailable`.", body = Problem, content_type = PROBLEM_JSON),
+        BodyProblems,
     ),
 )]
 async fn checkout(
@@ -177,9 +190,8 @@ async fn checkout(
         (status = 200, description = "The portal URL.", body = PortalBody),
         (status = 401, response = Unauthenticated),
         (status = 404, description = "`no_subscription`: there is no subscription to manage.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 500, response = Internal),
         (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = Unavailable),
+        ServerProblems,
     ),
 )]
 async fn portal(
@@ -202,15 +214,10 @@ fn pending() -> Response {
     request_body(content = Option<Object>, description = "Empty, `null` or a JSON object (ignored)."),
     security(("bearer" = [])),
     responses(
-        (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
-        (status = 400, response = MalformedBody),
+        SubscriptionChange,
         (status = 401, response = Unauthenticated),
-        (status = 404, description = "`no_subscription`.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 500, response = Internal),
-        (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = Unavailable),
+        BodyProblems,
+        ServerProblems,
     ),
 )]
 async fn cancel(
@@ -230,15 +237,10 @@ async fn cancel(
     request_body(content = Option<Object>, description = "Empty, `null` or a JSON object (ignored)."),
     security(("bearer" = [])),
     responses(
-        (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
-        (status = 400, response = MalformedBody),
+        SubscriptionChange,
         (status = 401, response = Unauthenticated),
-        (status = 404, description = "`no_subscription`.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 500, response = Internal),
-        (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = Unavailable),
+        BodyProblems,
+        ServerProblems,
     ),
 )]
 async fn resume(
@@ -258,16 +260,11 @@ async fn resume(
     request_body = ChangeBody,
     security(("bearer" = [])),
     responses(
-        (status = 202, description = "Asked of the provider; its webhook updates the state.", body = Pending),
-        (status = 400, response = MalformedBody),
+        SubscriptionChange,
         (status = 401, response = Unauthenticated),
-        (status = 404, description = "`no_subscription`.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 422, response = ValidationFailed),
-        (status = 500, response = Internal),
-        (status = 502, description = "`provider_error`: the provider refused (Whop cannot change plans through its API).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = Unavailable),
+        BodyProblems,
+        ServerProblems,
     ),
 )]
 async fn change(

@@ -9,10 +9,8 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
-use tollgate::http::openapi::{
-    Internal, MalformedBody, PayloadTooLarge, Unavailable, UnsupportedMediaType, PROBLEM_JSON,
-};
-use tollgate::http::{token_response, ApiError, JsonBody, Problem, TokenBody, UserAgent};
+use tollgate::http::openapi::{BodyProblems, ServerProblems, Tokens, PROBLEM_JSON};
+use tollgate::http::{token_response, ApiError, JsonBody, Problem, UserAgent};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
 
@@ -63,15 +61,11 @@ pub struct LoginRequest {
     tag = "accounts",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new session; the refresh token is also set as the `tollgate_refresh` cookie.", body = TokenBody,
-            headers(("set-cookie" = String, description = "`tollgate_refresh=…; Path=/auth; HttpOnly; Secure; SameSite=Strict`"))),
-        (status = 400, response = MalformedBody),
+        (status = 200, response = Tokens),
         (status = 401, description = "`invalid_credentials`: unknown email or wrong password (indistinguishable).", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "`account_disabled`: the account is disabled.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        BodyProblems,
+        ServerProblems,
     ),
 )]
 async fn login(

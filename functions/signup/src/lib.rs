@@ -11,10 +11,9 @@ use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
 use tollgate::http::openapi::{
-    Internal, MalformedBody, PayloadTooLarge, Unavailable, UnsupportedMediaType, ValidationFailed,
-    PROBLEM_JSON,
+    BodyProblems, ServerProblems, Tokens, ValidationFailed, PROBLEM_JSON,
 };
-use tollgate::http::{token_response, ApiError, JsonBody, Problem, TokenBody, UserAgent};
+use tollgate::http::{token_response, ApiError, JsonBody, Problem, UserAgent};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
 
@@ -70,15 +69,11 @@ pub struct SignupRequest {
     tag = "accounts",
     request_body = SignupRequest,
     responses(
-        (status = 201, description = "The account and its first session; the refresh token is also set as the `tollgate_refresh` cookie.", body = TokenBody,
-            headers(("set-cookie" = String, description = "`tollgate_refresh=…; Path=/auth; HttpOnly; Secure; SameSite=Strict`"))),
-        (status = 400, response = MalformedBody),
+        (status = 201, response = Tokens),
         (status = 409, description = "`email_taken`: an account with this email exists.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 422, response = ValidationFailed),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        BodyProblems,
+        ServerProblems,
     ),
 )]
 async fn signup(

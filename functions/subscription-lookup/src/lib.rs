@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tollgate::auth::AuthenticatedUser;
 use tollgate::domain::{rfc3339, CheckoutSessionId, Entitlement};
-use tollgate::http::openapi::{
-    Internal, Unauthenticated, Unavailable, ValidationFailed, PROBLEM_JSON,
-};
+use tollgate::http::openapi::{ServerProblems, Unauthenticated, ValidationFailed, PROBLEM_JSON};
 use tollgate::http::{ApiError, Problem, QueryParams};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
@@ -83,8 +81,7 @@ struct MeBody {
     responses(
         (status = 200, description = "The user and the plan they have access to now.", body = MeBody),
         (status = 401, response = Unauthenticated),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        ServerProblems,
     ),
 )]
 async fn me(State(state): State<AppState>, who: AuthenticatedUser) -> Result<Response, ApiError> {
@@ -147,9 +144,8 @@ struct SubscriptionBody {
         (status = 200, description = "The billing state.", body = SubscriptionBody),
         (status = 401, response = Unauthenticated),
         (status = 422, response = ValidationFailed),
-        (status = 500, response = Internal),
         (status = 502, description = "`provider_error`: the payment provider refused the lookup.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = Unavailable),
+        ServerProblems,
     ),
 )]
 async fn subscription(

@@ -12,12 +12,10 @@ use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
 use tollgate::auth::AuthError;
-use tollgate::http::openapi::{
-    Internal, MalformedBody, PayloadTooLarge, Unavailable, UnsupportedMediaType, PROBLEM_JSON,
-};
+use tollgate::http::openapi::{BodyProblems, ServerProblems, Tokens, PROBLEM_JSON};
 use tollgate::http::{
     clear_refresh_cookie, refresh_token_from_cookie, token_response, ApiError, OptionalJsonBody,
-    Problem, TokenBody,
+    Problem,
 };
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
@@ -77,15 +75,11 @@ fn presented(headers: &HeaderMap, body: Option<RefreshRequest>) -> Result<String
     request_body(content = Option<RefreshRequest>, description = "The refresh token, or an empty body with the `tollgate_refresh` cookie."),
     security((), ("refresh_cookie" = [])),
     responses(
-        (status = 200, description = "A new token pair; the rotated refresh token is also set as the cookie. Within 10 s of a rotation the previous token gets the same successor.", body = TokenBody,
-            headers(("set-cookie" = String, description = "`tollgate_refresh=…; Path=/auth; HttpOnly; Secure; SameSite=Strict`"))),
-        (status = 400, response = MalformedBody),
+        (status = 200, response = Tokens),
         (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused` (the session is now revoked), `session_revoked` or `session_expired`.", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "`account_disabled`: the account is disabled.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        BodyProblems,
+        ServerProblems,
     ),
 )]
 async fn refresh(
@@ -113,12 +107,9 @@ async fn refresh(
     responses(
         (status = 204, description = "The session is revoked (also when it already was); the cookie is cleared.",
             headers(("set-cookie" = String, description = "`tollgate_refresh=; Max-Age=0`"))),
-        (status = 400, response = MalformedBody),
         (status = 401, description = "`invalid_refresh_token`: missing, malformed, or matching nothing in its session.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        BodyProblems,
+        ServerProblems,
     ),
 )]
 async fn logout(

@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 use tollgate::domain::Provider;
-use tollgate::http::openapi::{Internal, PROBLEM_JSON};
+use tollgate::http::openapi::Internal;
 use tollgate::http::{ApiError, Problem};
 use tollgate::webhooks::{IngestOutcome, MAX_WEBHOOK_BYTES};
 use tollgate::{AppState, KeyAccess, Needs};
@@ -55,6 +55,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[openapi(paths(stripe, whop), components(schemas(Received)))]
 struct Doc;
 
+/// What a delivery is answered, for both providers.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documents the responses; the handler answers through `Received` and ApiError
+enum Delivery {
+    /// Stored and enqueued (or already processed).
+    #[response(status = 200)]
+    Received(Received),
+    /// `invalid_signature` (nothing stored) or `malformed_event`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    Refused(Problem),
+    /// `payload_too_large`: over 256 KiB.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// `provider_not_configured` (no webhook secret yet) or `unavailable` (not stored): the
+    /// provider retries.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Retry(Problem),
+}
+
 /// The acknowledgement, sent only once the event is stored and enqueued.
 #[derive(Serialize, utoipa::ToSchema)]
 struct Received {
@@ -85,13 +104,7 @@ async fn receive(
     tag = "webhooks",
     request_body(content = Object, description = "A Stripe event, exactly as Stripe sends it (the signature covers the raw bytes)."),
     security(("stripe_signature" = [])),
-    responses(
-        (status = 200, description = "Stored and enqueued (or already processed).", body = Received),
-        (status = 400, description = "`invalid_signature` (nothing stored) or `malformed_event`.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "`payload_too_large`: over 256 KiB.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 500, response = Internal),
-        (status = 503, description = "`provider_not_configured` (no webhook secret yet) or `unavailable` (not stored): Stripe retries.", body = Problem, content_type = PROBLEM_JSON),
-    ),
+    responses(Delivery, (status = 500, response = Internal)),
 )]
 async fn stripe(
     State(state): State<AppState>,
@@ -108,13 +121,7 @@ async fn stripe(
     tag = "webhooks",
     request_body(content = Object, description = "A Whop event, exactly as Whop sends it (the signature covers the raw bytes)."),
     security(("standard_webhooks" = [])),
-    responses(
-        (status = 200, description = "Stored and enqueued (or already processed).", body = Received),
-        (status = 400, description = "`invalid_signature` (nothing stored) or `malformed_event`.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "`payload_too_large`: over 256 KiB.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 500, response = Internal),
-        (status = 503, description = "`provider_not_configured` (no webhook secret yet) or `unavailable` (not stored): Whop retries.", body = Problem, content_type = PROBLEM_JSON),
-    ),
+    responses(Delivery, (status = 500, response = Internal)),
 )]
 async fn whop(
     State(state): State<AppState>,

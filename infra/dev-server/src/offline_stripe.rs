@@ -70,7 +70,7 @@ impl OfflineStripe {
     fn save(&self, data: &Data) {
         if let Ok(bytes) = serde_json::to_vec_pretty(data) {
             if let Err(e) = std::fs::write(&self.file, bytes) {
-                tracing::warn!(error = %e, "could not persist the local provider state");
+                tracing::warn!(error = %e, "could not persist the offline Stripe state");
             }
         }
     }

@@ -68,6 +68,12 @@ impl Modify for SecuritySchemes {
 #[response(content_type = "application/problem+json")]
 pub struct MalformedBody(pub Problem);
 
+/// A session's tokens (signup adds the new `user`); the refresh token is also set as the
+/// `tollgate_refresh` cookie (`HttpOnly; Secure; SameSite=Strict; Path=/auth`).
+#[derive(Debug, utoipa::ToResponse)]
+#[response(headers(("set-cookie" = String, description = "`tollgate_refresh=…; Path=/auth; Max-Age=…; HttpOnly; Secure; SameSite=Strict`")))]
+pub struct Tokens(pub super::TokenBody);
+
 /// 401 `invalid_token`: a valid bearer access token is required (missing, malformed, expired,
 /// or its session or user is gone).
 #[derive(Debug, utoipa::ToResponse)]
@@ -98,6 +104,31 @@ pub struct Internal(pub Problem);
 #[derive(Debug, utoipa::ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct Unavailable(pub Problem);
+
+/// The problems every route with a JSON body may answer before its handler runs: 400, 413, 415.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum BodyProblems {
+    /// 400 `malformed_json`.
+    #[response(status = 400)]
+    Malformed(#[ref_response] MalformedBody),
+    /// 413 `payload_too_large`.
+    #[response(status = 413)]
+    TooLarge(#[ref_response] PayloadTooLarge),
+    /// 415 `unsupported_media_type`.
+    #[response(status = 415)]
+    MediaType(#[ref_response] UnsupportedMediaType),
+}
+
+/// The server problems every route that reaches a dependency may answer: 500, 503.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum ServerProblems {
+    /// 500 `internal`.
+    #[response(status = 500)]
+    Internal(#[ref_response] Internal),
+    /// 503 `unavailable`.
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
 
 /// A payment provider, as the API names it (documents `crate::domain::Provider`).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -130,7 +161,7 @@ pub enum IntervalName {
     ),
     components(
         schemas(super::Problem, super::ProblemCode, super::FieldError, super::TokenBody, super::UserBody, ProviderName, IntervalName),
-        responses(MalformedBody, Unauthenticated, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, Internal, Unavailable),
+        responses(Tokens, MalformedBody, Unauthenticated, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, Internal, Unavailable),
     ),
     modifiers(&SecuritySchemes),
 )]

@@ -91,6 +91,19 @@ impl WhopProvider {
     }
 }
 
+impl WhopProvider {
+    /// `GET /memberships/{id}`.
+    async fn get_membership(&self, subscription: &SubscriptionId) -> Result<Value, ProviderError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/memberships/{}", path_segment(subscription.as_str())?),
+            None,
+            None,
+        )
+        .await
+    }
+}
+
 #[async_trait]
 impl PaymentProvider for WhopProvider {
     fn provider(&self) -> Provider {
@@ -140,14 +153,7 @@ impl PaymentProvider for WhopProvider {
         subscription: &SubscriptionId,
         _return_url: &str,
     ) -> Result<String, ProviderError> {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/memberships/{}", path_segment(subscription.as_str())?),
-                None,
-                None,
-            )
-            .await?;
+        let v = self.get_membership(subscription).await?;
         v.get("manage_url")
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -158,14 +164,7 @@ impl PaymentProvider for WhopProvider {
         &self,
         subscription: &SubscriptionId,
     ) -> Result<ProviderSubscription, ProviderError> {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/memberships/{}", path_segment(subscription.as_str())?),
-                None,
-                None,
-            )
-            .await?;
+        let v = self.get_membership(subscription).await?;
         membership(&v).map_err(|e| ProviderError::Rejected(Box::new(e)))
     }
 
