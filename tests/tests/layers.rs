@@ -50,7 +50,11 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `(file's top-level module, file, code with comments removed)` for every source file but
 /// `lib.rs` (which only declares the modules).
 fn files() -> Vec<(String, String, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src");
+    // The core crate, `shared/` beside this `tests/` crate in the workspace.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .join("shared/src");
     let mut paths = Vec::new();
     sources(&root, &mut paths);
     paths.sort();
