@@ -22,8 +22,8 @@ fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
-log "starting moto_server on 127.0.0.1:$port"
-moto_server -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
+log "starting moto_server on 127.0.0.1:$port (infra/local/moto_atomic.py: DynamoDB writes atomic, as in AWS)"
+python3 infra/local/moto_atomic.py -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
 python3 - "$port" <<'PY'

@@ -18,6 +18,7 @@ import os
 import re
 import secrets as random_secrets
 import subprocess
+import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,11 @@ def start_moto(log_path: Path, timeout: float = 60.0) -> tuple[ManagedProcess, s
     """Starts `moto_server` on a free loopback port; returns it and its endpoint URL once it
     answers (moto's first start imports a lot: allow a minute on a cold machine)."""
     port = free_port()
-    proc = ManagedProcess("moto_server", ["moto_server", "-H", "127.0.0.1", "-p", str(port)], log_path)
+    # moto_atomic.py: moto_server with DynamoDB's conditional writes atomic, as in AWS.
+    launcher = str(Path(__file__).resolve().parent / "moto_atomic.py")
+    proc = ManagedProcess(
+        "moto_server", [sys.executable, launcher, "-H", "127.0.0.1", "-p", str(port)], log_path
+    )
     endpoint = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:

@@ -23,11 +23,35 @@
 //! | `TOLLGATE_CANCEL_URL` | `<issuer>/billing/canceled` | checkout cancel redirect |
 //! | `TOLLGATE_PORTAL_RETURN_URL` | `<issuer>/` | billing portal return URL |
 //! | `TOLLGATE_PAST_DUE_GRACE_SECONDS` | `604800` | access kept while `past_due` (7 d) |
+//! | `TOLLGATE_REQUIRE_VERIFIED_EMAIL` | `false` | login (password, code, link) needs a verified email; signup then starts no session |
+//! | `TOLLGATE_PASSWORDLESS_SIGNUP` | `false` | an email code or magic link for an email without an account creates one |
+//! | `TOLLGATE_REAUTH_WINDOW_SECONDS` | `300` | how recent a login must be to delete the account without a password or code (5 min) |
+//! | `TOLLGATE_AUDIT_RETENTION_DAYS` | `400` | how long audit records are kept (TTL) |
+//! | `TOLLGATE_APP_NAME` | `Tollgate` | the product name in mails |
+//! | `TOLLGATE_APP_URL` | the issuer | where mail links point: `<app>/verify-email?token=…`, `<app>/reset-password?token=…`, `<app>/magic-link?token=…` |
+//! | `TOLLGATE_MAIL_FROM` | `Tollgate <no-reply@example.com>` | the sender (an address of the SES identity) |
+//! | `TOLLGATE_SES_CONFIGURATION_SET` | unset | SES configuration set for sends (bounce and complaint events) |
+//! | `TOLLGATE_MAIL_TEMPLATES_DIR` | unset | a directory of mail templates overriding the built-in ones by file name |
 
 pub use crate::auth::AuthSettings;
 pub use crate::billing::BillingSettings;
 use crate::domain::{SessionPolicy, DEFAULT_PAST_DUE_GRACE_SECONDS};
 use std::collections::HashMap;
+
+/// What mails say, where their links point, who sends them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailConfig {
+    /// The product name (`TOLLGATE_APP_NAME`).
+    pub app_name: String,
+    /// The base URL of the pages mail links open (`TOLLGATE_APP_URL`, no trailing slash).
+    pub app_url: String,
+    /// The sender (`TOLLGATE_MAIL_FROM`).
+    pub from: String,
+    /// The SES configuration set (`TOLLGATE_SES_CONFIGURATION_SET`).
+    pub ses_configuration_set: Option<String>,
+    /// Template overrides directory (`TOLLGATE_MAIL_TEMPLATES_DIR`).
+    pub templates_dir: Option<String>,
+}
 
 /// Everything configurable, validated. Lifetimes are seconds, sizes bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +78,8 @@ pub struct Config {
     pub queue_url: Option<String>,
     /// Plan catalog file; `None` = the catalog built into the binary.
     pub plans_file: Option<String>,
+    /// Mail.
+    pub mail: MailConfig,
 }
 
 impl Default for Config {
@@ -71,7 +97,18 @@ impl Default for Config {
             webhook_secrets_id: "tollgate/webhook-secrets".to_owned(),
             queue_url: None,
             plans_file: None,
+            mail: mail_defaults(&AuthSettings::default().issuer),
         }
+    }
+}
+
+fn mail_defaults(issuer: &str) -> MailConfig {
+    MailConfig {
+        app_name: "Tollgate".to_owned(),
+        app_url: issuer.to_owned(),
+        from: "Tollgate <no-reply@example.com>".to_owned(),
+        ses_configuration_set: None,
+        templates_dir: None,
     }
 }
 
@@ -162,19 +199,27 @@ impl Config {
             1_024,
             6 * 1024 * 1024,
         );
-        let cookie_secure = match text("TOLLGATE_COOKIE_SECURE", "true")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            other => {
-                problems.push(format!(
-                    "TOLLGATE_COOKIE_SECURE={other:?}: expected true or false"
-                ));
-                true
+        let reauth_window = seconds("TOLLGATE_REAUTH_WINDOW_SECONDS", d.auth.reauth_window, 0, 86_400);
+        let audit_days = seconds(
+            "TOLLGATE_AUDIT_RETENTION_DAYS",
+            d.auth.audit_retention / 86_400,
+            1,
+            3_650,
+        );
+        let mut flag = |name: &str, default: bool| -> bool {
+            let raw = text(name, if default { "true" } else { "false" });
+            match raw.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                other => {
+                    problems.push(format!("{name}={other:?}: expected true or false"));
+                    default
+                }
             }
         };
+        let cookie_secure = flag("TOLLGATE_COOKIE_SECURE", true);
+        let require_verified_email = flag("TOLLGATE_REQUIRE_VERIFIED_EMAIL", false);
+        let passwordless_signup = flag("TOLLGATE_PASSWORDLESS_SIGNUP", false);
         let issuer = text("TOLLGATE_ISSUER", &d.auth.issuer)
             .trim_end_matches('/')
             .to_owned();
@@ -190,6 +235,22 @@ impl Config {
             vars.get(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
+        };
+        let app_url = text("TOLLGATE_APP_URL", &issuer)
+            .trim_end_matches('/')
+            .to_owned();
+        if !(app_url.starts_with("https://") || app_url.starts_with("http://")) {
+            problems.push(format!(
+                "TOLLGATE_APP_URL={app_url:?}: expected an http(s) URL"
+            ));
+        }
+        let mail_d = mail_defaults(&issuer);
+        let mail = MailConfig {
+            app_name: text("TOLLGATE_APP_NAME", &mail_d.app_name),
+            app_url,
+            from: text("TOLLGATE_MAIL_FROM", &mail_d.from),
+            ses_configuration_set: optional("TOLLGATE_SES_CONFIGURATION_SET"),
+            templates_dir: optional("TOLLGATE_MAIL_TEMPLATES_DIR"),
         };
         let defaults = billing_defaults(&issuer, grace);
         let billing = BillingSettings {
@@ -212,7 +273,12 @@ impl Config {
                     absolute_lifetime,
                     reuse_grace,
                 },
+                require_verified_email,
+                passwordless_signup,
+                reauth_window,
+                audit_retention: audit_days * 86_400,
             },
+            mail,
             max_body_bytes: usize::try_from(max_body).unwrap_or(d.max_body_bytes),
             cookie_secure,
             table_name: text("TOLLGATE_TABLE_NAME", &d.table_name),

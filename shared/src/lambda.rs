@@ -2,7 +2,7 @@
 //! [`run_sqs`] for the webhook processor).
 
 use crate::error::Chain;
-use crate::http::RequestId;
+use crate::http::{ClientIp, RequestId};
 use crate::state::{AppState, Needs};
 use crate::webhooks::BatchItem;
 use axum::Router;
@@ -24,16 +24,23 @@ pub async fn run_http(routes: Router<AppState>, needs: Needs) -> Result<(), lamb
 
 /// The app a Lambda serves: [`crate::http::app`], with API Gateway's
 /// `requestContext.requestId` (which `lambda_http` leaves in the request's extensions) as each
-/// request's id, so logs, `x-request-id` and 5xx problem bodies carry the id API Gateway logs.
+/// request's id, so logs, `x-request-id` and 5xx problem bodies carry the id API Gateway logs,
+/// and `requestContext.http.sourceIp` as the [`ClientIp`].
 pub fn app(routes: Router<AppState>, state: AppState) -> Router {
     crate::http::app(routes, state).layer(axum::middleware::map_request(
         |mut req: axum::extract::Request| async move {
             use lambda_http::RequestExt as _;
-            if let Some(id) = req.request_context_ref().and_then(|c| match c {
-                lambda_http::request::RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
-                _ => None,
-            }) {
+            let (id, ip) = match req.request_context_ref() {
+                Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+                    (ctx.request_id.clone(), ctx.http.source_ip.clone())
+                }
+                _ => (None, None),
+            };
+            if let Some(id) = id {
                 req.extensions_mut().insert(RequestId(id));
+            }
+            if let Some(ip) = ip {
+                req.extensions_mut().insert(ClientIp(ip));
             }
             req
         },
@@ -108,6 +115,64 @@ pub fn batch_from_sqs(
         }
     }
     (items, failed)
+}
+
+/// The DynamoDB stream entry point of the `mailer` function: builds
+/// [`mailer_from_env`](crate::state::mailer_from_env) once (no signing keys, no provider
+/// secrets), then for each batch delivers the new outbox items in order
+/// ([`crate::mail::Dispatcher::deliver_in_order`]) and reports the first one not delivered as
+/// the partial batch failure (`ReportBatchItemFailures`), so the stream retries from it.
+///
+/// # Errors
+/// Start-up errors end the init phase with the error logged.
+#[cfg(all(feature = "mail", feature = "ses"))]
+pub async fn run_mailer() -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::event::dynamodb::Event;
+    use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+    init_tracing();
+    let dispatcher = crate::state::mailer_from_env()
+        .await
+        .inspect_err(|e| tracing::error!(error = %Chain(e), "start-up failed"))?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Event>| {
+            let dispatcher = dispatcher.clone();
+            async move {
+                let items = mail_ids_from_stream(&event.payload);
+                let mut response = DynamoDbEventResponse::default();
+                // Wait out a lapsed claim within the invocation (60 s timeout, 30 s lease).
+                if let Some(sequence) = dispatcher.deliver_in_order(&items, 35).await {
+                    let mut failure = DynamoDbBatchItemFailure::default();
+                    failure.item_identifier = Some(sequence);
+                    response.batch_item_failures.push(failure);
+                }
+                Ok::<_, lambda_runtime::Error>(response)
+            }
+        },
+    ))
+    .await
+}
+
+/// The outbox items a DynamoDB stream batch announces: `(sequence number, cause id)` of every
+/// `INSERT` of a `MAIL#<cause id>` item, in stream order. Other records (updates of claimed
+/// items, other items — the event source mapping filters them out, this checks again) are
+/// skipped.
+#[cfg(all(feature = "mail", feature = "ses"))]
+pub fn mail_ids_from_stream(
+    event: &aws_lambda_events::event::dynamodb::Event,
+) -> Vec<(String, String)> {
+    event
+        .records
+        .iter()
+        .filter(|r| r.event_name == "INSERT")
+        .filter_map(|r| {
+            let pk = match r.change.keys.get(crate::store::keys::PK) {
+                Some(serde_dynamo::AttributeValue::S(pk)) => pk,
+                _ => return None,
+            };
+            let id = pk.strip_prefix(crate::store::keys::MAIL_PREFIX)?;
+            Some((r.change.sequence_number.clone().unwrap_or_default(), id.to_owned()))
+        })
+        .collect()
 }
 
 /// JSON logs filtered by `RUST_LOG` in `tracing`'s `target=level,…` syntax (default `info`; an

@@ -6,8 +6,11 @@
 //!    [`error`] (error plumbing).
 //! 2. **adapters**, one trait per I/O boundary — [`store`] (DynamoDB, embedded), [`queue`] (SQS,
 //!    in-process), [`secrets`] (Secrets Manager, files, environment), [`payments`] (Stripe and
-//!    Whop, each with its API client, event parsing and signature scheme), [`clock`].
-//! 3. **use cases** — [`auth`], [`billing`], [`webhooks`] (ingest, process).
+//!    Whop, each with its API client, event parsing and signature scheme), [`mailer`] (SES),
+//!    [`clock`].
+//! 3. **use cases** — [`auth`] (accounts, sessions, the account lifecycle), [`billing`],
+//!    [`webhooks`] (ingest, process), `mail` (rendering and delivering the outbox; feature
+//!    `mail`).
 //! 4. **edge** — [`config`], [`state`] (what each function builds), [`http`] (problems,
 //!    extractors, token responses, telemetry, OpenAPI pieces), [`lambda`] (feature `aws`); then
 //!    the function crates and the dev server.
@@ -21,6 +24,9 @@ pub mod error;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
+#[cfg(feature = "mail")]
+pub mod mail;
+pub mod mailer;
 pub mod payments;
 pub mod queue;
 pub mod secrets;

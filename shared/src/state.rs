@@ -9,7 +9,7 @@
 //!   embedded store with [`embedded_components`]); [`AppState::assemble`] keeps what `needs` asks
 //!   for.
 
-use crate::auth::{AccessVerifier, Auth, KeySet, KeySetError};
+use crate::auth::{AccessVerifier, AccountStores, Auth, KeySet, KeySetError};
 use crate::billing::{Billing, PlanAccess};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -19,7 +19,9 @@ use crate::payments::Providers;
 use crate::queue::EventQueue;
 use crate::secrets::providers::{ProviderKeys, WebhookSigningSecrets};
 use crate::secrets::{SecretError, SecretSource};
-use crate::store::{BillingStore, EventLedger, SessionStore, StoreError, UserStore};
+use crate::store::{
+    AccountStore, BillingStore, EventLedger, Outbox, SessionStore, StoreError, UserStore,
+};
 use crate::webhooks::{Ingest, Processor};
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
@@ -165,8 +167,11 @@ impl AppState {
         );
         let auth = needs.accounts.then(|| {
             Auth::new(
-                c.users.clone(),
-                c.sessions.clone(),
+                AccountStores {
+                    users: c.users.clone(),
+                    sessions: c.sessions.clone(),
+                    accounts: c.accounts.clone(),
+                },
                 signer,
                 c.clock.clone(),
                 c.config.auth.clone(),
@@ -240,6 +245,9 @@ pub enum StartupError {
     /// A payment provider's client could not be built.
     #[error("a payment provider client could not be built")]
     Provider(#[source] crate::payments::ProviderError),
+    /// A mail template override is unknown or broken.
+    #[error("mail templates")]
+    Templates(#[source] crate::error::BoxError),
 }
 
 /// Every part a state is assembled from. Every I/O boundary is a trait object.
@@ -251,6 +259,10 @@ pub struct Components {
     pub users: Arc<dyn UserStore>,
     /// Sessions.
     pub sessions: Arc<dyn SessionStore>,
+    /// Atomic account changes, one-time secrets, the audit log.
+    pub accounts: Arc<dyn AccountStore>,
+    /// The mail outbox.
+    pub outbox: Arc<dyn Outbox>,
     /// Subscriptions and customer claims.
     pub billing_store: Arc<dyn BillingStore>,
     /// The webhook ledger.
@@ -270,6 +282,27 @@ pub struct Components {
 }
 
 impl Components {
+    /// The mail dispatcher over these parts, sending through `mailer` (the dev server runs it
+    /// in-process).
+    #[cfg(feature = "mail")]
+    pub fn dispatcher(
+        &self,
+        mailer: Arc<dyn crate::mailer::Mailer>,
+        templates: Arc<crate::mail::Templates>,
+    ) -> crate::mail::Dispatcher {
+        crate::mail::Dispatcher::new(
+            crate::mail::MailStores {
+                users: self.users.clone(),
+                accounts: self.accounts.clone(),
+                outbox: self.outbox.clone(),
+            },
+            mailer,
+            templates,
+            self.clock.clone(),
+            mail_settings(&self.config),
+        )
+    }
+
     /// The webhook processor over these parts (the dev server runs it in-process).
     pub fn processor(&self) -> Processor {
         Processor::new(
@@ -295,6 +328,53 @@ pub fn load_catalog(config: &Config) -> Result<Arc<Catalog>, StartupError> {
         None => BUILT_IN_PLANS.to_owned(),
     };
     Ok(Arc::new(Catalog::from_toml(&text)?))
+}
+
+/// The mail settings of a configuration.
+#[cfg(feature = "mail")]
+pub fn mail_settings(config: &Config) -> crate::mail::MailSettings {
+    crate::mail::MailSettings {
+        app_name: config.mail.app_name.clone(),
+        app_url: config.mail.app_url.clone(),
+        passwordless_signup: config.auth.passwordless_signup,
+    }
+}
+
+/// The mail templates: the built-in ones with the files of `config.mail.templates_dir` in place
+/// of those of the same names, each kind rendered once with sample values (so a broken override
+/// fails the start, not the first mail).
+///
+/// # Errors
+/// [`StartupError::Io`] if the directory cannot be read; [`StartupError::Templates`] for an
+/// unknown file name or a template that does not parse or render.
+#[cfg(feature = "mail")]
+pub fn load_templates(config: &Config) -> Result<Arc<crate::mail::Templates>, StartupError> {
+    let mut overrides = BTreeMap::new();
+    if let Some(dir) = &config.mail.templates_dir {
+        let io = |source| StartupError::Io {
+            what: "cannot read mail templates in",
+            path: dir.clone(),
+            source,
+        };
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            if !entry.file_type().map_err(io)?.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let source = std::fs::read_to_string(entry.path()).map_err(io)?;
+            overrides.insert(name, source);
+        }
+    }
+    let templates = crate::mail::Templates::with_overrides(overrides)
+        .map_err(|e| StartupError::Templates(Box::new(e)))?;
+    templates
+        .check()
+        .map_err(|e| StartupError::Templates(Box::new(e)))?;
+    Ok(Arc::new(templates))
 }
 
 /// Parses the webhook signing secrets that are set, per provider.
@@ -428,6 +508,8 @@ pub async fn embedded_components(
             config,
             users: shared.clone(),
             sessions: shared.clone(),
+            accounts: shared.clone(),
+            outbox: shared.clone(),
             billing_store: shared.clone(),
             ledger: shared,
             queue: None,
@@ -443,6 +525,8 @@ pub async fn embedded_components(
 
 #[cfg(feature = "aws")]
 pub use aws::{processor_from_env, AwsStart};
+#[cfg(all(feature = "aws", feature = "mail", feature = "ses"))]
+pub use aws::mailer_from_env;
 
 #[cfg(feature = "aws")]
 mod aws {
@@ -596,8 +680,11 @@ mod aws {
             };
             let auth = match (&store, &access) {
                 (Some(store), Some(access)) if needs.accounts => Some(Auth::new(
-                    store.clone(),
-                    store.clone(),
+                    AccountStores {
+                        users: store.clone(),
+                        sessions: store.clone(),
+                        accounts: store.clone(),
+                    },
                     signing,
                     clock.clone(),
                     config.auth.clone(),
@@ -634,6 +721,45 @@ mod aws {
                 ingest,
             })))
         }
+    }
+
+    /// The mail dispatcher alone, for the `mailer` Lambda: the DynamoDB store (outbox, users,
+    /// one-time secrets), SES v2 from `TOLLGATE_MAIL_FROM` (through
+    /// `TOLLGATE_SES_CONFIGURATION_SET` when set) and the templates — no signing keys, no
+    /// provider or webhook secrets.
+    ///
+    /// # Errors
+    /// [`StartupError`] for bad configuration or broken template overrides.
+    #[cfg(all(feature = "mail", feature = "ses"))]
+    pub async fn mailer_from_env() -> Result<Arc<crate::mail::Dispatcher>, StartupError> {
+        let start = AwsStart::new().await?;
+        let templates = load_templates(&start.config)?;
+        let store = start.store().await;
+        // A send that takes longer than this is abandoned (and retried) well before the mail's
+        // claim lapses (`MAIL_LEASE_SECONDS`), so a slow send is never doubled by a takeover.
+        let ses_config = aws_sdk_sesv2::config::Builder::from(&start.aws)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(std::time::Duration::from_secs(10))
+                    .build(),
+            )
+            .build();
+        let ses = crate::mailer::ses::SesMailer::new(
+            aws_sdk_sesv2::Client::from_conf(ses_config),
+            start.config.mail.from.clone(),
+            start.config.mail.ses_configuration_set.clone(),
+        );
+        Ok(Arc::new(crate::mail::Dispatcher::new(
+            crate::mail::MailStores {
+                users: store.clone(),
+                accounts: store.clone(),
+                outbox: store,
+            },
+            Arc::new(ses),
+            templates,
+            Arc::new(SystemClock),
+            mail_settings(&start.config),
+        )))
     }
 
     /// The webhook processor alone, for its SQS Lambda: the DynamoDB store, the provider API

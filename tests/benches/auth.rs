@@ -17,6 +17,7 @@ fn claims(now: i64) -> AccessClaims {
         nbf: now,
         exp: now + 900,
         jti: "0190f1b2-0000-7000-8000-000000000002".into(),
+        email_verified: false,
         plan: "free".into(),
         tier: 0,
         entitlements: BTreeMap::new(),
@@ -87,14 +88,12 @@ fn refresh(c: &mut Criterion) {
         .expect("runtime");
     let (state, _) = tollgate_tests::state_at(SystemClock.now());
     let auth = state.auth().expect("accounts");
-    let (_, tokens) = rt
-        .block_on(auth.signup("bench@example.com", tollgate_tests::PASSWORD.into(), None))
-        .expect("signup");
+    let (_, tokens) = rt.block_on(tollgate_tests::sign_up(&state));
     let mut current = tokens.refresh_token;
     let mut g = c.benchmark_group("session");
     g.bench_function("refresh_rotation_embedded", |b| {
         b.iter(|| {
-            let issued = rt.block_on(auth.refresh_token(&current)).expect("refresh");
+            let issued = rt.block_on(auth.refresh_token(&current, &Default::default())).expect("refresh");
             current = issued.refresh_token;
         })
     });

@@ -78,10 +78,12 @@ fn setup(rt: &tokio::runtime::Runtime, run: usize) -> Setup {
                 .create_user(&User {
                     id,
                     email: format!("bench{i}@example.com"),
-                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into(),
+                    password_hash: None,
                     status: UserStatus::Active,
                     email_verified: false,
+                    name: None,
                     roles: Vec::new(),
+                    session_epoch: 0,
                     created_at: now(),
                     updated_at: now(),
                     version: 1,

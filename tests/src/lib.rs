@@ -73,6 +73,7 @@ pub fn functions() -> Vec<Function> {
     vec![
         function!("signup", signup),
         function!("login", login),
+        function!("account", account),
         function!("token-refresh", token_refresh),
         function!("jwks", jwks),
         function!("subscription-lookup", subscription_lookup),
@@ -134,6 +135,8 @@ pub fn components_at(now: i64) -> (Components, Arc<ManualClock>, Arc<EmbeddedSto
         config,
         users: store.clone(),
         sessions: store.clone(),
+        accounts: store.clone(),
+        outbox: store.clone(),
         billing_store: store.clone(),
         ledger: store.clone(),
         queue: Some(Arc::new(RecordingQueue::default())),
@@ -259,12 +262,34 @@ pub async fn dynamo_store() -> Option<tollgate::store::dynamo::DynamoStore> {
 /// # Panics
 /// If the signup fails.
 pub async fn sign_up(state: &AppState) -> (tollgate::domain::User, tollgate::auth::IssuedTokens) {
-    state
+    sign_up_as(state, &random_email()).await
+}
+
+/// Signs up `email` with [`PASSWORD`] through the account service (no HTTP), returning the user
+/// and its first tokens.
+///
+/// # Panics
+/// If the signup fails or starts no session.
+pub async fn sign_up_as(
+    state: &AppState,
+    email: &str,
+) -> (tollgate::domain::User, tollgate::auth::IssuedTokens) {
+    match state
         .auth()
         .expect("accounts")
-        .signup(&random_email(), PASSWORD.to_owned(), None)
+        .signup(
+            email,
+            PASSWORD.to_owned(),
+            &tollgate::domain::RequestOrigin::default(),
+        )
         .await
         .expect("signup")
+    {
+        tollgate::auth::SignupOutcome::SignedIn(user, tokens) => (user, tokens),
+        tollgate::auth::SignupOutcome::VerificationRequired(_) => {
+            panic!("signup started no session (TOLLGATE_REQUIRE_VERIFIED_EMAIL is on)")
+        }
+    }
 }
 
 /// A random, valid email address.
@@ -373,6 +398,9 @@ impl PaymentProvider for FakeProvider {
         _: &SubscriptionId,
         _: bool,
     ) -> Result<(), ProviderError> {
+        Err(not_used())
+    }
+    async fn cancel_now(&self, _: &SubscriptionId) -> Result<(), ProviderError> {
         Err(not_used())
     }
     async fn change_price(

@@ -105,12 +105,7 @@ async fn every_http_event_sample_gets_the_status_in_its_name() {
         .into();
         components.queue = Some(Arc::new(tollgate_tests::RecordingQueue::default()));
         let seeding = AppState::assemble(&components, Needs::ALL);
-        let (_, tokens) = seeding
-            .auth()
-            .expect("accounts")
-            .signup("ada@example.com", tollgate_tests::PASSWORD.to_owned(), None)
-            .await
-            .expect("seed ada");
+        let (_, tokens) = tollgate_tests::sign_up_as(&seeding, "ada@example.com").await;
         let raw = std::fs::read_to_string(path)
             .expect("read event")
             .replace("${ACCESS_TOKEN}", &tokens.access_token)

@@ -1,22 +1,32 @@
 //! One store conformance suite, run against the embedded store and DynamoDB (moto_server), over
-//! every store trait: users, sessions, billing (subscriptions, customer claims, payments) and the
-//! webhook event ledger. Each case is a plain async function over the store traits; the macro
+//! every store trait: users, sessions, atomic account changes (one-time tokens, sign-in codes,
+//! the audit log, erasure), the mail outbox, billing (subscriptions, customer claims, payments)
+//! and the webhook event ledger. Each case is a plain async function over the store traits; the macro
 //! expands one `#[tokio::test]` per case and backend, so a failure names both. A store trait
 //! added later adds its cases here.
 
 use std::sync::Arc;
 use tollgate::domain::{
-    EventEffects, EventStatus, Payment, PaymentStatus, Provider, RevokeReason, Session, SessionId,
-    SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite, TokenHash, User, UserId,
-    UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS,
+    AuditAction, AuditRecord, EmailOtp, EventEffects, EventStatus, MailKind, MailStatus,
+    OneTimeToken, OutboxMail, Payment, PaymentStatus, Provider, RequestOrigin, RevokeReason,
+    Session, SessionId, SessionOrigin, SessionPolicy, Subscription, SubscriptionStatus,
+    SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, UserStatus, WebhookEvent,
+    EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
 };
 use tollgate::store::{
-    BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore,
+    AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
+    Outbox, SessionStore, StoreError, UserStore,
 };
 use tollgate_tests::random_email;
 
-trait Stores: UserStore + SessionStore + BillingStore + EventLedger + 'static {}
-impl<T: UserStore + SessionStore + BillingStore + EventLedger + 'static> Stores for T {}
+trait Stores:
+    UserStore + SessionStore + AccountStore + Outbox + BillingStore + EventLedger + 'static
+{
+}
+impl<T> Stores for T where
+    T: UserStore + SessionStore + AccountStore + Outbox + BillingStore + EventLedger + 'static
+{
+}
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
@@ -92,10 +102,12 @@ fn user(email: &str) -> User {
     User {
         id: UserId::new(),
         email: email.to_owned(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
         status: UserStatus::Active,
         email_verified: false,
+        name: Some("Ada".into()),
         roles: vec!["member".into()],
+        session_epoch: 3,
         created_at: 1_795_248_000,
         updated_at: 1_795_248_000,
         version: 1,
@@ -113,8 +125,61 @@ fn session(user_id: UserId) -> Session {
         h("hash-0"),
         1_795_248_000,
         &SessionPolicy::default(),
-        Some("test-agent".into()),
+        SessionOrigin {
+            user_agent: Some("test-agent".into()),
+            ip: Some("203.0.113.9".into()),
+            method: Some(tollgate::domain::SignInMethod::Password),
+            epoch: 3,
+        },
     )
+}
+
+fn one_time_token(purpose: TokenPurpose) -> OneTimeToken {
+    OneTimeToken {
+        hash: h(&unique("token")),
+        purpose,
+        user_id: Some(UserId::new()),
+        email: random_email(),
+        epoch: 3,
+        created_at: 1_795_248_000,
+        expires_at: 1_795_248_000 + purpose.lifetime(),
+    }
+}
+
+fn otp(email: &str) -> EmailOtp {
+    EmailOtp {
+        email: email.to_owned(),
+        id: unique("otp"),
+        code_hash: h("code-hash"),
+        attempts: 0,
+        user_id: None,
+        created_at: 1_795_248_000,
+        expires_at: 1_795_248_600,
+    }
+}
+
+fn audit(user_id: UserId, action: AuditAction) -> AuditRecord {
+    AuditRecord::new(
+        user_id,
+        action,
+        &RequestOrigin {
+            ip: Some("203.0.113.9".into()),
+            user_agent: Some("test-agent".into()),
+        },
+        1_795_248_000,
+        400 * 86_400,
+    )
+}
+
+fn mail(kind: MailKind) -> OutboxMail {
+    OutboxMail::new(kind, random_email(), Some(UserId::new()), 1_795_248_000).with("how", "change")
+}
+
+fn conflict_of<T: std::fmt::Debug>(r: Result<T, StoreError>) -> Conflict {
+    match r {
+        Err(StoreError::Conflict(c)) => c,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
 }
 
 mod cases {
@@ -187,7 +252,7 @@ mod cases {
     pub async fn user_update_requires_the_expected_version(s: Arc<impl Stores>) {
         let mut u = user(&random_email());
         s.create_user(&u).await.expect("create");
-        u.password_hash = "new".into();
+        u.password_hash = Some("new".into());
         u.version = 2;
         assert!(matches!(
             s.update_user(&u, 7).await,
@@ -199,7 +264,7 @@ mod cases {
                 .await
                 .expect("get")
                 .map(|x| x.password_hash),
-            Some("new".into())
+            Some(Some("new".into()))
         );
         assert!(
             matches!(s.update_user(&u, 1).await, Err(StoreError::Conflict(_))),
@@ -634,6 +699,426 @@ mod cases {
             Err(StoreError::NotFound)
         ));
     }
+
+    pub async fn an_account_change_commits_everything_or_nothing(s: Arc<impl Stores>) {
+        let taken = user(&random_email());
+        s.create_user(&taken).await.expect("create");
+        let mut twin = user(&taken.email);
+        twin.id = UserId::new();
+        let queued = mail(MailKind::VerifyEmail);
+        let record = audit(twin.id, AuditAction::SignedUp);
+        let failed = s
+            .commit(&[
+                Change::QueueMail(queued.clone()),
+                Change::Audit(record.clone()),
+                Change::CreateUser(twin.clone()),
+            ])
+            .await;
+        assert_eq!(conflict_of(failed), Conflict::EmailTaken);
+        assert_eq!(s.get_mail(&queued.id).await.expect("read"), None);
+        assert!(s.list_audit(&twin.id, None, 10).await.expect("list").is_empty());
+        assert_eq!(s.get_user(&twin.id).await.expect("read"), None);
+
+        let fresh = user(&random_email());
+        let session = session(fresh.id);
+        s.commit(&[
+            Change::CreateUser(fresh.clone()),
+            Change::CreateSession(session.clone()),
+            Change::QueueMail(queued.clone()),
+            Change::Audit(audit(fresh.id, AuditAction::SignedUp)),
+        ])
+        .await
+        .expect("commit");
+        assert_eq!(s.get_user(&fresh.id).await.expect("read"), Some(fresh.clone()));
+        assert_eq!(
+            s.get_session(&fresh.id, &session.id).await.expect("read"),
+            Some(session)
+        );
+        assert_eq!(s.get_mail(&queued.id).await.expect("read"), Some(queued.clone()));
+        assert_eq!(s.list_audit(&fresh.id, None, 10).await.expect("list").len(), 1);
+        // One cause, one mail.
+        assert_eq!(
+            conflict_of(s.commit(&[Change::QueueMail(queued)]).await),
+            Conflict::ItemExists
+        );
+    }
+
+    pub async fn a_token_is_spent_once_and_only_for_its_purpose(s: Arc<impl Stores>) {
+        let token = one_time_token(TokenPurpose::ResetPassword);
+        s.commit(&[Change::PutToken(token.clone())]).await.expect("put");
+        assert_eq!(s.get_token(&token.hash).await.expect("read"), Some(token.clone()));
+        assert_eq!(
+            conflict_of(s.commit(&[Change::PutToken(token.clone())]).await),
+            Conflict::ItemExists
+        );
+        let spend = |purpose| Change::SpendToken {
+            hash: token.hash.clone(),
+            purpose,
+        };
+        assert_eq!(
+            conflict_of(s.commit(&[spend(TokenPurpose::MagicLink)]).await),
+            Conflict::TokenSpent,
+            "another purpose cannot spend it"
+        );
+        s.commit(&[spend(TokenPurpose::ResetPassword)])
+            .await
+            .expect("spend");
+        assert_eq!(
+            conflict_of(s.commit(&[spend(TokenPurpose::ResetPassword)]).await),
+            Conflict::TokenSpent
+        );
+        assert_eq!(s.get_token(&token.hash).await.expect("read"), None);
+    }
+
+    pub async fn concurrent_spends_of_one_token_have_one_winner(s: Arc<impl Stores>) {
+        let token = one_time_token(TokenPurpose::MagicLink);
+        s.commit(&[Change::PutToken(token.clone())]).await.expect("put");
+        let tries: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                let hash = token.hash.clone();
+                tokio::spawn(async move {
+                    let spend = Change::SpendToken {
+                        hash,
+                        purpose: TokenPurpose::MagicLink,
+                    };
+                    match s.commit(&[spend]).await {
+                        Ok(()) => true,
+                        Err(StoreError::Conflict(Conflict::TokenSpent)) => false,
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tries {
+            wins += usize::from(t.await.expect("join"));
+        }
+        assert_eq!(wins, 1);
+    }
+
+    pub async fn a_code_counts_every_try_and_dies_after_five(s: Arc<impl Stores>) {
+        let email = random_email();
+        let code = otp(&email);
+        s.commit(&[Change::PutOtp(code.clone())]).await.expect("put");
+        for seen in 0..OTP_MAX_ATTEMPTS {
+            let count = Change::CountOtpFailure {
+                email: email.clone(),
+                id: code.id.clone(),
+                attempts_seen: seen,
+            };
+            s.commit(&[count.clone()]).await.expect("count");
+            assert_eq!(
+                conflict_of(s.commit(&[count]).await),
+                Conflict::OtpChanged,
+                "a try counted against a stale reading is refused"
+            );
+        }
+        let stored = s.get_otp(&email).await.expect("read").expect("code");
+        assert_eq!(stored.attempts, OTP_MAX_ATTEMPTS);
+        let spend = Change::SpendOtp {
+            email: email.clone(),
+            id: code.id.clone(),
+        };
+        assert_eq!(
+            conflict_of(s.commit(&[spend]).await),
+            Conflict::OtpChanged,
+            "no tries left: the code cannot be spent"
+        );
+        // A new request replaces the code: the old id is dead, the new one spends once.
+        let replacement = otp(&email);
+        s.commit(&[Change::PutOtp(replacement.clone())])
+            .await
+            .expect("replace");
+        let old = Change::SpendOtp {
+            email: email.clone(),
+            id: code.id.clone(),
+        };
+        assert_eq!(conflict_of(s.commit(&[old]).await), Conflict::OtpChanged);
+        let new = Change::SpendOtp {
+            email: email.clone(),
+            id: replacement.id.clone(),
+        };
+        s.commit(&[new.clone()]).await.expect("spend");
+        assert_eq!(s.get_otp(&email).await.expect("read"), None);
+        assert_eq!(conflict_of(s.commit(&[new]).await), Conflict::OtpChanged);
+    }
+
+    pub async fn concurrent_wrong_tries_at_one_reading_count_once(s: Arc<impl Stores>) {
+        let email = random_email();
+        let code = otp(&email);
+        s.commit(&[Change::PutOtp(code.clone())]).await.expect("put");
+        let tries: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                let count = Change::CountOtpFailure {
+                    email: email.clone(),
+                    id: code.id.clone(),
+                    attempts_seen: 0,
+                };
+                tokio::spawn(async move { s.commit(&[count]).await.is_ok() })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tries {
+            wins += usize::from(t.await.expect("join"));
+        }
+        assert_eq!(wins, 1);
+        let stored = s.get_otp(&email).await.expect("read").expect("code");
+        assert_eq!(stored.attempts, 1);
+    }
+
+    pub async fn deleting_a_user_frees_its_email_and_needs_the_version(s: Arc<impl Stores>) {
+        let u = user(&random_email());
+        s.create_user(&u).await.expect("create");
+        let stale = Change::DeleteUser {
+            user: u.clone(),
+            expected_version: 9,
+        };
+        assert_eq!(conflict_of(s.commit(&[stale]).await), Conflict::StaleVersion);
+        s.commit(&[Change::DeleteUser {
+            user: u.clone(),
+            expected_version: 1,
+        }])
+        .await
+        .expect("delete");
+        assert_eq!(s.get_user(&u.id).await.expect("read"), None);
+        assert_eq!(
+            s.find_user_id_by_email(&u.email.to_lowercase())
+                .await
+                .expect("find"),
+            None
+        );
+        let again = user(&u.email);
+        s.commit(&[Change::CreateUser(again.clone())])
+            .await
+            .expect("the email signs up again");
+        assert_eq!(
+            s.find_user_id_by_email(&u.email.to_lowercase())
+                .await
+                .expect("find"),
+            Some(again.id)
+        );
+    }
+
+    pub async fn keeping_and_revoking_sessions_in_a_change(s: Arc<impl Stores>) {
+        let u = user(&random_email());
+        let live = session(u.id);
+        s.create_session(&live).await.expect("create");
+        s.commit(&[Change::KeepSession {
+            user_id: u.id,
+            session_id: live.id,
+            epoch: 4,
+            authenticated_at: Some(1_795_249_000),
+        }])
+        .await
+        .expect("keep");
+        let kept = s.get_session(&u.id, &live.id).await.expect("read").expect("session");
+        assert_eq!((kept.epoch, kept.authenticated_at), (4, Some(1_795_249_000)));
+        let revoke = |at| Change::RevokeSession {
+            user_id: u.id,
+            session_id: live.id,
+            at,
+            reason: RevokeReason::Revoked,
+        };
+        s.commit(&[revoke(10)]).await.expect("revoke");
+        s.commit(&[revoke(20)]).await.expect("revoke again");
+        let revoked = s.get_session(&u.id, &live.id).await.expect("read").expect("session");
+        assert_eq!(
+            (revoked.revoked_at, revoked.revoked_reason),
+            (Some(10), Some(RevokeReason::Revoked))
+        );
+        let keep_revoked = Change::KeepSession {
+            user_id: u.id,
+            session_id: live.id,
+            epoch: 5,
+            authenticated_at: None,
+        };
+        assert_eq!(
+            conflict_of(s.commit(&[keep_revoked]).await),
+            Conflict::SessionChanged
+        );
+        let missing = Change::RevokeSession {
+            user_id: u.id,
+            session_id: SessionId::new(),
+            at: 1,
+            reason: RevokeReason::Revoked,
+        };
+        assert_eq!(conflict_of(s.commit(&[missing]).await), Conflict::SessionChanged);
+    }
+
+    pub async fn audit_pages_run_newest_first_per_user(s: Arc<impl Stores>) {
+        let who = UserId::new();
+        let mut records = Vec::new();
+        for _ in 0..5 {
+            let r = audit(who, AuditAction::LoginSucceeded);
+            s.commit(&[Change::Audit(r.clone())]).await.expect("append");
+            records.push(r);
+        }
+        s.commit(&[Change::Audit(audit(UserId::new(), AuditAction::SignedUp))])
+            .await
+            .expect("another user's");
+        let ids = |page: Vec<AuditRecord>| page.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let first = s.list_audit(&who, None, 2).await.expect("page 1");
+        assert_eq!(first[0], records[4], "every field round-trips");
+        assert_eq!(ids(first), [records[4].id.clone(), records[3].id.clone()]);
+        let second = s.list_audit(&who, Some(&records[3].id), 2).await.expect("page 2");
+        assert_eq!(ids(second), [records[2].id.clone(), records[1].id.clone()]);
+        let last = s.list_audit(&who, Some(&records[1].id), 5).await.expect("page 3");
+        assert_eq!(ids(last), [records[0].id.clone()]);
+    }
+
+    pub async fn erasing_keeps_payments_audit_records_and_a_live_profile(s: Arc<impl Stores>) {
+        let u = user(&random_email());
+        s.create_user(&u).await.expect("create");
+        let sess = session(u.id);
+        s.create_session(&sess).await.expect("session");
+        s.put_subscription(&SubscriptionWrite {
+            subscription: subscription(u.id, 1, SubscriptionStatus::Active),
+            expected_version: None,
+        })
+        .await
+        .expect("subscription");
+        s.claim_customer(Provider::Stripe, &unique("cus").as_str().into(), &u.id)
+            .await
+            .expect("claim");
+        let id = unique("evt");
+        s.record_event(&webhook_event(&id)).await.expect("record");
+        s.apply_event(
+            Provider::Stripe,
+            &id.as_str().into(),
+            &EventEffects {
+                subscription: None,
+                payment: Some(payment(u.id, &unique("in"))),
+            },
+            5,
+        )
+        .await
+        .expect("payment");
+        s.commit(&[Change::Audit(audit(u.id, AuditAction::SignedUp))])
+            .await
+            .expect("audit");
+
+        // A live profile is never erased from under its account.
+        s.erase_user_items(&u.id).await.expect("erase");
+        assert!(s.get_user(&u.id).await.expect("read").is_some());
+        s.commit(&[Change::DeleteUser {
+            user: u.clone(),
+            expected_version: 1,
+        }])
+        .await
+        .expect("delete");
+        assert_eq!(s.erase_user_items(&u.id).await.expect("erase"), 0, "already erased");
+        assert!(s.list_sessions(&u.id).await.expect("list").is_empty());
+        assert_eq!(s.get_subscription(&u.id).await.expect("read"), None);
+        assert_eq!(s.customer_of(Provider::Stripe, &u.id).await.expect("read"), None);
+        assert_eq!(s.list_payments(&u.id).await.expect("payments").len(), 1);
+        assert_eq!(s.list_audit(&u.id, None, 10).await.expect("audit").len(), 1);
+    }
+
+    pub async fn a_mail_is_claimed_by_one_sender_until_its_lease_lapses(s: Arc<impl Stores>) {
+        let m = mail(MailKind::PasswordChanged);
+        s.commit(&[Change::QueueMail(m.clone())]).await.expect("queue");
+        let MailClaim::Claimed(first) = s.claim_mail(&m.id, 100, 30).await.expect("claim") else {
+            panic!("a pending mail is claimable")
+        };
+        assert_eq!(
+            (first.status, first.attempts, first.lease_until),
+            (MailStatus::Sending, 1, Some(130))
+        );
+        assert_eq!(
+            s.claim_mail(&m.id, 110, 30).await.expect("claim"),
+            MailClaim::Busy { until: 130 }
+        );
+        let MailClaim::Claimed(second) = s.claim_mail(&m.id, 130, 30).await.expect("claim") else {
+            panic!("a lapsed claim is taken over")
+        };
+        assert_eq!(second.attempts, 2);
+        let sent = MailOutcome {
+            status: MailStatus::Sent,
+            message_id: Some("msg-1".into()),
+            note: None,
+            at: 131,
+        };
+        assert_eq!(
+            conflict_of(s.finish_mail(&m.id, 1, &sent).await),
+            Conflict::MailChanged,
+            "the replaced sender cannot finish it"
+        );
+        s.finish_mail(&m.id, 2, &sent).await.expect("finish");
+        assert_eq!(s.claim_mail(&m.id, 500, 30).await.expect("claim"), MailClaim::Done);
+        let done = s.get_mail(&m.id).await.expect("read").expect("mail");
+        assert_eq!(
+            (done.status, done.message_id.as_deref(), done.finished_at, done.lease_until),
+            (MailStatus::Sent, Some("msg-1"), Some(131), None)
+        );
+        assert_eq!(
+            s.claim_mail(&unique("missing"), 1, 30).await.expect("claim"),
+            MailClaim::Done
+        );
+    }
+
+    pub async fn concurrent_claims_of_one_mail_have_one_winner(s: Arc<impl Stores>) {
+        let m = mail(MailKind::VerifyEmail);
+        s.commit(&[Change::QueueMail(m.clone())]).await.expect("queue");
+        let claims: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                let id = m.id.clone();
+                tokio::spawn(async move {
+                    matches!(
+                        s.claim_mail(&id, 100, 30).await.expect("claim"),
+                        MailClaim::Claimed(_)
+                    )
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for c in claims {
+            wins += usize::from(c.await.expect("join"));
+        }
+        assert_eq!(wins, 1);
+    }
+
+    pub async fn a_released_mail_is_pending_again_until_finished(s: Arc<impl Stores>) {
+        let m = mail(MailKind::SignInCode);
+        s.commit(&[Change::QueueMail(m.clone())]).await.expect("queue");
+        assert!(s.pending_mail(10_000).await.expect("pending").contains(&m.id));
+        let MailClaim::Claimed(claimed) = s.claim_mail(&m.id, 100, 30).await.expect("claim") else {
+            panic!("claimable")
+        };
+        s.release_mail(&m.id, claimed.attempts, "SES throttled")
+            .await
+            .expect("release");
+        let released = s.get_mail(&m.id).await.expect("read").expect("mail");
+        assert_eq!(
+            (released.status, released.last_error.as_deref(), released.lease_until),
+            (MailStatus::Pending, Some("SES throttled"), None)
+        );
+        assert!(
+            s.pending_mail(10_000).await.expect("pending").contains(&m.id),
+            "released mail is still to send"
+        );
+        assert_eq!(
+            conflict_of(s.release_mail(&m.id, claimed.attempts, "again").await),
+            Conflict::MailChanged,
+            "only a claimed mail is released"
+        );
+        let MailClaim::Claimed(again) = s.claim_mail(&m.id, 101, 30).await.expect("claim") else {
+            panic!("claimable at once after a release")
+        };
+        let skipped = MailOutcome {
+            status: MailStatus::Skipped,
+            message_id: None,
+            note: Some("no account has this email".into()),
+            at: 102,
+        };
+        s.finish_mail(&m.id, again.attempts, &skipped)
+            .await
+            .expect("finish");
+        assert!(!s.pending_mail(10_000).await.expect("pending").contains(&m.id));
+    }
+
 }
 
 macro_rules! conformance {
@@ -677,6 +1162,18 @@ macro_rules! all_cases {
                 a_stale_subscription_version_fails_the_whole_apply,
                 concurrent_applies_of_one_event_have_one_winner,
                 failures_are_recorded_until_processed_and_missing_events_are_not_found,
+                an_account_change_commits_everything_or_nothing,
+                a_token_is_spent_once_and_only_for_its_purpose,
+                concurrent_spends_of_one_token_have_one_winner,
+                a_code_counts_every_try_and_dies_after_five,
+                concurrent_wrong_tries_at_one_reading_count_once,
+                deleting_a_user_frees_its_email_and_needs_the_version,
+                keeping_and_revoking_sessions_in_a_change,
+                audit_pages_run_newest_first_per_user,
+                erasing_keeps_payments_audit_records_and_a_live_profile,
+                a_mail_is_claimed_by_one_sender_until_its_lease_lapses,
+                concurrent_claims_of_one_mail_have_one_winner,
+                a_released_mail_is_pending_again_until_finished,
             ]
         );
     };

@@ -963,6 +963,9 @@ impl PaymentProvider for GatedProvider {
     ) -> Result<(), ProviderError> {
         self.inner.set_cancel_at_period_end(s, c).await
     }
+    async fn cancel_now(&self, s: &SubscriptionId) -> Result<(), ProviderError> {
+        self.inner.cancel_now(s).await
+    }
     async fn change_price(
         &self,
         s: &SubscriptionId,

@@ -1,19 +1,22 @@
 //! `signup`: `POST /auth/signup`.
 //!
 //! Request `{email, password}` → 201 `{access_token, token_type, expires_in, refresh_token,
-//! user: {id, email, created_at}}` and the refresh cookie. Errors (problem+json): 422
-//! `validation_failed`, 409 `email_taken`, 400/413/415 for bad bodies.
+//! user: {id, email, created_at}}` and the refresh cookie, and a verification mail is queued
+//! (same write). With `TOLLGATE_REQUIRE_VERIFIED_EMAIL`, 202 `{user,
+//! email_verification_required: true}` and no session. Errors (problem+json): 422
+//! `validation_failed` (also for a common password), 409 `email_taken`, 400/413/415 for bad
+//! bodies.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
-use serde::Deserialize;
-use tollgate::http::openapi::{
-    BodyProblems, ServerProblems, Tokens, ValidationFailed, PROBLEM_JSON,
-};
-use tollgate::http::{token_response, ApiError, JsonBody, Problem, UserAgent};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tollgate::auth::SignupOutcome;
+use tollgate::domain::RequestOrigin;
+use tollgate::http::openapi::{BodyProblems, ServerProblems, Tokens, PROBLEM_JSON};
+use tollgate::http::{token_response, ApiError, JsonBody, Problem, UserBody};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
 
@@ -44,7 +47,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(signup), components(schemas(SignupRequest)))]
+#[openapi(paths(signup), components(schemas(SignupRequest, VerificationRequired)))]
 struct Doc;
 
 /// `POST /auth/signup` body.
@@ -53,7 +56,8 @@ pub struct SignupRequest {
     /// The email to sign up with (trimmed, unique case-insensitively; at most 254 characters).
     #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
-    /// 8 to 128 characters, no composition rules (NIST SP 800-63B).
+    /// 8 to 128 characters, no composition rules (NIST SP 800-63B), not one of the most common
+    /// passwords (OWASP ASVS 6.2.4).
     #[schema(
         example = "correct horse battery staple",
         min_length = 8,
@@ -62,7 +66,16 @@ pub struct SignupRequest {
     password: String,
 }
 
-/// Creates an account and its first session.
+/// The answer when login waits for the email to be verified.
+#[derive(Serialize, utoipa::ToSchema)]
+struct VerificationRequired {
+    /// The new user.
+    user: UserBody,
+    /// Always `true`: open the link in the verification mail, then log in.
+    email_verification_required: bool,
+}
+
+/// Creates an account and its first session, and queues the verification mail.
 #[utoipa::path(
     post,
     path = PATH,
@@ -70,22 +83,36 @@ pub struct SignupRequest {
     request_body = SignupRequest,
     responses(
         (status = 201, response = Tokens),
+        (status = 202, description = "The account exists; login waits for the email to be verified (`TOLLGATE_REQUIRE_VERIFIED_EMAIL`), so no session was started.", body = VerificationRequired),
         (status = 409, description = "`email_taken`: an account with this email exists.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, response = ValidationFailed),
+        (status = 422, description = "`validation_failed`: the email is not an address, or the password is shorter than 8 or longer than 128 characters, or is one of the most common passwords (`errors` says which).", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
         ServerProblems,
     ),
 )]
 async fn signup(
     State(state): State<AppState>,
-    UserAgent(ua): UserAgent,
+    origin: RequestOrigin,
     JsonBody(req): JsonBody<SignupRequest>,
 ) -> Result<Response, ApiError> {
-    let (user, tokens) = state.auth()?.signup(&req.email, req.password, ua).await?;
-    Ok(token_response(
-        StatusCode::CREATED,
-        &tokens,
-        Some(&user),
-        state.config(),
-    ))
+    match state
+        .auth()?
+        .signup(&req.email, req.password, &origin)
+        .await?
+    {
+        SignupOutcome::SignedIn(user, tokens) => Ok(token_response(
+            StatusCode::CREATED,
+            &tokens,
+            Some(&user),
+            state.config(),
+        )),
+        SignupOutcome::VerificationRequired(user) => Ok((
+            StatusCode::ACCEPTED,
+            Json(VerificationRequired {
+                user: UserBody::from(&user),
+                email_verification_required: true,
+            }),
+        )
+            .into_response()),
+    }
 }

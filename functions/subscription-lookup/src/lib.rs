@@ -7,7 +7,7 @@
 //! webhook).
 //!
 //! `GET /auth/me` with `Authorization: Bearer <access token>` → 200
-//! `{id, email, email_verified, plan}`; a missing, invalid or expired token, or a token whose
+//! `{id, email, email_verified, name, created_at, plan}`; a missing, invalid or expired token, or a token whose
 //! session was revoked → 401 `invalid_token`.
 
 use axum::extract::State;
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use tollgate::auth::AuthenticatedUser;
 use tollgate::domain::{rfc3339, CheckoutSessionId, Entitlement};
 use tollgate::http::openapi::{ServerProblems, Unauthenticated, ValidationFailed, PROBLEM_JSON};
-use tollgate::http::{ApiError, Problem, QueryParams};
+use tollgate::http::{ApiError, Problem, QueryParams, UserBody};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
 
@@ -61,12 +61,9 @@ struct Doc;
 /// The current user.
 #[derive(Serialize, utoipa::ToSchema)]
 struct MeBody {
-    /// User id (UUIDv7).
-    id: String,
-    /// Email as entered at signup.
-    email: String,
-    /// Whether the email has been verified.
-    email_verified: bool,
+    /// The user.
+    #[serde(flatten)]
+    user: UserBody,
     /// The plan the user has access to now (`free` without a paid subscription).
     plan: String,
 }
@@ -87,9 +84,7 @@ struct MeBody {
 async fn me(State(state): State<AppState>, who: AuthenticatedUser) -> Result<Response, ApiError> {
     let me = state.auth()?.me(&who).await?;
     let body = MeBody {
-        id: me.user.id.to_string(),
-        email: me.user.email,
-        email_verified: me.user.email_verified,
+        user: UserBody::from(&me.user),
         plan: me.plan,
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())

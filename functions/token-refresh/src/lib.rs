@@ -17,6 +17,7 @@ use tollgate::http::{
     clear_refresh_cookie, refresh_token_from_cookie, token_response, ApiError, OptionalJsonBody,
     Problem,
 };
+use tollgate::domain::RequestOrigin;
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
 
@@ -84,11 +85,12 @@ fn presented(headers: &HeaderMap, body: Option<RefreshRequest>) -> Result<String
 )]
 async fn refresh(
     State(state): State<AppState>,
+    origin: RequestOrigin,
     headers: HeaderMap,
     OptionalJsonBody(body): OptionalJsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let token = presented(&headers, body)?;
-    let tokens = state.auth()?.refresh_token(&token).await?;
+    let tokens = state.auth()?.refresh_token(&token, &origin).await?;
     Ok(token_response(
         StatusCode::OK,
         &tokens,
@@ -114,11 +116,12 @@ async fn refresh(
 )]
 async fn logout(
     State(state): State<AppState>,
+    origin: RequestOrigin,
     headers: HeaderMap,
     OptionalJsonBody(body): OptionalJsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let token = presented(&headers, body)?;
-    state.auth()?.logout(&token).await?;
+    state.auth()?.logout(&token, &origin).await?;
     Ok((
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, clear_refresh_cookie(state.config()))],

@@ -1,8 +1,10 @@
 //! The local API: every function's router merged on one port, on the embedded store, with the
-//! webhook processor fed by an in-process queue, the mail of later issues, and — without a
+//! webhook processor fed by an in-process queue, the mail outbox drained by an in-process worker
+//! into a directory (and optionally SMTP) listed at `/dev/mail` ([`mail`]), and — without a
 //! `STRIPE_SECRET_KEY` — an offline Stripe stand-in ([`offline_stripe`]). Also the generator of
 //! the OpenAPI document ([`openapi`]), since this crate links every function's routes.
 
+pub mod mail;
 pub mod offline_stripe;
 pub mod openapi;
 
@@ -25,6 +27,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(signup::routes())
         .merge(login::routes())
+        .merge(account::routes())
         .merge(token_refresh::routes())
         .merge(jwks::routes())
         .merge(subscription_lookup::routes())
@@ -38,17 +41,34 @@ pub fn app(state: AppState) -> Router {
     tollgate::http_app(routes(), state)
 }
 
-/// [`app`] plus the offline Stripe stand-in's pages: `GET|POST /dev/checkout/{session}/complete`
-/// (the "payment page") and `GET /dev/portal/{subscription}`.
-pub fn app_with_offline_stripe(state: AppState, stripe: Arc<OfflineStripe>) -> Router {
-    let dev = Router::new()
-        .route(
-            "/dev/checkout/{session}/complete",
-            get(complete_redirect).post(complete_json),
-        )
-        .route("/dev/portal/{subscription}", get(portal_page))
-        .layer(Extension(stripe));
-    tollgate::http_app(routes().merge(dev), state)
+/// The dev server's own parts besides the functions' routes.
+#[derive(Default)]
+pub struct DevParts {
+    /// The offline Stripe stand-in, whose pages are `GET|POST /dev/checkout/{session}/complete`
+    /// (the "payment page") and `GET /dev/portal/{subscription}`.
+    pub stripe: Option<Arc<OfflineStripe>>,
+    /// The mail outbox directory, listed at `GET /dev/mail`.
+    pub mail: Option<Arc<mail::DevMailer>>,
+}
+
+/// [`app`] plus the dev server's own pages (`parts`).
+pub fn app_with(state: AppState, parts: DevParts) -> Router {
+    let mut all = routes();
+    if let Some(stripe) = parts.stripe {
+        all = all.merge(
+            Router::new()
+                .route(
+                    "/dev/checkout/{session}/complete",
+                    get(complete_redirect).post(complete_json),
+                )
+                .route("/dev/portal/{subscription}", get(portal_page))
+                .layer(Extension(stripe)),
+        );
+    }
+    if let Some(mailer) = parts.mail {
+        all = all.merge(mail::routes(mailer));
+    }
+    tollgate::http_app(all, state)
 }
 
 fn provider_problem(e: ProviderError) -> Response {

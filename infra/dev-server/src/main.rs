@@ -66,6 +66,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (queue, rx) = tollgate::queue::InProcessQueue::new();
     components.queue = Some(Arc::new(queue));
     let worker = dev_server::spawn_worker(Arc::new(components.processor()), rx);
+    let smtp_url = std::env::var("TOLLGATE_SMTP_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let mailer = Arc::new(
+        dev_server::mail::DevMailer::new(
+            args.data_dir.join("mail"),
+            smtp_url.as_deref(),
+            &components.config.mail.from,
+        )
+        .map_err(|e| format!("mail: {e}"))?,
+    );
+    let templates = tollgate::state::load_templates(&components.config)?;
+    let mail_delay = std::env::var("TOLLGATE_DEV_MAIL_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis)
+        .unwrap_or_default();
+    let mail_worker = dev_server::mail::spawn_worker(
+        Arc::new(components.dispatcher(mailer.clone(), templates)),
+        mail_delay,
+    );
     let state = tollgate::AppState::assemble(&components, tollgate::Needs::ALL);
     let flusher = store.spawn_flusher();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
@@ -74,17 +95,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir = %args.data_dir.display(),
         providers = ?components.providers,
         offline_stripe = stand_in.is_some(),
-        "Tollgate dev server listening"
+        smtp = smtp_url.is_some(),
+        "Tollgate dev server listening; mail at /dev/mail"
     );
-    let app = match stand_in {
-        Some(stripe) => dev_server::app_with_offline_stripe(state, stripe),
-        None => dev_server::app(state),
-    };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let app = dev_server::app_with(
+        state,
+        dev_server::DevParts {
+            stripe: stand_in,
+            mail: Some(mailer),
+        },
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
     flusher.abort();
     worker.abort();
+    mail_worker.abort();
     store.flush()?;
     tracing::info!("stopped; store flushed");
     Ok(())

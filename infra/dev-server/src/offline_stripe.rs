@@ -296,6 +296,14 @@ impl PaymentProvider for OfflineStripe {
             .await
     }
 
+    async fn cancel_now(&self, subscription: &SubscriptionId) -> Result<(), ProviderError> {
+        self.update(subscription, |s| {
+            s.status = SubscriptionStatus::Canceled;
+            s.cancel_at_period_end = false;
+        })
+        .await
+    }
+
     async fn change_price(
         &self,
         subscription: &SubscriptionId,

@@ -12,6 +12,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for part in [
         signup::openapi(),
         login::openapi(),
+        account::openapi(),
         token_refresh::openapi(),
         jwks::openapi(),
         subscription_lookup::openapi(),

@@ -1,17 +1,23 @@
 //! Accounts and sessions (use cases): password hashing ([`password`]), refresh tokens
 //! ([`refresh`]), access tokens and the key set ([`tokens`]), creating and rotating the keys
-//! ([`keys`]), and the account use cases ([`Auth`]) with access-token verification
-//! ([`AccessVerifier`]).
+//! ([`keys`]), the secrets sent by email ([`one_time`]), and the account use cases ([`Auth`]:
+//! signup, login, refresh, logout and `me`; the account lifecycle; sign-in by email code and
+//! magic link) with access-token verification ([`AccessVerifier`]).
 
+mod account;
 pub mod keys;
+pub mod one_time;
 pub mod password;
+mod passwordless;
 pub mod refresh;
 mod service;
 pub mod tokens;
 
+pub use account::{Reauthentication, SessionView};
 pub use password::{PasswordHasher, Verification};
 pub use refresh::RefreshToken;
 pub use service::{
-    AccessVerifier, Auth, AuthError, AuthSettings, AuthenticatedUser, IssuedTokens, Me,
+    AccessVerifier, AccountStores, Auth, AuthError, AuthSettings, AuthenticatedUser,
+    IssuedTokens, Me, SignupOutcome,
 };
 pub use tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, SigningKeyFile, LEEWAY_SECONDS};

@@ -1,17 +1,24 @@
 //! The account use cases: [`Auth::signup`], [`Auth::login`], [`Auth::refresh_token`],
-//! [`Auth::logout`], [`Auth::me`]. Function crates call these and only map input and output.
+//! [`Auth::logout`], [`Auth::me`] here; email verification, password reset and change, sessions,
+//! profile, deletion and the audit log in `super::account`; email codes and magic links in
+//! `super::passwordless`. Function crates call these and only map input and output.
+//!
+//! Every change that owes a mail or an audit record writes it in the same atomic
+//! [`AccountStore::commit`] as the change itself.
 
 use super::password::{PasswordHasher, Verification};
 use super::refresh::RefreshToken;
 use super::tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, TokenError};
-use crate::billing::PlanAccess;
+use crate::billing::{BillingError, PlanAccess};
 use crate::clock::Clock;
 use crate::domain::{
-    Email, Entitlement, Password, RefreshDecision, RevokeReason, Session, SessionId, SessionPolicy,
-    User, UserId, UserStatus, ValidationError,
+    AuditAction, AuditRecord, Email, Entitlement, MailKind, OutboxMail, Password,
+    RefreshDecision, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
+    SessionPolicy, SignInMethod, User, UserId, UserStatus, ValidationError,
+    DEFAULT_AUDIT_RETENTION_SECONDS,
 };
 use crate::error::BoxError;
-use crate::store::{Conflict, SessionStore, StoreError, UserStore};
+use crate::store::{AccountStore, Change, Conflict, SessionStore, StoreError, UserStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -48,6 +55,32 @@ pub enum AuthError {
     /// `invalid_token`).
     #[error("invalid access token")]
     InvalidAccessToken,
+    /// The link's token is unknown, spent, expired, or for another purpose (400 `invalid_link`).
+    #[error("invalid or expired link")]
+    InvalidLink,
+    /// The sign-in code is wrong, expired, or has no tries left (401 `invalid_code`).
+    #[error("invalid or expired code")]
+    InvalidCode,
+    /// The current password given with a change or a deletion is wrong (403 `wrong_password`).
+    #[error("wrong password")]
+    WrongPassword,
+    /// Login needs a verified email (`TOLLGATE_REQUIRE_VERIFIED_EMAIL`) and this one is not
+    /// (403 `email_not_verified`).
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// The action needs a recent login (within `TOLLGATE_REAUTH_WINDOW_SECONDS`) or the
+    /// password or an email code with the request (403 `reauthentication_required`).
+    #[error("recent authentication required")]
+    ReauthenticationRequired,
+    /// The email is verified already (409 `email_already_verified`).
+    #[error("email already verified")]
+    EmailAlreadyVerified,
+    /// No such live session of this user (404 `session_not_found`).
+    #[error("session not found")]
+    SessionNotFound,
+    /// Cancelling the subscription before deleting the account failed; nothing was deleted.
+    #[error("the subscription could not be cancelled")]
+    Billing(#[source] BillingError),
     /// The store failed (503 `unavailable` when retryable or a lost race, else 500 `internal`).
     #[error("account store failed")]
     Store(#[from] StoreError),
@@ -76,6 +109,16 @@ pub struct AuthSettings {
     pub access_token_ttl: i64,
     /// Session lifetimes and the reuse grace window.
     pub session: SessionPolicy,
+    /// Whether login (password, code or link) needs a verified email (default `false`).
+    pub require_verified_email: bool,
+    /// Whether an email code or magic link for an email without an account creates one
+    /// (default `false`).
+    pub passwordless_signup: bool,
+    /// How recent a login must be for account deletion without a password or code, seconds
+    /// (default 300: 5 min, docs/architecture.md §11).
+    pub reauth_window: i64,
+    /// How long audit records are kept, seconds (default 400 days).
+    pub audit_retention: i64,
 }
 
 impl Default for AuthSettings {
@@ -85,6 +128,10 @@ impl Default for AuthSettings {
             audience: "tollgate".to_owned(),
             access_token_ttl: 900,
             session: SessionPolicy::default(),
+            require_verified_email: false,
+            passwordless_signup: false,
+            reauth_window: 300,
+            audit_retention: DEFAULT_AUDIT_RETENTION_SECONDS,
         }
     }
 }
@@ -185,14 +232,25 @@ impl AccessVerifier {
     }
 }
 
+/// What signup did.
+#[derive(Debug, Clone)]
+pub enum SignupOutcome {
+    /// The account exists and its first session started.
+    SignedIn(User, IssuedTokens),
+    /// The account exists; login waits for the email to be verified
+    /// (`TOLLGATE_REQUIRE_VERIFIED_EMAIL`), so no session was started.
+    VerificationRequired(User),
+}
+
 /// The account service: stores, signing keys, hasher, clock and settings.
 pub struct Auth {
-    users: Arc<dyn UserStore>,
-    sessions: Arc<dyn SessionStore>,
+    pub(super) users: Arc<dyn UserStore>,
+    pub(super) sessions: Arc<dyn SessionStore>,
+    pub(super) accounts: Arc<dyn AccountStore>,
     signer: Option<Arc<KeySet>>,
-    hasher: PasswordHasher,
-    clock: Arc<dyn Clock>,
-    settings: AuthSettings,
+    pub(super) hasher: PasswordHasher,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: AuthSettings,
     access: PlanAccess,
 }
 
@@ -204,20 +262,31 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// The stores the account use cases write to.
+#[derive(Clone)]
+pub struct AccountStores {
+    /// Users and email claims.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Atomic account changes, one-time secrets, the audit log.
+    pub accounts: Arc<dyn AccountStore>,
+}
+
 impl Auth {
     /// Wires the service. Without a `signer` it can check sessions (`me`) but not issue tokens
     /// (signup, login and refresh answer [`AuthError::NoSigningKey`]).
     pub fn new(
-        users: Arc<dyn UserStore>,
-        sessions: Arc<dyn SessionStore>,
+        stores: AccountStores,
         signer: Option<Arc<KeySet>>,
         clock: Arc<dyn Clock>,
         settings: AuthSettings,
         access: PlanAccess,
     ) -> Self {
         Self {
-            users,
-            sessions,
+            users: stores.users,
+            sessions: stores.sessions,
+            accounts: stores.accounts,
             signer,
             hasher: PasswordHasher::new(),
             clock,
@@ -226,17 +295,24 @@ impl Auth {
         }
     }
 
-    /// Creates an account and its first session.
+    /// The settings.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// Creates an account, queues its verification mail and — unless login needs a verified
+    /// email — starts its first session, all in one atomic write with the `signed_up` audit
+    /// record.
     ///
     /// # Errors
-    /// `Validation` (email syntax, password not 8..=128 characters — every field reported),
-    /// `EmailTaken`, `Store`, `NoSigningKey`, `Internal`.
+    /// `Validation` (email syntax, password not 8..=128 characters or a common password —
+    /// every field reported), `EmailTaken`, `Store`, `NoSigningKey`, `Internal`.
     pub async fn signup(
         &self,
         email: &str,
         password: String,
-        user_agent: Option<String>,
-    ) -> Result<(User, IssuedTokens), AuthError> {
+        origin: &RequestOrigin,
+    ) -> Result<SignupOutcome, AuthError> {
         let (email, password) = match (Email::parse(email), Password::parse(password)) {
             (Ok(e), Ok(p)) => (e, p),
             (e, p) => {
@@ -258,79 +334,113 @@ impl Auth {
         let user = User {
             id: UserId::new(),
             email: email.as_str().to_owned(),
-            password_hash,
+            password_hash: Some(password_hash),
             status: UserStatus::Active,
             email_verified: false,
+            name: None,
             roles: Vec::new(),
+            session_epoch: 0,
             created_at: now,
             updated_at: now,
             version: 1,
         };
-        match self.users.create_user(&user).await {
+        let mut changes = vec![
+            Change::CreateUser(user.clone()),
+            Change::QueueMail(OutboxMail::new(
+                MailKind::VerifyEmail,
+                &user.email,
+                Some(user.id),
+                now,
+            )),
+            self.audit(user.id, AuditAction::SignedUp, origin, now),
+        ];
+        let started = if self.settings.require_verified_email {
+            None
+        } else {
+            let (session, token) = self.new_session(&user, SignInMethod::Signup, origin, now)?;
+            changes.push(Change::CreateSession(session.clone()));
+            Some((session, token))
+        };
+        match self.accounts.commit(&changes).await {
             Ok(()) => {}
             Err(StoreError::Conflict(Conflict::EmailTaken)) => return Err(AuthError::EmailTaken),
             Err(e) => return Err(e.into()),
         }
-        let tokens = self.start_session(&user, user_agent).await?;
         tracing::info!(user_id = %user.id, "user signed up");
-        Ok((user, tokens))
+        match started {
+            Some((session, token)) => {
+                let tokens = self.issue(&user, &session, token.encode(), now).await?;
+                Ok(SignupOutcome::SignedIn(user, tokens))
+            }
+            None => Ok(SignupOutcome::VerificationRequired(user)),
+        }
     }
 
     /// Checks credentials and starts a session. Unknown emails cost one argon2 verification like
-    /// known ones, and both failures are the same `InvalidCredentials`. A hash at old parameters
-    /// is replaced after a successful login.
+    /// known ones, and both failures are the same `InvalidCredentials`; a failure on a known
+    /// account is audited. A hash at old parameters is replaced after a successful login.
     ///
     /// # Errors
-    /// `InvalidCredentials`, `AccountDisabled` (only after a correct password), `Store`,
-    /// `NoSigningKey`, `Internal`.
+    /// `InvalidCredentials`, `AccountDisabled` and `EmailNotVerified` (only after a correct
+    /// password), `Store`, `NoSigningKey`, `Internal`.
     pub async fn login(
         &self,
         email: &str,
         password: String,
-        user_agent: Option<String>,
+        origin: &RequestOrigin,
     ) -> Result<(User, IssuedTokens), AuthError> {
         let user = match Email::parse(email) {
-            Ok(email) => match self.users.find_user_id_by_email(email.normalized()).await? {
-                Some(id) => self.users.get_user(&id).await?,
-                None => None,
-            },
+            Ok(email) => self.user_by_email(email.normalized()).await?,
             Err(_) => None,
         };
-        let Some(mut user) = user else {
+        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+        let (Some(mut user), Some(stored)) = (user, stored) else {
             let hasher = self.hasher.clone();
             blocking(move || hasher.verify_dummy(password.as_bytes())).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let hasher = self.hasher.clone();
-        let stored = user.password_hash.clone();
         let (verification, password) = blocking(move || {
             let v = hasher.verify(password.as_bytes(), &stored);
             (v, password)
         })
         .await?;
-        match verification {
-            Verification::Mismatch => return Err(AuthError::InvalidCredentials),
-            _ if user.status != UserStatus::Active => return Err(AuthError::AccountDisabled),
-            Verification::ValidNeedsRehash => {
-                if let Ok(p) = Password::parse(password) {
-                    let new_hash = self.hash_password(p).await?;
-                    let expected = user.version;
-                    let mut updated = user.clone();
-                    updated.password_hash = new_hash;
-                    updated.version += 1;
-                    updated.updated_at = self.clock.now();
-                    match self.users.update_user(&updated, expected).await {
-                        Ok(()) => user = updated,
-                        // A concurrent change wins; the next login rehashes.
-                        Err(e) => {
-                            tracing::warn!(user_id = %user.id, error = %crate::error::Chain(&e), "password rehash not stored")
-                        }
+        let now = self.clock.now();
+        let refused = match verification {
+            Verification::Mismatch => Some((AuthError::InvalidCredentials, "wrong password")),
+            _ if user.status != UserStatus::Active => {
+                Some((AuthError::AccountDisabled, "account disabled"))
+            }
+            _ if self.settings.require_verified_email && !user.email_verified => {
+                Some((AuthError::EmailNotVerified, "email not verified"))
+            }
+            _ => None,
+        };
+        if let Some((error, why)) = refused {
+            let record = self
+                .audit(user.id, AuditAction::LoginFailed, origin, now)
+                .map_audit(|r| r.with_detail(why));
+            if let Err(e) = self.accounts.commit(&[record]).await {
+                tracing::warn!(user_id = %user.id, error = %crate::error::Chain(&e), "failed login not audited");
+            }
+            return Err(error);
+        }
+        if verification == Verification::ValidNeedsRehash {
+            if let Ok(p) = Password::existing(password) {
+                let new_hash = self.hash_password(p).await?;
+                let updated = user.updated(now, |u| u.password_hash = Some(new_hash));
+                match self.users.update_user(&updated, user.version).await {
+                    Ok(()) => user = updated,
+                    // A concurrent change wins; the next login rehashes.
+                    Err(e) => {
+                        tracing::warn!(user_id = %user.id, error = %crate::error::Chain(&e), "password rehash not stored")
                     }
                 }
             }
-            Verification::Valid => {}
         }
-        let tokens = self.start_session(&user, user_agent).await?;
+        let tokens = self
+            .sign_in(&user, SignInMethod::Password, origin, Vec::new())
+            .await?;
         Ok((user, tokens))
     }
 
@@ -338,13 +448,18 @@ impl Auth {
     ///
     /// The live token rotates (compare-and-swap on its hash, so it rotates once). The token rotated
     /// away within `reuse_grace` seconds gets the same successor the first caller got. Any older
-    /// remembered token revokes the session.
+    /// remembered token revokes the session (audited). A session whose user's epoch moved on
+    /// (log out everywhere, password reset or change) is revoked.
     ///
     /// # Errors
     /// `InvalidRefreshToken` (malformed, unknown session or secret), `RefreshTokenReused` (session
     /// now revoked), `SessionRevoked`, `SessionExpired`, `AccountDisabled`, `Store`, `NoSigningKey`,
     /// `Internal`.
-    pub async fn refresh_token(&self, raw: &str) -> Result<IssuedTokens, AuthError> {
+    pub async fn refresh_token(
+        &self,
+        raw: &str,
+        origin: &RequestOrigin,
+    ) -> Result<IssuedTokens, AuthError> {
         let token = RefreshToken::parse(raw).ok_or(AuthError::InvalidRefreshToken)?;
         let presented = token.hash();
         let (session, user) = tokio::join!(
@@ -359,14 +474,19 @@ impl Auth {
         // token a moment ago, and the second round sees it as the previous token (grace).
         for _ in 0..2 {
             let now = self.clock.now();
-            match session.decide(&presented, now, &self.settings.session) {
+            let decision = session.decide(&presented, now, &self.settings.session);
+            if session.revoked_by_epoch(user.session_epoch)
+                && !matches!(decision, RefreshDecision::Unknown)
+            {
+                return Err(AuthError::SessionRevoked);
+            }
+            match decision {
                 RefreshDecision::Rotate => {
                     if user.status != UserStatus::Active {
                         return Err(AuthError::AccountDisabled);
                     }
-                    let next_token = RefreshToken::generate(user.id, session.id).map_err(|_| {
-                        AuthError::Internal(crate::error::message("random source failed"))
-                    })?;
+                    let next_token = RefreshToken::generate(user.id, session.id)
+                        .map_err(|_| random_failed())?;
                     let next = session.rotated(
                         next_token.hash(),
                         token.seal_successor(&next_token),
@@ -392,9 +512,16 @@ impl Auth {
                     return self.issue(&user, &session, successor.encode(), now).await;
                 }
                 RefreshDecision::Reuse => {
-                    self.sessions
-                        .revoke_session(&user.id, &session.id, now, RevokeReason::Reuse)
-                        .await?;
+                    let revoke = Change::RevokeSession {
+                        user_id: user.id,
+                        session_id: session.id,
+                        at: now,
+                        reason: RevokeReason::Reuse,
+                    };
+                    let record = self
+                        .audit(user.id, AuditAction::RefreshTokenReused, origin, now)
+                        .map_audit(|r| r.with_session(session.id));
+                    self.accounts.commit(&[revoke, record]).await?;
                     tracing::warn!(user_id = %user.id, session_id = %session.id, "refresh token reuse detected: session revoked");
                     return Err(AuthError::RefreshTokenReused);
                 }
@@ -414,13 +541,13 @@ impl Auth {
         )))
     }
 
-    /// Revokes the session a refresh token belongs to. Logging out a revoked or expired session
-    /// succeeds (idempotent); presenting any token this session remembers is enough.
+    /// Revokes the session a refresh token belongs to (audited). Logging out a revoked or expired
+    /// session succeeds (idempotent); presenting any token this session remembers is enough.
     ///
     /// # Errors
     /// `InvalidRefreshToken` if the token is malformed or matches nothing in its session;
     /// `Store`.
-    pub async fn logout(&self, raw: &str) -> Result<(), AuthError> {
+    pub async fn logout(&self, raw: &str, origin: &RequestOrigin) -> Result<(), AuthError> {
         let token = RefreshToken::parse(raw).ok_or(AuthError::InvalidRefreshToken)?;
         let session = self
             .sessions
@@ -436,12 +563,17 @@ impl Auth {
                 RevokeReason::Logout
             }
         };
-        match self
-            .sessions
-            .revoke_session(&token.user_id, &token.session_id, now, reason)
-            .await
-        {
-            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        let revoke = Change::RevokeSession {
+            user_id: token.user_id,
+            session_id: token.session_id,
+            at: now,
+            reason,
+        };
+        let record = self
+            .audit(token.user_id, AuditAction::LoggedOut, origin, now)
+            .map_audit(|r| r.with_session(token.session_id));
+        match self.accounts.commit(&[revoke, record]).await {
+            Ok(()) | Err(StoreError::Conflict(Conflict::SessionChanged)) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -453,20 +585,35 @@ impl Auth {
     /// # Errors
     /// `InvalidAccessToken` if the user or session is gone or revoked; `Store`.
     pub async fn me(&self, who: &AuthenticatedUser) -> Result<Me, AuthError> {
-        let (user, session, plan) = tokio::join!(
+        let (current, plan) = tokio::join!(self.current(who), self.plan_claims(&who.user_id));
+        let (user, _) = current?;
+        Ok(Me {
+            user,
+            plan: plan?.plan,
+        })
+    }
+
+    /// The user and session behind a verified access token, both live: the user active, the
+    /// session neither revoked (directly or by the user's epoch) nor expired. Every account
+    /// route acting on "me" starts here.
+    ///
+    /// # Errors
+    /// `InvalidAccessToken` otherwise; `Store`.
+    pub async fn current(&self, who: &AuthenticatedUser) -> Result<(User, Session), AuthError> {
+        let (user, session) = tokio::join!(
             self.users.get_user(&who.user_id),
             self.sessions.get_session(&who.user_id, &who.session_id),
-            self.plan_claims(&who.user_id)
         );
-        let (user, session) = (user?, session?);
-        match (user, session) {
+        match (user?, session?) {
             (Some(user), Some(session))
-                if session.revoked_at.is_none() && user.status == UserStatus::Active =>
+                if user.status == UserStatus::Active
+                    && session.is_active(
+                        self.clock.now(),
+                        user.session_epoch,
+                        &self.settings.session,
+                    ) =>
             {
-                Ok(Me {
-                    user,
-                    plan: plan?.plan,
-                })
+                Ok((user, session))
             }
             _ => Err(AuthError::InvalidAccessToken),
         }
@@ -493,7 +640,18 @@ impl Auth {
         })
     }
 
-    async fn hash_password(&self, password: Password) -> Result<String, AuthError> {
+    /// The user owning a normalized email, if any (claim, then profile).
+    pub(super) async fn user_by_email(
+        &self,
+        normalized_email: &str,
+    ) -> Result<Option<User>, AuthError> {
+        match self.users.find_user_id_by_email(normalized_email).await? {
+            Some(id) => Ok(self.users.get_user(&id).await?),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn hash_password(&self, password: Password) -> Result<String, AuthError> {
         let hasher = self.hasher.clone();
         blocking(move || hasher.hash(password.expose()))
             .await?
@@ -504,23 +662,96 @@ impl Auth {
             })
     }
 
-    async fn start_session(
+    /// Whether `password` is the user's (argon2 off the async workers; a user without a password
+    /// never matches, after the same work).
+    pub(super) async fn password_matches(
         &self,
         user: &User,
-        user_agent: Option<String>,
-    ) -> Result<IssuedTokens, AuthError> {
-        let now = self.clock.now();
-        let token = RefreshToken::generate(user.id, SessionId::new())
-            .map_err(|_| AuthError::Internal(crate::error::message("random source failed")))?;
+        password: String,
+    ) -> Result<bool, AuthError> {
+        let hasher = self.hasher.clone();
+        let stored = user.password_hash.clone();
+        blocking(move || match stored {
+            Some(phc) => hasher.verify(password.as_bytes(), &phc) != Verification::Mismatch,
+            None => {
+                hasher.verify_dummy(password.as_bytes());
+                false
+            }
+        })
+        .await
+    }
+
+    /// An audit record of `action` on `user_id`'s account, as a change to commit.
+    pub(super) fn audit(
+        &self,
+        user_id: UserId,
+        action: AuditAction,
+        origin: &RequestOrigin,
+        now: i64,
+    ) -> Change {
+        Change::Audit(AuditRecord::new(
+            user_id,
+            action,
+            origin,
+            now,
+            self.settings.audit_retention,
+        ))
+    }
+
+    /// A new session of `user` and its first refresh token (not stored yet).
+    pub(super) fn new_session(
+        &self,
+        user: &User,
+        method: SignInMethod,
+        origin: &RequestOrigin,
+        now: i64,
+    ) -> Result<(Session, RefreshToken), AuthError> {
+        let token =
+            RefreshToken::generate(user.id, SessionId::new()).map_err(|_| random_failed())?;
         let session = Session::start(
             user.id,
             token.session_id,
             token.hash(),
             now,
             &self.settings.session,
-            user_agent,
+            SessionOrigin {
+                user_agent: origin.user_agent.clone(),
+                ip: origin.ip.clone(),
+                method: Some(method),
+                epoch: user.session_epoch,
+            },
         );
-        self.sessions.create_session(&session).await?;
+        Ok((session, token))
+    }
+
+    /// Starts a session for `user` signed in by `method`, committing it with `extra` changes
+    /// (spending the code or link that signed them in) and the audit record of the method, and
+    /// issues its tokens.
+    pub(super) async fn sign_in(
+        &self,
+        user: &User,
+        method: SignInMethod,
+        origin: &RequestOrigin,
+        extra: Vec<Change>,
+    ) -> Result<IssuedTokens, AuthError> {
+        if self.signer.is_none() {
+            return Err(AuthError::NoSigningKey);
+        }
+        let now = self.clock.now();
+        let (session, token) = self.new_session(user, method, origin, now)?;
+        let action = match method {
+            SignInMethod::Signup => AuditAction::SignedUp,
+            SignInMethod::Password => AuditAction::LoginSucceeded,
+            SignInMethod::EmailCode => AuditAction::CodeUsed,
+            SignInMethod::MagicLink => AuditAction::MagicLinkUsed,
+        };
+        let mut changes = extra;
+        changes.push(Change::CreateSession(session.clone()));
+        changes.push(
+            self.audit(user.id, action, origin, now)
+                .map_audit(|r| r.with_session(session.id)),
+        );
+        self.accounts.commit(&changes).await?;
         self.issue(user, &session, token.encode(), now).await
     }
 
@@ -542,6 +773,7 @@ impl Auth {
             nbf: now,
             exp: now + self.settings.access_token_ttl,
             jti: uuid::Uuid::now_v7().to_string(),
+            email_verified: user.email_verified,
             plan: plan.plan,
             tier: plan.tier,
             entitlements: plan.entitlements,
@@ -556,9 +788,28 @@ impl Auth {
     }
 }
 
+/// Edits the audit record inside a [`Change::Audit`] (other changes pass through).
+pub(super) trait MapAudit {
+    /// Applies `f` to the record.
+    fn map_audit(self, f: impl FnOnce(AuditRecord) -> AuditRecord) -> Self;
+}
+
+impl MapAudit for Change {
+    fn map_audit(self, f: impl FnOnce(AuditRecord) -> AuditRecord) -> Self {
+        match self {
+            Change::Audit(r) => Change::Audit(f(r)),
+            other => other,
+        }
+    }
+}
+
+pub(super) fn random_failed() -> AuthError {
+    AuthError::Internal(crate::error::message("random source failed"))
+}
+
 /// Runs CPU-bound work (argon2) off the async workers, inside the caller's span (so its logs
 /// keep the request id).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthError> {
     let span = tracing::Span::current();

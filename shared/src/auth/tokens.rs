@@ -39,6 +39,9 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Unique token id (UUIDv7).
     pub jti: String,
+    /// Whether the user's email was verified at issue time (OpenID Connect Core §5.1 name).
+    #[serde(default)]
+    pub email_verified: bool,
     /// The plan id the user had at issue time (`free` without a subscription).
     pub plan: String,
     /// The plan's tier rank (0 for `free`).
@@ -403,6 +406,7 @@ mod tests {
             nbf: now,
             exp: now + ttl,
             jti: "j1".into(),
+            email_verified: false,
             plan: "free".into(),
             tier: 0,
             entitlements: BTreeMap::new(),

@@ -7,7 +7,7 @@ use super::apply::{apply_provider_state, Direct, Fetched};
 use super::PlanAccess;
 use crate::clock::Clock;
 use crate::domain::{
-    Access, CheckoutSessionId, Interval, Plan, Provider, Subscription, User, UserId,
+    Access, CheckoutSessionId, Interval, Plan, Provider, Subscription, SubscriptionStatus, User, UserId,
 };
 use crate::payments::{CheckoutRequest, PaymentProvider, ProviderError, Providers};
 use crate::store::{BillingStore, StoreError, UserStore};
@@ -340,6 +340,31 @@ impl Billing {
             .set_cancel_at_period_end(&sub.subscription_id, cancel)
             .await?;
         Ok(())
+    }
+
+    /// Cancels the user's subscription at its provider at once (not at period end) if it may
+    /// still bill — anything but `canceled` and `expired` — before the account is deleted. No
+    /// subscription, or one the provider no longer knows, is fine.
+    ///
+    /// # Errors
+    /// `NotConfigured` (the subscription's provider has no API key here), `Provider`, `Store`.
+    pub async fn cancel_for_deletion(&self, user_id: &UserId) -> Result<(), BillingError> {
+        let Some(sub) = self.store.get_subscription(user_id).await? else {
+            return Ok(());
+        };
+        if matches!(
+            sub.status,
+            SubscriptionStatus::Canceled | SubscriptionStatus::Expired
+        ) {
+            return Ok(());
+        }
+        match self.client_of(&sub)?.cancel_now(&sub.subscription_id).await {
+            Ok(()) | Err(ProviderError::NotFound) => {
+                tracing::info!(%user_id, subscription = %sub.subscription_id, "subscription cancelled for account deletion");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Moves the subscription to `plan` (`interval`: the current one, else monthly) with the

@@ -1,25 +1,30 @@
 //! The domain: pure types and rules, no I/O; time is passed in as Unix seconds. Everything above
 //! it (adapters, use cases, the edge) may import it; it imports nothing of the crate.
 //!
-//! - accounts: [`ids`], [`credentials`], [`user`], [`session`];
+//! - accounts: [`ids`], [`credentials`], [`user`], [`session`], the one-time secrets sent by
+//!   email ([`one_time`]), the mail [`outbox`](mail) and the [`audit`] log;
 //! - billing: the plan [`catalog`], the provider-neutral [`subscription`] state and access rule,
 //!   the webhook [`ledger`] and payment records, and the neutral meaning of a provider event
 //!   ([`billing_event`]);
 //! - [`time`]: formatting of times.
 
+pub mod audit;
 pub mod billing_event;
 pub mod catalog;
 pub mod credentials;
 pub mod ids;
 pub mod ledger;
+pub mod mail;
+pub mod one_time;
 pub mod session;
 pub mod subscription;
 pub mod time;
 pub mod user;
 
+pub use audit::{AuditAction, AuditRecord, RequestOrigin, DEFAULT_AUDIT_RETENTION_SECONDS};
 pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts};
 pub use catalog::{Catalog, CatalogError, Entitlement, Interval, Plan, Proration, FREE_PLAN};
-pub use credentials::{Email, Password, ValidationError};
+pub use credentials::{is_common_password, DisplayName, Email, Password, ValidationError};
 pub use ids::{
     CheckoutSessionId, CustomerId, EventId, PaymentId, PriceId, Provider, SessionId,
     SubscriptionId, UserId,
@@ -28,7 +33,15 @@ pub use ledger::{
     EventEffects, EventStatus, Payment, PaymentStatus, SubscriptionWrite, WebhookEvent,
     EVENT_RETENTION_SECONDS,
 };
-pub use session::{RefreshDecision, RevokeReason, Session, SessionPolicy, TokenHash};
+pub use mail::{
+    ClaimDecision, MailKind, MailStatus, OutboxMail, MAIL_LEASE_SECONDS, MAIL_MAX_ATTEMPTS,
+};
+pub use one_time::{
+    EmailOtp, OneTimeToken, OtpCheck, TokenPurpose, OTP_LIFETIME_SECONDS, OTP_MAX_ATTEMPTS,
+};
+pub use session::{
+    RefreshDecision, RevokeReason, Session, SessionOrigin, SessionPolicy, SignInMethod, TokenHash,
+};
 pub use subscription::{
     access, should_replace, Access, ProviderSubscription, Subscription, SubscriptionStatus,
     DEFAULT_PAST_DUE_GRACE_SECONDS,

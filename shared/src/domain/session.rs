@@ -47,6 +47,48 @@ pub enum RevokeReason {
     Logout,
     /// A rotated refresh token was presented after the grace window.
     Reuse,
+    /// The user ended it from the sessions list (`DELETE /auth/sessions/{id}`).
+    Revoked,
+}
+
+/// How a session was started (shown in the sessions list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInMethod {
+    /// Signup with a password.
+    Signup,
+    /// Email and password.
+    Password,
+    /// A 6-digit code sent by email.
+    EmailCode,
+    /// A magic link sent by email.
+    MagicLink,
+}
+
+impl SignInMethod {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::Password => "password",
+            Self::EmailCode => "email_code",
+            Self::MagicLink => "magic_link",
+        }
+    }
+}
+
+/// Where a new session comes from: what the sessions list shows, and the user's session epoch
+/// it starts in.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SessionOrigin {
+    /// The request's `User-Agent` (kept to 256 characters).
+    pub user_agent: Option<String>,
+    /// The client IP (API Gateway's `sourceIp`, or the socket address locally).
+    pub ip: Option<String>,
+    /// How the user signed in (`None`: not recorded).
+    pub method: Option<SignInMethod>,
+    /// The user's [`crate::domain::User::session_epoch`] when the session starts.
+    pub epoch: u64,
 }
 
 /// Lifetimes of a session, in seconds. Defaults from docs/architecture.md §5.
@@ -111,6 +153,20 @@ pub struct Session {
     /// The `User-Agent` at login, at most 256 characters, for a sessions list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// The client IP at login, for a sessions list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// How the user signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<SignInMethod>,
+    /// The user's session epoch this session belongs to; it is revoked once the user's
+    /// [`crate::domain::User::session_epoch`] is higher.
+    #[serde(default)]
+    pub epoch: u64,
+    /// When the user last proved who they are in this session (password, code or link), for
+    /// the recent-login rule; `None` means `created_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated_at: Option<i64>,
 }
 
 /// What a refresh request with a given token must do.
@@ -138,7 +194,7 @@ impl Session {
         token_hash: TokenHash,
         now: i64,
         policy: &SessionPolicy,
-        user_agent: Option<String>,
+        origin: SessionOrigin,
     ) -> Self {
         Self {
             user_id,
@@ -154,8 +210,38 @@ impl Session {
             expires_at: expiry(now, now, policy),
             revoked_at: None,
             revoked_reason: None,
-            user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
+            user_agent: origin.user_agent.map(|ua| ua.chars().take(256).collect()),
+            ip: origin.ip.map(|ip| ip.chars().take(64).collect()),
+            method: origin.method,
+            epoch: origin.epoch,
+            authenticated_at: None,
         }
+    }
+
+    /// Whether the user's [`crate::domain::User::session_epoch`] has moved past this session
+    /// (log out everywhere, password reset or change).
+    pub fn revoked_by_epoch(&self, user_epoch: u64) -> bool {
+        self.epoch < user_epoch
+    }
+
+    /// Whether the session can still refresh at `now`: not revoked (directly or by the user's
+    /// epoch), not idle for too long, not past its absolute lifetime.
+    pub fn is_active(&self, now: i64, user_epoch: u64, policy: &SessionPolicy) -> bool {
+        self.revoked_at.is_none()
+            && !self.revoked_by_epoch(user_epoch)
+            && now < self.expires_at
+            && now < self.created_at.saturating_add(policy.absolute_lifetime)
+    }
+
+    /// When the user last authenticated in this session (Unix seconds).
+    pub fn authenticated_at(&self) -> i64 {
+        self.authenticated_at.unwrap_or(self.created_at)
+    }
+
+    /// Whether the user authenticated within `window` seconds before `now` — the recent-login
+    /// rule for sensitive actions (OWASP ASVS 6.3: re-authenticate before deleting an account).
+    pub fn recently_authenticated(&self, now: i64, window: i64) -> bool {
+        now.saturating_sub(self.authenticated_at()) <= window
     }
 
     /// Decides what presenting a token with hash `presented` at `now` does.
@@ -247,7 +333,7 @@ mod tests {
             h("t0"),
             now,
             &SessionPolicy::default(),
-            None,
+            SessionOrigin::default(),
         )
     }
 
@@ -292,7 +378,14 @@ mod tests {
             absolute_lifetime: 250,
             reuse_grace: 10,
         };
-        let s = Session::start(UserId::new(), SessionId::new(), h("t0"), 0, &p, None);
+        let s = Session::start(
+            UserId::new(),
+            SessionId::new(),
+            h("t0"),
+            0,
+            &p,
+            SessionOrigin::default(),
+        );
         assert_eq!(s.expires_at, 100);
         assert_eq!(s.decide(&h("t0"), 99, &p), RefreshDecision::Rotate);
         assert_eq!(s.decide(&h("t0"), 100, &p), RefreshDecision::Expired);
@@ -321,8 +414,32 @@ mod tests {
             h("t"),
             0,
             &SessionPolicy::default(),
-            Some("x".repeat(1000)),
+            SessionOrigin {
+                user_agent: Some("x".repeat(1000)),
+                ..SessionOrigin::default()
+            },
         );
         assert_eq!(s.user_agent.map(|u| u.len()), Some(256));
+    }
+
+    #[test]
+    fn raising_the_users_epoch_revokes_older_sessions() {
+        let p = SessionPolicy::default();
+        let s = session(0);
+        assert!(s.is_active(10, 0, &p));
+        assert!(!s.is_active(10, 1, &p), "epoch 1 revokes epoch-0 sessions");
+        let mut newer = session(0);
+        newer.epoch = 1;
+        assert!(newer.is_active(10, 1, &p));
+        assert!(!s.is_active(p.idle_timeout + 1, 0, &p), "idle too long");
+    }
+
+    #[test]
+    fn recent_login_counts_from_the_last_authentication() {
+        let mut s = session(100);
+        assert!(s.recently_authenticated(400, 300));
+        assert!(!s.recently_authenticated(401, 300));
+        s.authenticated_at = Some(1_000);
+        assert!(s.recently_authenticated(1_200, 300));
     }
 }

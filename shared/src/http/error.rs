@@ -81,6 +81,20 @@ pub enum ProblemCode {
     SessionRevoked,
     /// 401: a valid bearer access token is required.
     InvalidToken,
+    /// 400: the link's token is invalid, expired or already used; ask for a new one.
+    InvalidLink,
+    /// 401: the sign-in code is wrong, expired or has no tries left.
+    InvalidCode,
+    /// 403: the current password is wrong.
+    WrongPassword,
+    /// 403: login needs a verified email.
+    EmailNotVerified,
+    /// 403: the action needs a recent login, or the password or an email code with it.
+    ReauthenticationRequired,
+    /// 409: the email is verified already.
+    EmailAlreadyVerified,
+    /// 404: no such live session.
+    SessionNotFound,
     /// 422 (a provider this deployment does not offer) or 503 (no provider configured).
     ProviderNotConfigured,
     /// 409: the user already has access to a paid plan.
@@ -240,6 +254,42 @@ fn auth(e: &AuthError) -> Mapped {
             "the session has been revoked; log in again".into(),
         ),
         A::InvalidAccessToken => invalid_token(),
+        A::InvalidLink => (
+            StatusCode::BAD_REQUEST,
+            C::InvalidLink,
+            "the link is invalid, expired or already used; ask for a new one".into(),
+        ),
+        A::InvalidCode => (
+            StatusCode::UNAUTHORIZED,
+            C::InvalidCode,
+            "the code is wrong or expired; after 5 wrong tries ask for a new one".into(),
+        ),
+        A::WrongPassword => (
+            StatusCode::FORBIDDEN,
+            C::WrongPassword,
+            "the current password is wrong".into(),
+        ),
+        A::EmailNotVerified => (
+            StatusCode::FORBIDDEN,
+            C::EmailNotVerified,
+            "verify your email first: open the link we sent, or ask for a new one".into(),
+        ),
+        A::ReauthenticationRequired => (
+            StatusCode::FORBIDDEN,
+            C::ReauthenticationRequired,
+            "this needs a recent login: send your password or an email code with the request".into(),
+        ),
+        A::EmailAlreadyVerified => (
+            StatusCode::CONFLICT,
+            C::EmailAlreadyVerified,
+            "the email is verified already".into(),
+        ),
+        A::SessionNotFound => (
+            StatusCode::NOT_FOUND,
+            C::SessionNotFound,
+            "no such session".into(),
+        ),
+        A::Billing(e) => billing(e),
         A::Store(e) => store(e),
         A::NoSigningKey | A::Internal(_) => internal(),
     }

@@ -1,8 +1,10 @@
 //! Request extractors: JSON bodies with the project's limits and errors, bearer authentication
-//! ([`AuthenticatedUser`]), the `User-Agent`.
+//! ([`AuthenticatedUser`]), and where a request came from ([`RequestOrigin`]:
+//! client IP and `User-Agent`, for audit records and the sessions list).
 
 use super::ApiError;
 use crate::auth::AuthenticatedUser;
+use crate::domain::RequestOrigin;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -136,20 +138,42 @@ impl FromRequestParts<AppState> for AuthenticatedUser {
     }
 }
 
-/// The request's `User-Agent`, if any.
-#[derive(Debug, Clone)]
-pub struct UserAgent(pub Option<String>);
+/// The client's IP as the edge determined it — API Gateway's `requestContext.http.sourceIp` in
+/// Lambda ([`crate::lambda::app`]), the TCP peer address on the dev server — never a header the
+/// client sets (`X-Forwarded-For` is the client's to forge). A request extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
+/// Records the TCP peer address as the [`ClientIp`] when the server provides it (axum's
+/// `ConnectInfo`, the dev server) and no outer layer set one already.
+pub async fn client_ip_from_socket(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.extensions().get::<ClientIp>().is_none() {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        if let Some(ip) = peer {
+            req.extensions_mut().insert(ClientIp(ip));
+        }
+    }
+    next.run(req).await
+}
+
+/// Where the request came from: the [`ClientIp`] (if the edge knows it) and the `User-Agent`.
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(UserAgent(
-            parts
+        Ok(RequestOrigin {
+            ip: parts.extensions.get::<ClientIp>().map(|c| c.0.clone()),
+            user_agent: parts
                 .headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-        ))
+        })
     }
 }

@@ -9,7 +9,9 @@ pub mod telemetry;
 mod tokens;
 
 pub use error::{method_not_allowed, not_found, ApiError, FieldError, Problem, ProblemCode};
-pub use extract::{JsonBody, OptionalJsonBody, QueryParams, UserAgent};
+pub use extract::{
+    client_ip_from_socket, ClientIp, JsonBody, OptionalJsonBody, QueryParams,
+};
 pub use telemetry::{current_request_id, RequestId, REQUEST_ID_HEADER};
 pub use tokens::{
     clear_refresh_cookie, refresh_token_from_cookie, token_response, TokenBody, UserBody,
@@ -28,4 +30,5 @@ pub fn app(
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::from_fn(telemetry::request_span))
+        .layer(axum::middleware::from_fn(client_ip_from_socket))
 }

@@ -18,6 +18,10 @@ pub struct UserBody {
     pub id: String,
     /// The email as entered.
     pub email: String,
+    /// Whether the email has been verified.
+    pub email_verified: bool,
+    /// The display name, `null` when not set.
+    pub name: Option<String>,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
 }
@@ -27,6 +31,8 @@ impl From<&User> for UserBody {
         Self {
             id: u.id.to_string(),
             email: u.email.clone(),
+            email_verified: u.email_verified,
+            name: u.name.clone(),
             created_at: rfc3339(u.created_at),
         }
     }

@@ -210,6 +210,12 @@ pub trait PaymentProvider: Send + Sync {
         cancel: bool,
     ) -> Result<(), ProviderError>;
 
+    /// Cancels the subscription at once (not at period end): the account is being deleted.
+    ///
+    /// # Errors
+    /// [`ProviderError`]; `NotFound` if the provider does not know it.
+    async fn cancel_now(&self, subscription: &SubscriptionId) -> Result<(), ProviderError>;
+
     /// Moves the subscription to another price with the given proration.
     ///
     /// # Errors

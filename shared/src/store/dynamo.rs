@@ -7,16 +7,22 @@
 
 use super::items::{CustomerClaim, EmailClaim, UserCustomer};
 use super::keys::{self, Key};
-use super::{BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore};
+use super::{
+    AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
+    Outbox, SessionStore, StoreError, UserStore,
+};
 use crate::domain::{
-    CustomerId, EventEffects, EventId, EventStatus, Payment, Provider, RevokeReason, Session,
-    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
+    MailStatus, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId,
+    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest,
+    KeySchemaElement, KeyType, Put, ReturnValue, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Serialize};
@@ -35,6 +41,8 @@ pub struct TableDefinition {
     pub billing_mode: BillingMode,
     /// [`keys::TTL_ATTRIBUTE`] (Unix seconds).
     pub ttl_attribute: &'static str,
+    /// The table's stream: keys only (the mailer reads each new `MAIL#` item by its key).
+    pub stream: StreamSpecification,
 }
 
 /// The single table's definition (docs/architecture.md §4).
@@ -61,6 +69,11 @@ pub fn table_definition() -> TableDefinition {
         attributes: vec![attr(keys::PK), attr(keys::SK)],
         billing_mode: BillingMode::PayPerRequest,
         ttl_attribute: keys::TTL_ATTRIBUTE,
+        stream: StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::KeysOnly)
+            .build()
+            .expect("stream_enabled is set"),
     }
 }
 
@@ -86,6 +99,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
         .set_key_schema(Some(def.key_schema))
         .set_attribute_definitions(Some(def.attributes))
         .billing_mode(def.billing_mode)
+        .stream_specification(def.stream)
         .send()
         .await;
     if let Err(e) = created {
@@ -177,7 +191,20 @@ fn from_item<T: DeserializeOwned>(mut item: Item) -> Result<T, StoreError> {
 }
 
 fn status_value(status: EventStatus) -> Result<AttributeValue, StoreError> {
-    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(status).map_err(StoreError::internal)
+    attr(status)
+}
+
+/// A value as the attribute its item holds (enums as their snake_case strings).
+fn attr<T: Serialize>(value: T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(value).map_err(StoreError::internal)
+}
+
+fn num(n: impl ToString) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+fn text(s: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(s.into())
 }
 
 fn key_of(key: Key) -> Item {
@@ -655,5 +682,569 @@ impl EventLedger for DynamoStore {
             },
             Err(e) => Err(e),
         }
+    }
+}
+
+/// One item of a `TransactWriteItems`, and the conflict its condition reports.
+struct TxItem {
+    item: TransactWriteItem,
+    conflict: Conflict,
+}
+
+impl DynamoStore {
+    fn tx_put(
+        &self,
+        key: &Key,
+        value: &impl Serialize,
+        condition: Option<(&str, Conflict)>,
+    ) -> Result<TxItem, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(key, value)?));
+        let conflict = match condition {
+            Some((c, conflict)) => {
+                put = put.condition_expression(c);
+                conflict
+            }
+            None => Conflict::ItemExists,
+        };
+        Ok(TxItem {
+            item: TransactWriteItem::builder()
+                .put(built(put.build())?)
+                .build(),
+            conflict,
+        })
+    }
+
+    fn tx_delete(
+        &self,
+        key: Key,
+        condition: Option<(&str, Vec<(&str, AttributeValue)>, Vec<(&str, &str)>)>,
+        conflict: Conflict,
+    ) -> Result<TxItem, StoreError> {
+        let mut delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key)));
+        if let Some((c, values, names)) = condition {
+            delete = delete.condition_expression(c);
+            for (k, v) in values {
+                delete = delete.expression_attribute_values(k, v);
+            }
+            for (k, v) in names {
+                delete = delete.expression_attribute_names(k, v);
+            }
+        }
+        Ok(TxItem {
+            item: TransactWriteItem::builder()
+                .delete(built(delete.build())?)
+                .build(),
+            conflict,
+        })
+    }
+
+    fn tx_update(
+        &self,
+        key: Key,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        names: Vec<(&str, &str)>,
+        conflict: Conflict,
+    ) -> Result<TxItem, StoreError> {
+        let mut u = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key)))
+            .update_expression(update)
+            .condition_expression(condition);
+        for (k, v) in values {
+            u = u.expression_attribute_values(k, v);
+        }
+        for (k, v) in names {
+            u = u.expression_attribute_names(k, v);
+        }
+        Ok(TxItem {
+            item: TransactWriteItem::builder().update(built(u.build())?).build(),
+            conflict,
+        })
+    }
+
+    /// The transaction items of one change (two for user creation and deletion).
+    fn tx_items(&self, change: &Change, out: &mut Vec<TxItem>) -> Result<(), StoreError> {
+        const NEW: &str = "attribute_not_exists(PK)";
+        match change {
+            Change::CreateUser(user) => {
+                out.push(self.tx_put(
+                    &keys::user(&user.id),
+                    user,
+                    Some((NEW, Conflict::EmailTaken)),
+                )?);
+                out.push(self.tx_put(
+                    &keys::email_claim(user.email().normalized()),
+                    &EmailClaim { user_id: user.id },
+                    Some((NEW, Conflict::EmailTaken)),
+                )?);
+            }
+            Change::UpdateUser {
+                user,
+                expected_version,
+            } => {
+                let mut item = self.tx_put(
+                    &keys::user(&user.id),
+                    user,
+                    Some((
+                        "attribute_exists(PK) AND version = :v",
+                        Conflict::StaleVersion,
+                    )),
+                )?;
+                item.item = with_values(item.item, vec![(":v", num(expected_version))]);
+                out.push(item);
+            }
+            Change::DeleteUser {
+                user,
+                expected_version,
+            } => {
+                out.push(self.tx_delete(
+                    keys::user(&user.id),
+                    Some((
+                        "version = :v",
+                        vec![(":v", num(expected_version))],
+                        vec![],
+                    )),
+                    Conflict::StaleVersion,
+                )?);
+                out.push(self.tx_delete(
+                    keys::email_claim(user.email().normalized()),
+                    Some((
+                        "user_id = :u",
+                        vec![(":u", text(user.id.to_string()))],
+                        vec![],
+                    )),
+                    Conflict::StaleVersion,
+                )?);
+            }
+            Change::CreateSession(session) => out.push(self.tx_put(
+                &keys::session(&session.user_id, &session.id),
+                session,
+                Some((NEW, Conflict::SessionExists)),
+            )?),
+            Change::KeepSession {
+                user_id,
+                session_id,
+                epoch,
+                authenticated_at,
+            } => {
+                let mut values = vec![(":e", num(epoch))];
+                let update = match authenticated_at {
+                    Some(at) => {
+                        values.push((":t", num(at)));
+                        "SET epoch = :e, authenticated_at = :t"
+                    }
+                    None => "SET epoch = :e",
+                };
+                out.push(self.tx_update(
+                    keys::session(user_id, session_id),
+                    update,
+                    "attribute_exists(PK) AND attribute_not_exists(revoked_at)",
+                    values,
+                    vec![],
+                    Conflict::SessionChanged,
+                )?);
+            }
+            Change::RevokeSession {
+                user_id,
+                session_id,
+                at,
+                reason,
+            } => out.push(self.tx_update(
+                keys::session(user_id, session_id),
+                "SET revoked_at = if_not_exists(revoked_at, :at), revoked_reason = if_not_exists(revoked_reason, :r)",
+                "attribute_exists(PK)",
+                vec![(":at", num(at)), (":r", attr(reason)?)],
+                vec![],
+                Conflict::SessionChanged,
+            )?),
+            Change::PutToken(token) => out.push(self.tx_put(
+                &keys::one_time_token(&token.hash),
+                token,
+                Some((NEW, Conflict::ItemExists)),
+            )?),
+            Change::SpendToken { hash, purpose } => out.push(self.tx_delete(
+                keys::one_time_token(hash),
+                Some((
+                    "attribute_exists(PK) AND purpose = :p",
+                    vec![(":p", attr(purpose)?)],
+                    vec![],
+                )),
+                Conflict::TokenSpent,
+            )?),
+            Change::PutOtp(otp) => out.push(self.tx_put(&keys::email_otp(&otp.email), otp, None)?),
+            Change::SpendOtp { email, id } => out.push(self.tx_delete(
+                keys::email_otp(email),
+                Some((
+                    "#id = :id AND attempts < :max",
+                    vec![(":id", text(id.clone())), (":max", num(OTP_MAX_ATTEMPTS))],
+                    vec![("#id", "id")],
+                )),
+                Conflict::OtpChanged,
+            )?),
+            Change::CountOtpFailure {
+                email,
+                id,
+                attempts_seen,
+            } => out.push(self.tx_update(
+                keys::email_otp(email),
+                "SET attempts = :next",
+                "#id = :id AND attempts = :seen",
+                vec![
+                    (":id", text(id.clone())),
+                    (":seen", num(attempts_seen)),
+                    (":next", num(attempts_seen + 1)),
+                ],
+                vec![("#id", "id")],
+                Conflict::OtpChanged,
+            )?),
+            Change::DeleteOtp { email } => {
+                out.push(self.tx_delete(keys::email_otp(email), None, Conflict::OtpChanged)?)
+            }
+            Change::QueueMail(mail) => out.push(self.tx_put(
+                &keys::mail(&mail.id),
+                mail,
+                Some((NEW, Conflict::ItemExists)),
+            )?),
+            Change::Audit(record) => out.push(self.tx_put(
+                &keys::audit(&record.user_id, &record.id),
+                record,
+                None,
+            )?),
+        }
+        Ok(())
+    }
+}
+
+/// Adds expression values to a transaction item's put.
+fn with_values(item: TransactWriteItem, values: Vec<(&str, AttributeValue)>) -> TransactWriteItem {
+    match item.put {
+        Some(put) => {
+            let mut map = put.expression_attribute_values().cloned().unwrap_or_default();
+            for (k, v) in values {
+                map.insert(k.to_owned(), v);
+            }
+            let rebuilt = Put::builder()
+                .table_name(put.table_name())
+                .set_item(Some(put.item().clone()))
+                .set_condition_expression(put.condition_expression().map(str::to_owned))
+                .set_expression_attribute_values(Some(map))
+                .build();
+            match rebuilt {
+                Ok(p) => TransactWriteItem::builder().put(p).build(),
+                Err(_) => TransactWriteItem::builder().put(put).build(),
+            }
+        }
+        None => item,
+    }
+}
+
+/// Maps a failed transaction to the conflict of the first item whose condition failed (DynamoDB
+/// lists a cancellation reason per item, in order), else as [`classify`] does.
+fn transaction_error(
+    err: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+    conflicts: &[Conflict],
+) -> StoreError {
+    if let SdkError::ServiceError(service) = &err {
+        if let TransactWriteItemsError::TransactionCanceledException(e) = service.err() {
+            let failed = e
+                .cancellation_reasons()
+                .iter()
+                .position(|r| r.code() == Some("ConditionalCheckFailed"));
+            if let Some(conflict) = failed.and_then(|i| conflicts.get(i)) {
+                return StoreError::Conflict(*conflict);
+            }
+        }
+    }
+    classify(err)
+}
+
+#[async_trait]
+impl AccountStore for DynamoStore {
+    async fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(changes.len() + 2);
+        for change in changes {
+            self.tx_items(change, &mut items)?;
+        }
+        // One unconditional or conditional put alone (an audit record, a queued mail) is a plain
+        // PutItem: half the write units of a transaction.
+        if let [only] = items.as_slice() {
+            if let Some(put) = &only.item.put {
+                let mut req = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(put.item().clone()))
+                    .set_condition_expression(put.condition_expression().map(str::to_owned))
+                    .set_expression_attribute_values(put.expression_attribute_values().cloned());
+                if let Some(names) = put.expression_attribute_names() {
+                    req = req.set_expression_attribute_names(Some(names.clone()));
+                }
+                return req
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(classify_as(only.conflict));
+            }
+        }
+        let conflicts: Vec<Conflict> = items.iter().map(|i| i.conflict).collect();
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items.into_iter().map(|i| i.item).collect()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| transaction_error(e, &conflicts))
+    }
+
+    async fn get_token(&self, hash: &TokenHash) -> Result<Option<OneTimeToken>, StoreError> {
+        self.get(keys::one_time_token(hash)).await
+    }
+
+    async fn get_otp(&self, normalized_email: &str) -> Result<Option<EmailOtp>, StoreError> {
+        self.get(keys::email_otp(normalized_email)).await
+    }
+
+    async fn list_audit(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let upper = match before {
+            Some(id) => keys::audit(user_id, id).1,
+            // Just past every `AUDIT#…` sort key ('$' follows '#').
+            None => "AUDIT$".to_owned(),
+        };
+        let want = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", text(keys::user_pk(user_id)))
+            .expression_attribute_values(":lo", text(keys::AUDIT_PREFIX))
+            .expression_attribute_values(":hi", text(upper.clone()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(want)
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut page = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            // BETWEEN is inclusive: skip the record the page starts before.
+            if item.get(keys::SK) == Some(&text(upper.clone())) {
+                continue;
+            }
+            page.push(from_item(item)?);
+        }
+        page.truncate(limit);
+        Ok(page)
+    }
+
+    async fn erase_user_items(&self, user_id: &UserId) -> Result<usize, StoreError> {
+        let pk = keys::user_pk(user_id);
+        let mut doomed = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", text(pk.clone()))
+                .projection_expression("PK, SK")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(sk)) = item.get(keys::SK) {
+                    if !super::kept_after_erase(sk) {
+                        doomed.push(sk.clone());
+                    }
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        let count = doomed.len();
+        for chunk in doomed.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|sk| {
+                    built(
+                        DeleteRequest::builder()
+                            .set_key(Some(key_of((pk.clone(), sk.clone()))))
+                            .build(),
+                    )
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<_, _>>()?;
+            // BatchWriteItem may leave items unprocessed under throttling: resend them.
+            for attempt in 0..8u32 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt == 7 {
+                    return Err(StoreError::Unavailable(crate::error::message(
+                        "DynamoDB left deletes unprocessed",
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl Outbox for DynamoStore {
+    async fn get_mail(&self, id: &str) -> Result<Option<OutboxMail>, StoreError> {
+        self.get(keys::mail(id)).await
+    }
+
+    async fn claim_mail(&self, id: &str, now: i64, lease: i64) -> Result<MailClaim, StoreError> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::mail(id))))
+            .update_expression(
+                "SET #s = :sending, lease_until = :until ADD attempts :one",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND (#s = :pending OR (#s = :sending AND lease_until <= :now))",
+            )
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":sending", attr(MailStatus::Sending)?)
+            .expression_attribute_values(":pending", attr(MailStatus::Pending)?)
+            .expression_attribute_values(":until", num(now + lease))
+            .expression_attribute_values(":now", num(now))
+            .expression_attribute_values(":one", num(1))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(classify);
+        match claimed {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(MailClaim::Claimed(from_item(item)?)),
+                None => Err(StoreError::internal(crate::error::message(
+                    "claim returned no item",
+                ))),
+            },
+            Err(StoreError::Conflict(_)) => Ok(match self.get_mail(id).await? {
+                None => MailClaim::Done,
+                Some(mail) => match mail.claim_decision(now) {
+                    ClaimDecision::Done => MailClaim::Done,
+                    ClaimDecision::Busy { until } => MailClaim::Busy { until },
+                    // Released between our write and this read: someone else may be taking it.
+                    ClaimDecision::Claim => MailClaim::Busy { until: now },
+                },
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn finish_mail(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &MailOutcome,
+    ) -> Result<(), StoreError> {
+        let mut update = "SET #s = :status, finished_at = :at".to_owned();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::mail(id))))
+            .condition_expression("#s = :sending AND attempts = :attempt")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":status", attr(outcome.status)?)
+            .expression_attribute_values(":sending", attr(MailStatus::Sending)?)
+            .expression_attribute_values(":attempt", num(attempt))
+            .expression_attribute_values(":at", num(outcome.at));
+        if let Some(m) = &outcome.message_id {
+            update.push_str(", message_id = :m");
+            req = req.expression_attribute_values(":m", text(m.clone()));
+        }
+        if let Some(n) = &outcome.note {
+            update.push_str(", last_error = :e");
+            req = req.expression_attribute_values(":e", text(n.clone()));
+        }
+        update.push_str(" REMOVE lease_until");
+        req.update_expression(update)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify_as(Conflict::MailChanged))
+    }
+
+    async fn release_mail(&self, id: &str, attempt: u32, error: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::mail(id))))
+            .update_expression("SET #s = :pending, last_error = :e REMOVE lease_until")
+            .condition_expression("#s = :sending AND attempts = :attempt")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":pending", attr(MailStatus::Pending)?)
+            .expression_attribute_values(":sending", attr(MailStatus::Sending)?)
+            .expression_attribute_values(":attempt", num(attempt))
+            .expression_attribute_values(":e", text(error))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify_as(Conflict::MailChanged))
+    }
+
+    async fn pending_mail(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut found: Vec<OutboxMail> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(PK, :mail) AND (#s = :pending OR #s = :sending)")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":mail", text(keys::MAIL_PREFIX))
+                .expression_attribute_values(":pending", attr(MailStatus::Pending)?)
+                .expression_attribute_values(":sending", attr(MailStatus::Sending)?)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                found.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(found.into_iter().take(limit).map(|m| m.id).collect())
     }
 }

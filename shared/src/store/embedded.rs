@@ -12,10 +12,14 @@
 
 use super::items::{CustomerClaim, EmailClaim, UserCustomer};
 use super::keys::{self, Key};
-use super::{BillingStore, Conflict, EventLedger, EventMark, SessionStore, StoreError, UserStore};
+use super::{
+    AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
+    Outbox, SessionStore, StoreError, UserStore,
+};
 use crate::domain::{
-    CustomerId, EventEffects, EventId, EventStatus, Payment, Provider, RevokeReason, Session,
-    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
+    MailStatus, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId,
+    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -226,6 +230,142 @@ fn put<T: Serialize>(
     Ok(())
 }
 
+fn delete(table: &mut redb::Table<'_, (&str, &str), &[u8]>, key: &Key) -> Result<(), StoreError> {
+    table
+        .remove((key.0.as_str(), key.1.as_str()))
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Applies one [`Change`] inside a write transaction, checking its condition first.
+fn apply_change(
+    t: &mut redb::Table<'_, (&str, &str), &[u8]>,
+    change: &Change,
+) -> Result<(), StoreError> {
+    let conflict = |c: Conflict| Err(StoreError::Conflict(c));
+    match change {
+        Change::CreateUser(user) => {
+            let user_key = keys::user(&user.id);
+            let claim_key = keys::email_claim(user.email().normalized());
+            if exists(t, &user_key)? || exists(t, &claim_key)? {
+                return conflict(Conflict::EmailTaken);
+            }
+            put(t, &user_key, user)?;
+            put(t, &claim_key, &EmailClaim { user_id: user.id })
+        }
+        Change::UpdateUser {
+            user,
+            expected_version,
+        } => {
+            let key = keys::user(&user.id);
+            match read::<User>(t, &key)? {
+                Some(stored) if stored.version == *expected_version => put(t, &key, user),
+                _ => conflict(Conflict::StaleVersion),
+            }
+        }
+        Change::DeleteUser {
+            user,
+            expected_version,
+        } => {
+            let key = keys::user(&user.id);
+            match read::<User>(t, &key)? {
+                Some(stored) if stored.version == *expected_version => {
+                    delete(t, &key)?;
+                    delete(t, &keys::email_claim(user.email().normalized()))
+                }
+                _ => conflict(Conflict::StaleVersion),
+            }
+        }
+        Change::CreateSession(session) => {
+            let key = keys::session(&session.user_id, &session.id);
+            if exists(t, &key)? {
+                return conflict(Conflict::SessionExists);
+            }
+            put(t, &key, session)
+        }
+        Change::KeepSession {
+            user_id,
+            session_id,
+            epoch,
+            authenticated_at,
+        } => {
+            let key = keys::session(user_id, session_id);
+            match read::<Session>(t, &key)? {
+                Some(mut s) if s.revoked_at.is_none() => {
+                    s.epoch = *epoch;
+                    if authenticated_at.is_some() {
+                        s.authenticated_at = *authenticated_at;
+                    }
+                    put(t, &key, &s)
+                }
+                _ => conflict(Conflict::SessionChanged),
+            }
+        }
+        Change::RevokeSession {
+            user_id,
+            session_id,
+            at,
+            reason,
+        } => {
+            let key = keys::session(user_id, session_id);
+            match read::<Session>(t, &key)? {
+                None => conflict(Conflict::SessionChanged),
+                Some(s) if s.revoked_at.is_some() => Ok(()),
+                Some(mut s) => {
+                    s.revoked_at = Some(*at);
+                    s.revoked_reason = Some(*reason);
+                    put(t, &key, &s)
+                }
+            }
+        }
+        Change::PutToken(token) => {
+            let key = keys::one_time_token(&token.hash);
+            if exists(t, &key)? {
+                return conflict(Conflict::ItemExists);
+            }
+            put(t, &key, token)
+        }
+        Change::SpendToken { hash, purpose } => {
+            let key = keys::one_time_token(hash);
+            match read::<OneTimeToken>(t, &key)? {
+                Some(token) if token.purpose == *purpose => delete(t, &key),
+                _ => conflict(Conflict::TokenSpent),
+            }
+        }
+        Change::PutOtp(otp) => put(t, &keys::email_otp(&otp.email), otp),
+        Change::SpendOtp { email, id } => {
+            let key = keys::email_otp(email);
+            match read::<EmailOtp>(t, &key)? {
+                Some(otp) if otp.id == *id && otp.attempts < OTP_MAX_ATTEMPTS => delete(t, &key),
+                _ => conflict(Conflict::OtpChanged),
+            }
+        }
+        Change::CountOtpFailure {
+            email,
+            id,
+            attempts_seen,
+        } => {
+            let key = keys::email_otp(email);
+            match read::<EmailOtp>(t, &key)? {
+                Some(mut otp) if otp.id == *id && otp.attempts == *attempts_seen => {
+                    otp.attempts = attempts_seen + 1;
+                    put(t, &key, &otp)
+                }
+                _ => conflict(Conflict::OtpChanged),
+            }
+        }
+        Change::DeleteOtp { email } => delete(t, &keys::email_otp(email)),
+        Change::QueueMail(mail) => {
+            let key = keys::mail(&mail.id);
+            if exists(t, &key)? {
+                return conflict(Conflict::ItemExists);
+            }
+            put(t, &key, mail)
+        }
+        Change::Audit(record) => put(t, &keys::audit(&record.user_id, &record.id), record),
+    }
+}
+
 /// Writes the subscription if the stored version is the expected one.
 fn put_subscription_checked(
     table: &mut redb::Table<'_, (&str, &str), &[u8]>,
@@ -332,6 +472,158 @@ impl SessionStore for EmbeddedStore {
 
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, StoreError> {
         self.list(&keys::user_pk(user_id), keys::SESSION_PREFIX)
+    }
+}
+
+#[async_trait]
+impl AccountStore for EmbeddedStore {
+    async fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.write(|t| changes.iter().try_for_each(|c| apply_change(t, c)))?;
+        // A change that owes a mail is durable before the caller answers (the mail must go out
+        // even if the process is killed now); other account writes ride the flusher.
+        if changes.iter().any(|c| matches!(c, Change::QueueMail(_))) {
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    async fn get_token(&self, hash: &TokenHash) -> Result<Option<OneTimeToken>, StoreError> {
+        self.get(&keys::one_time_token(hash))
+    }
+
+    async fn get_otp(&self, normalized_email: &str) -> Result<Option<EmailOtp>, StoreError> {
+        self.get(&keys::email_otp(normalized_email))
+    }
+
+    async fn list_audit(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let pk = keys::user_pk(user_id);
+        let end = match before {
+            Some(id) => keys::audit(user_id, id).1,
+            // The first sort key after every `AUDIT#…` ('$' follows '#').
+            None => "AUDIT$".to_owned(),
+        };
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(ITEMS).map_err(internal)?;
+        let mut page = Vec::new();
+        let range = table
+            .range((pk.as_str(), keys::AUDIT_PREFIX)..(pk.as_str(), end.as_str()))
+            .map_err(internal)?;
+        for entry in range.rev().take(limit) {
+            let (_, v) = entry.map_err(internal)?;
+            page.push(serde_json::from_slice(v.value()).map_err(internal)?);
+        }
+        Ok(page)
+    }
+
+    async fn erase_user_items(&self, user_id: &UserId) -> Result<usize, StoreError> {
+        let pk = keys::user_pk(user_id);
+        let doomed: Vec<String> = {
+            let txn = self.db.begin_read().map_err(internal)?;
+            let table = txn.open_table(ITEMS).map_err(internal)?;
+            let mut doomed = Vec::new();
+            for entry in table.range((pk.as_str(), "")..).map_err(internal)? {
+                let (k, _) = entry.map_err(internal)?;
+                let (item_pk, sk) = k.value();
+                if item_pk != pk {
+                    break;
+                }
+                if !super::kept_after_erase(sk) {
+                    doomed.push(sk.to_owned());
+                }
+            }
+            doomed
+        };
+        self.write(|t| {
+            for sk in &doomed {
+                delete(t, &(pk.clone(), sk.clone()))?;
+            }
+            Ok(doomed.len())
+        })
+    }
+}
+
+#[async_trait]
+impl Outbox for EmbeddedStore {
+    async fn get_mail(&self, id: &str) -> Result<Option<OutboxMail>, StoreError> {
+        self.get(&keys::mail(id))
+    }
+
+    async fn claim_mail(&self, id: &str, now: i64, lease: i64) -> Result<MailClaim, StoreError> {
+        let key = keys::mail(id);
+        self.write(|t| match read::<OutboxMail>(t, &key)? {
+            None => Ok(MailClaim::Done),
+            Some(mut mail) => match mail.claim_decision(now) {
+                ClaimDecision::Done => Ok(MailClaim::Done),
+                ClaimDecision::Busy { until } => Ok(MailClaim::Busy { until }),
+                ClaimDecision::Claim => {
+                    mail.status = MailStatus::Sending;
+                    mail.attempts += 1;
+                    mail.lease_until = Some(now + lease);
+                    put(t, &key, &mail)?;
+                    Ok(MailClaim::Claimed(mail))
+                }
+            },
+        })
+    }
+
+    async fn finish_mail(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &MailOutcome,
+    ) -> Result<(), StoreError> {
+        let key = keys::mail(id);
+        self.write(|t| match read::<OutboxMail>(t, &key)? {
+            Some(mut mail) if mail.status == MailStatus::Sending && mail.attempts == attempt => {
+                mail.status = outcome.status;
+                mail.finished_at = Some(outcome.at);
+                mail.lease_until = None;
+                mail.message_id = outcome.message_id.clone();
+                if outcome.note.is_some() {
+                    mail.last_error = outcome.note.clone();
+                }
+                put(t, &key, &mail)
+            }
+            _ => Err(StoreError::Conflict(Conflict::MailChanged)),
+        })?;
+        self.sync().await
+    }
+
+    async fn release_mail(&self, id: &str, attempt: u32, error: &str) -> Result<(), StoreError> {
+        let key = keys::mail(id);
+        self.write(|t| match read::<OutboxMail>(t, &key)? {
+            Some(mut mail) if mail.status == MailStatus::Sending && mail.attempts == attempt => {
+                mail.status = MailStatus::Pending;
+                mail.lease_until = None;
+                mail.last_error = Some(error.to_owned());
+                put(t, &key, &mail)
+            }
+            _ => Err(StoreError::Conflict(Conflict::MailChanged)),
+        })
+    }
+
+    async fn pending_mail(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(ITEMS).map_err(internal)?;
+        let mut found: Vec<OutboxMail> = Vec::new();
+        // Every `MAIL#…` partition ('$' follows '#').
+        for entry in table
+            .range((keys::MAIL_PREFIX, "")..("MAIL$", ""))
+            .map_err(internal)?
+        {
+            let (_, v) = entry.map_err(internal)?;
+            let mail: OutboxMail = serde_json::from_slice(v.value()).map_err(internal)?;
+            if matches!(mail.status, MailStatus::Pending | MailStatus::Sending) {
+                found.push(mail);
+            }
+        }
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(found.into_iter().take(limit).map(|m| m.id).collect())
     }
 }
 

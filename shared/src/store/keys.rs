@@ -1,7 +1,7 @@
 //! The single-table key layout (docs/architecture.md, "Data"), shared by both backends:
 //! `(PK, SK)` string pairs.
 
-use crate::domain::{CustomerId, EventId, PaymentId, Provider, SessionId, UserId};
+use crate::domain::{CustomerId, EventId, PaymentId, Provider, SessionId, TokenHash, UserId};
 
 /// A `(PK, SK)` pair.
 pub type Key = (String, String);
@@ -18,9 +18,12 @@ pub fn user_pk(id: &UserId) -> String {
     format!("USER#{id}")
 }
 
+/// Sort key of a user's profile item.
+pub const PROFILE: &str = "PROFILE";
+
 /// `USER#<id>` / `PROFILE`.
 pub fn user(id: &UserId) -> Key {
-    (user_pk(id), "PROFILE".to_owned())
+    (user_pk(id), PROFILE.to_owned())
 }
 
 /// `EMAIL#<normalized email>` / `EMAIL`.
@@ -68,4 +71,30 @@ pub fn payment(user_id: &UserId, paid_at: i64, provider: Provider, payment_id: &
         user_pk(user_id),
         format!("{PAYMENT_PREFIX}{paid_at:010}#{provider}#{payment_id}"),
     )
+}
+
+/// `TOKEN#<sha256 of the token>` / `TOKEN`: a one-time link token.
+pub fn one_time_token(hash: &TokenHash) -> Key {
+    (format!("TOKEN#{}", hash.0), "TOKEN".to_owned())
+}
+
+/// `OTP#<normalized email>` / `OTP`: the email's live sign-in code.
+pub fn email_otp(normalized_email: &str) -> Key {
+    (format!("OTP#{normalized_email}"), "OTP".to_owned())
+}
+
+/// Partition-key prefix of outbox items.
+pub const MAIL_PREFIX: &str = "MAIL#";
+
+/// `MAIL#<cause id>` / `MAIL`: an outbox item.
+pub fn mail(id: &str) -> Key {
+    (format!("{MAIL_PREFIX}{id}"), "MAIL".to_owned())
+}
+
+/// Sort-key prefix of audit records.
+pub const AUDIT_PREFIX: &str = "AUDIT#";
+
+/// `USER#<id>` / `AUDIT#<record id>`: sorted by time (the id is a UUIDv7).
+pub fn audit(user_id: &UserId, id: &str) -> Key {
+    (user_pk(user_id), format!("{AUDIT_PREFIX}{id}"))
 }

@@ -1,5 +1,6 @@
-//! Storage: one trait per aggregate — [`UserStore`], [`SessionStore`], [`BillingStore`],
-//! [`EventLedger`] — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
+//! Storage: one trait per aggregate — [`UserStore`], [`SessionStore`], [`AccountStore`] (the
+//! atomic account writes of [`Change`]s, one-time secrets, the audit log), [`Outbox`] (the mail
+//! outbox), [`BillingStore`], [`EventLedger`] — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
 //! embedded store ([`embedded`], feature `embedded`). Both keep the same items ([`items`]) under
 //! the same keys ([`keys`]) and honour the same conditions; one conformance suite
 //! (`tests/tests/store_conformance.rs`) runs every case against both.
@@ -12,8 +13,9 @@ pub mod items;
 pub mod keys;
 
 use crate::domain::{
-    CustomerId, EventEffects, EventId, EventStatus, Payment, Provider, RevokeReason, Session,
-    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    AuditRecord, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, MailStatus,
+    OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId, Subscription,
+    SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, WebhookEvent,
 };
 use crate::error::BoxError;
 use async_trait::async_trait;
@@ -37,6 +39,19 @@ pub enum Conflict {
     /// The webhook event was already processed.
     #[error("event already processed")]
     AlreadyProcessed,
+    /// The one-time token is gone (spent, expired and deleted, never existed) or is for another
+    /// purpose.
+    #[error("one-time token already spent")]
+    TokenSpent,
+    /// The email's sign-in code was replaced, spent, or tried meanwhile.
+    #[error("sign-in code changed meanwhile")]
+    OtpChanged,
+    /// An item with this key exists (an outbox cause already queued, a token hash taken).
+    #[error("item already exists")]
+    ItemExists,
+    /// The outbox item is not in the state the caller expected (not claimed by it any more).
+    #[error("mail changed meanwhile")]
+    MailChanged,
 }
 
 /// A storage failure, classified so callers know whether to retry.
@@ -268,4 +283,227 @@ pub trait EventLedger: Send + Sync {
         effects: &EventEffects,
         at: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// One write of an atomic account change ([`AccountStore::commit`]). Each names the condition
+/// that must hold and the [`Conflict`] reported when it does not.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Stores a new user and claims its normalized email. [`Conflict::EmailTaken`] if the email
+    /// is claimed or the id exists.
+    CreateUser(User),
+    /// Replaces the user if its stored version is `expected_version`.
+    /// [`Conflict::StaleVersion`] otherwise (or if it is gone).
+    UpdateUser {
+        /// The new state (its version already incremented).
+        user: User,
+        /// The version it must still have.
+        expected_version: u64,
+    },
+    /// Deletes the user and its email claim if the stored version is `expected_version`, which
+    /// frees the email. [`Conflict::StaleVersion`] otherwise.
+    DeleteUser {
+        /// The user as read (its id and email name the items).
+        user: User,
+        /// The version it must still have.
+        expected_version: u64,
+    },
+    /// Stores a new session. [`Conflict::SessionExists`] if the id is taken.
+    CreateSession(Session),
+    /// Moves a live session to `epoch` (and records a fresh authentication at
+    /// `authenticated_at`): the session kept when the user's epoch is raised. Only if it exists
+    /// and is not revoked; [`Conflict::SessionChanged`] otherwise.
+    KeepSession {
+        /// The owner.
+        user_id: UserId,
+        /// The session.
+        session_id: SessionId,
+        /// The user's new epoch.
+        epoch: u64,
+        /// When the user re-authenticated, if they did.
+        authenticated_at: Option<i64>,
+    },
+    /// Marks a session revoked at `at` (Unix seconds) for `reason`; an already revoked one keeps
+    /// its first time and reason. [`Conflict::SessionChanged`] if there is no such session.
+    RevokeSession {
+        /// The owner.
+        user_id: UserId,
+        /// The session.
+        session_id: SessionId,
+        /// When, Unix seconds.
+        at: i64,
+        /// Why.
+        reason: RevokeReason,
+    },
+    /// Stores a new one-time token. [`Conflict::ItemExists`] if its hash is taken.
+    PutToken(OneTimeToken),
+    /// Deletes the token if it exists with this purpose (spending it once).
+    /// [`Conflict::TokenSpent`] otherwise.
+    SpendToken {
+        /// The token's hash.
+        hash: TokenHash,
+        /// The purpose it must have.
+        purpose: TokenPurpose,
+    },
+    /// Stores the email's sign-in code, replacing any earlier one (one live code per email).
+    PutOtp(EmailOtp),
+    /// Deletes the email's code if it is still code `id` with fewer than
+    /// [`crate::domain::OTP_MAX_ATTEMPTS`] wrong tries. [`Conflict::OtpChanged`] otherwise.
+    SpendOtp {
+        /// The normalized email.
+        email: String,
+        /// The code's id.
+        id: String,
+    },
+    /// Counts a wrong try on code `id`: sets its attempts to `attempts_seen + 1` if it is still
+    /// code `id` with `attempts_seen` tries (so concurrent tries each count).
+    /// [`Conflict::OtpChanged`] otherwise.
+    CountOtpFailure {
+        /// The normalized email.
+        email: String,
+        /// The code's id.
+        id: String,
+        /// The attempts read before.
+        attempts_seen: u32,
+    },
+    /// Deletes the email's code, whatever it is (account deletion).
+    DeleteOtp {
+        /// The normalized email.
+        email: String,
+    },
+    /// Queues a mail in the outbox. [`Conflict::ItemExists`] if its cause id is queued already.
+    QueueMail(OutboxMail),
+    /// Appends an audit record.
+    Audit(AuditRecord),
+}
+
+/// Account writes that must happen together, and the account items besides users and sessions:
+/// one-time tokens (`TOKEN#…`), sign-in codes (`OTP#…`), the audit log (`USER#<id>` /
+/// `AUDIT#…`).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Applies every change or none (one DynamoDB `TransactWriteItems`; one redb write
+    /// transaction). At most one change per item.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] with the first failing change's conflict (see [`Change`]);
+    /// nothing is written then. [`StoreError::Unavailable`] / [`StoreError::Internal`] on
+    /// backend failure.
+    async fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+
+    /// Reads a one-time token by its hash (strongly consistent). Expired tokens may still be
+    /// returned until the table's TTL deletes them: check [`OneTimeToken::usable_for`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_token(&self, hash: &TokenHash) -> Result<Option<OneTimeToken>, StoreError>;
+
+    /// Reads the live sign-in code of a normalized email (strongly consistent).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_otp(&self, normalized_email: &str) -> Result<Option<EmailOtp>, StoreError>;
+
+    /// A page of the user's audit records, newest first: at most `limit`, each older than the
+    /// record `before` (an id from an earlier page) when given.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn list_audit(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Deletes every item of the user's partition except payments and audit records (sessions,
+    /// subscription, customer links): the clean-up after [`Change::DeleteUser`]. Returns how
+    /// many items it deleted. Idempotent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn erase_user_items(&self, user_id: &UserId) -> Result<usize, StoreError>;
+}
+
+/// What [`AccountStore::erase_user_items`] keeps of a user's partition: payments (without
+/// personal data, for the books), audit records (they expire by TTL) and a profile that is
+/// still there (never erased from under a live account).
+pub fn kept_after_erase(sort_key: &str) -> bool {
+    sort_key.starts_with(keys::PAYMENT_PREFIX)
+        || sort_key.starts_with(keys::AUDIT_PREFIX)
+        || sort_key == keys::PROFILE
+}
+
+/// The result of trying to claim an outbox item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailClaim {
+    /// Claimed: the item as it now stands (`Sending`, attempts counted, leased).
+    Claimed(OutboxMail),
+    /// Another sender holds it until this time (Unix seconds).
+    Busy {
+        /// End of the other sender's lease.
+        until: i64,
+    },
+    /// Nothing to do: sent, skipped, failed, or no such item.
+    Done,
+}
+
+/// How a claimed mail ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailOutcome {
+    /// `Sent`, `Skipped` or `Failed`.
+    pub status: MailStatus,
+    /// The mail service's message id, when sent.
+    pub message_id: Option<String>,
+    /// Why it failed or was skipped (no secrets).
+    pub note: Option<String>,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
+/// The mail outbox (`MAIL#<cause id>` / `MAIL`): items are written by [`Change::QueueMail`] with
+/// the change that owes them; senders claim, send and finish them here.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Reads an outbox item (strongly consistent).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_mail(&self, id: &str) -> Result<Option<OutboxMail>, StoreError>;
+
+    /// Claims the item for `lease` seconds from `now` if it is pending or its lease ran out
+    /// (conditional write: of concurrent claimers exactly one gets it), counting an attempt.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn claim_mail(&self, id: &str, now: i64, lease: i64) -> Result<MailClaim, StoreError>;
+
+    /// Ends a claimed item with `outcome`, if it is still `Sending` with the claim's attempt
+    /// count `attempt` (so a sender whose lease ran out and was replaced cannot overwrite the
+    /// replacement's result).
+    ///
+    /// # Errors
+    /// [`Conflict::MailChanged`] if the claim is no longer the caller's.
+    async fn finish_mail(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &MailOutcome,
+    ) -> Result<(), StoreError>;
+
+    /// Hands a claimed item back as `Pending` after a failed send (so the next attempt need
+    /// not wait for the lease), recording `error`; same claim check as
+    /// [`Outbox::finish_mail`].
+    ///
+    /// # Errors
+    /// [`Conflict::MailChanged`] if the claim is no longer the caller's.
+    async fn release_mail(&self, id: &str, attempt: u32, error: &str) -> Result<(), StoreError>;
+
+    /// Ids of items still to send (`Pending`, or `Sending` whose sender may have died), oldest
+    /// first, at most `limit`: what a sweep drains after a crash. The embedded store reads its
+    /// `MAIL#` range; DynamoDB scans the table (an operator's command, not a hot path).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn pending_mail(&self, limit: usize) -> Result<Vec<String>, StoreError>;
 }

@@ -63,6 +63,9 @@ pub enum ProcessError {
     /// The user id in the provider's metadata names no user.
     #[error("the user id in the provider metadata does not exist")]
     MissingUser,
+    /// The customer's account was deleted (its claim outlives it): the event is ignored.
+    #[error("the customer's account was deleted")]
+    DeletedUser,
 }
 
 impl ProcessError {
@@ -74,7 +77,7 @@ impl ProcessError {
         match self {
             Self::Store(e) => e.is_retryable() || matches!(e, StoreError::Conflict(_)),
             Self::Provider { source, .. } => source.is_retryable(),
-            Self::NotConfigured(_) | Self::MissingUser => false,
+            Self::NotConfigured(_) | Self::MissingUser | Self::DeletedUser => false,
             Self::UnknownUser => true,
         }
     }
@@ -228,6 +231,12 @@ impl Processor {
         };
         match self.apply(&event, &meaning, cache).await {
             Ok(outcome) => Ok(outcome),
+            Err(ProcessError::DeletedUser) => {
+                let why = ProcessError::DeletedUser.to_string();
+                self.mark(&event, EventStatus::Ignored, attempts, Some(why))
+                    .await?;
+                Ok(ProcessOutcome::Ignored)
+            }
             Err(e) => {
                 let error = Chain(&e).to_string();
                 let mark = self
@@ -356,6 +365,11 @@ impl Processor {
             .or(party.customer.as_ref());
         if let Some(customer) = customer {
             if let Some(owner) = self.billing.find_customer(provider, customer).await? {
+                // The claim outlives a deleted account (docs/architecture.md §11): nothing of
+                // its later billing is written.
+                if self.users.get_user(&owner).await?.is_none() {
+                    return Err(ProcessError::DeletedUser);
+                }
                 return Ok(owner);
             }
         }

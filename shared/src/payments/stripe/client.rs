@@ -357,6 +357,19 @@ impl PaymentProvider for StripeProvider {
         .map_err(classify)
     }
 
+    /// `DELETE /v1/subscriptions/{id}`: cancels at once (docs.stripe.com/api/subscriptions/cancel).
+    async fn cancel_now(&self, subscription: &SubscriptionId) -> Result<(), ProviderError> {
+        RequestBuilder::new(
+            StripeMethod::Delete,
+            format!("/subscriptions/{}", path_segment(subscription.as_str())?),
+        )
+        .customize::<IdField>()
+        .send(&self.client)
+        .await
+        .map(|_| ())
+        .map_err(classify)
+    }
+
     async fn change_price(
         &self,
         subscription: &SubscriptionId,

@@ -195,6 +195,18 @@ impl PaymentProvider for WhopProvider {
             .map(|_| ())
     }
 
+    async fn cancel_now(&self, subscription: &SubscriptionId) -> Result<(), ProviderError> {
+        let subscription_id = path_segment(subscription.as_str())?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/memberships/{subscription_id}/cancel"),
+            Some(json!({"cancellation_mode": "immediate"})),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn change_price(
         &self,
         _subscription: &SubscriptionId,
