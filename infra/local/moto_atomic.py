@@ -11,11 +11,16 @@ item operations behind one lock, then starts moto_server with the given argument
 else (SQS long polls, Secrets Manager, SES) stays concurrent.
 
 Usage: python3 infra/local/moto_atomic.py -H 127.0.0.1 -p 5000   (moto_server's own arguments)
+
+With `MOTO_EXIT_WITH_PARENT=<pid>` in the environment the server exits when that process is gone
+(a test binary that starts its own moto leaves nothing running behind it).
 """
 
 import functools
+import os
 import sys
 import threading
+import time
 
 from moto.dynamodb.models import DynamoDBBackend
 
@@ -50,7 +55,20 @@ for _name in _ITEM_OPERATIONS:
     if hasattr(DynamoDBBackend, _name):
         setattr(DynamoDBBackend, _name, _serialised(getattr(DynamoDBBackend, _name)))
 
+def _exit_with(parent: int) -> None:
+    while True:
+        try:
+            os.kill(parent, 0)
+        except OSError:
+            os._exit(0)
+        time.sleep(0.5)
+
+
 if __name__ == "__main__":
     from moto.server import main
+
+    parent = os.environ.get("MOTO_EXIT_WITH_PARENT")
+    if parent:
+        threading.Thread(target=_exit_with, args=(int(parent),), daemon=True).start()
 
     sys.exit(main(sys.argv[1:]))

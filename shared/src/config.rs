@@ -199,7 +199,12 @@ impl Config {
             1_024,
             6 * 1024 * 1024,
         );
-        let reauth_window = seconds("TOLLGATE_REAUTH_WINDOW_SECONDS", d.auth.reauth_window, 0, 86_400);
+        let reauth_window = seconds(
+            "TOLLGATE_REAUTH_WINDOW_SECONDS",
+            d.auth.reauth_window,
+            0,
+            86_400,
+        );
         let audit_days = seconds(
             "TOLLGATE_AUDIT_RETENTION_DAYS",
             d.auth.audit_retention / 86_400,
@@ -239,7 +244,9 @@ impl Config {
         let app_url = text("TOLLGATE_APP_URL", &issuer)
             .trim_end_matches('/')
             .to_owned();
-        if !(app_url.starts_with("https://") || app_url.starts_with("http://")) {
+        if optional("TOLLGATE_APP_URL").is_some()
+            && !(app_url.starts_with("https://") || app_url.starts_with("http://"))
+        {
             problems.push(format!(
                 "TOLLGATE_APP_URL={app_url:?}: expected an http(s) URL"
             ));

@@ -170,7 +170,10 @@ pub fn mail_ids_from_stream(
                 _ => return None,
             };
             let id = pk.strip_prefix(crate::store::keys::MAIL_PREFIX)?;
-            Some((r.change.sequence_number.clone().unwrap_or_default(), id.to_owned()))
+            Some((
+                r.change.sequence_number.clone().unwrap_or_default(),
+                id.to_owned(),
+            ))
         })
         .collect()
 }

@@ -54,6 +54,9 @@ pub struct Needs {
     pub billing: bool,
     /// Webhook ingest: the webhook signing secrets, the ledger and the queue.
     pub ingest: bool,
+    /// Sending mail: the outbox, the one-time secrets it mints, and the mail service (the
+    /// `mailer` function; the dev server runs its dispatcher in-process).
+    pub mail: bool,
 }
 
 impl Needs {
@@ -63,6 +66,7 @@ impl Needs {
         accounts: true,
         billing: true,
         ingest: true,
+        mail: true,
     };
 
     /// Nothing at all (a function serving static documents).
@@ -71,11 +75,12 @@ impl Needs {
         accounts: false,
         billing: false,
         ingest: false,
+        mail: false,
     };
 
     /// Whether the function uses the table.
     pub fn table(&self) -> bool {
-        self.accounts || self.billing || self.ingest
+        self.accounts || self.billing || self.ingest || self.mail
     }
 
     /// Whether the function reads the plan catalog.
@@ -523,10 +528,10 @@ pub async fn embedded_components(
     ))
 }
 
-#[cfg(feature = "aws")]
-pub use aws::{processor_from_env, AwsStart};
 #[cfg(all(feature = "aws", feature = "mail", feature = "ses"))]
 pub use aws::mailer_from_env;
+#[cfg(feature = "aws")]
+pub use aws::{processor_from_env, AwsStart};
 
 #[cfg(feature = "aws")]
 mod aws {

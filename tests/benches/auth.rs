@@ -93,7 +93,9 @@ fn refresh(c: &mut Criterion) {
     let mut g = c.benchmark_group("session");
     g.bench_function("refresh_rotation_embedded", |b| {
         b.iter(|| {
-            let issued = rt.block_on(auth.refresh_token(&current, &Default::default())).expect("refresh");
+            let issued = rt
+                .block_on(auth.refresh_token(&current, &Default::default()))
+                .expect("refresh");
             current = issued.refresh_token;
         })
     });

@@ -233,6 +233,69 @@ pub async fn dynamo_client() -> Option<aws_sdk_dynamodb::Client> {
     Some(aws_sdk_dynamodb::Client::new(&config))
 }
 
+/// The endpoint of a moto_server of this test process's own (started once, on a free port, from
+/// `infra/local/moto_atomic.py`; it exits with the process), for tests that read moto's whole
+/// recorded state (`/moto-api/data.json`, e.g. the mail SES was asked to send) and so must not
+/// share a server whose state every other test grows; `None` when skipped (as
+/// [`dynamo_client`]).
+///
+/// # Panics
+/// If the server does not start.
+pub async fn own_moto() -> Option<String> {
+    static ENDPOINT: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    // Same rule as the shared emulator: run where one is configured, never skip in CI.
+    dynamo_client().await?;
+    let endpoint = ENDPOINT
+        .get_or_init(|| async {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port");
+            let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../infra/local/moto_atomic.py");
+            let log = std::fs::File::create(
+                std::env::temp_dir().join(format!("tollgate-own-moto-{port}.log")),
+            )
+            .expect("log file");
+            std::process::Command::new("python3")
+                .arg(launcher)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_EXIT_WITH_PARENT", std::process::id().to_string())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start moto_server");
+            let endpoint = format!("http://127.0.0.1:{port}");
+            for _ in 0..200 {
+                if reqwest::get(format!("{endpoint}/moto-api/")).await.is_ok() {
+                    return endpoint;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("own moto_server did not start on {port}");
+        })
+        .await;
+    Some(endpoint.clone())
+}
+
+/// The AWS SDK configuration for `endpoint` (test credentials, `AWS_REGION` or us-east-1).
+pub async fn aws_config_at(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        ))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "tollgate-tests",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
 /// The table the DynamoDB cases share (created once per process; items never collide because
 /// every id is a fresh UUIDv7 and every email random).
 pub const TEST_TABLE: &str = "tollgate-conformance";

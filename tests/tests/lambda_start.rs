@@ -86,10 +86,12 @@ async fn every_function_starts_with_exactly_its_own_secrets() {
         .map(|f| (f.name, reads(f.needs)))
         .collect();
     starts.push(("webhook-processor", [false, false, true, false]));
+    starts.push(("mailer", reads(mailer::NEEDS)));
     for (function, needed) in starts {
         let start = || async {
             match function {
                 "webhook-processor" => tollgate::state::processor_from_env().await.map(|_| ()),
+                "mailer" => tollgate::state::mailer_from_env().await.map(|_| ()),
                 name => AppState::from_env(tollgate_tests::function(name).needs)
                     .await
                     .map(|_| ()),

@@ -3,8 +3,8 @@
 //! | layer | modules of `shared/src` |
 //! |---|---|
 //! | 0 domain | `domain`, `error` |
-//! | 1 adapters | `store`, `queue`, `secrets`, `payments`, `clock` |
-//! | 2 use cases | `auth`, `billing`, `webhooks` |
+//! | 1 adapters | `store`, `queue`, `secrets`, `payments`, `mailer`, `clock` |
+//! | 2 use cases | `auth`, `billing`, `webhooks`, `mail` |
 //! | 3 edge | `config`, `state`, `http`, `lambda` |
 //!
 //! Every `crate::<module>` path in every source file (imports and inline paths; comments are
@@ -15,17 +15,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [(&str, u8); 14] = [
+const LAYERS: [(&str, u8); 16] = [
     ("domain", 0),
     ("error", 0),
     ("store", 1),
     ("queue", 1),
     ("secrets", 1),
     ("payments", 1),
+    ("mailer", 1),
     ("clock", 1),
     ("auth", 2),
     ("billing", 2),
     ("webhooks", 2),
+    ("mail", 2),
     ("config", 3),
     ("state", 3),
     ("http", 3),

@@ -188,6 +188,19 @@ async fn with_subscription(
     provider: Provider,
     providers: Providers,
 ) -> (String, tollgate::domain::UserId, String) {
+    let (base, user, token, _) = with_subscription_and_store(provider, providers).await;
+    (base, user, token)
+}
+
+async fn with_subscription_and_store(
+    provider: Provider,
+    providers: Providers,
+) -> (
+    String,
+    tollgate::domain::UserId,
+    String,
+    Arc<tollgate::store::embedded::EmbeddedStore>,
+) {
     let (mut c, _, store) = components_at(now());
     c.providers = providers;
     let catalog = c.catalog.clone();
@@ -228,7 +241,7 @@ async fn with_subscription(
         })
         .await
         .expect("seed subscription");
-    (tollgate_tests::spawn_app(state).await, user, token)
+    (tollgate_tests::spawn_app(state).await, user, token, store)
 }
 
 #[tokio::test]
@@ -474,4 +487,126 @@ async fn billing_routes_refuse_what_they_cannot_do() {
     )
     .await;
     assert_eq!(status, 401);
+}
+
+/// Deleting an account cancels its live subscription at Stripe at once (`DELETE
+/// /v1/subscriptions/{id}`, exactly once) before anything is deleted; then the user is gone
+/// (login refused, the email free) and its payment records are kept. When Stripe refuses, nothing
+/// is deleted.
+#[tokio::test]
+async fn deleting_an_account_cancels_its_stripe_subscription_and_keeps_its_payments() {
+    use tollgate::store::{EventLedger, UserStore};
+    let stripe = MockServer::start().await;
+    let (base, user, token, store) =
+        with_subscription_and_store(Provider::Stripe, stripe_at(&stripe)).await;
+    // A payment recorded through the ledger, as the webhook processor does.
+    let event = tollgate::domain::WebhookEvent {
+        provider: Provider::Stripe,
+        event_id: "evt_Wire0001".into(),
+        event_type: "invoice.paid".into(),
+        body: "{}".into(),
+        group_id: "sub_Wire0001".into(),
+        received_at: now(),
+        status: tollgate::domain::EventStatus::Received,
+        attempts: 0,
+        last_error: None,
+        processed_at: None,
+        expires_at: now() + 86_400,
+    };
+    store.record_event(&event).await.expect("record");
+    let payment = tollgate::domain::Payment {
+        user_id: user,
+        provider: Provider::Stripe,
+        payment_id: "in_Wire0001".into(),
+        amount_minor: 1500,
+        currency: "usd".into(),
+        subscription_id: Some("sub_Wire0001".into()),
+        status: tollgate::domain::PaymentStatus::Paid,
+        paid_at: now(),
+    };
+    store
+        .apply_event(
+            Provider::Stripe,
+            &event.event_id,
+            &tollgate::domain::EventEffects {
+                subscription: None,
+                payment: Some(payment),
+            },
+            now(),
+        )
+        .await
+        .expect("payment");
+    let email = store
+        .get_user(&user)
+        .await
+        .expect("read")
+        .expect("user")
+        .email;
+    let delete = || async {
+        let r = reqwest::Client::new()
+            .delete(format!("{base}/auth/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    // Stripe refuses first: 502, and nothing is deleted.
+    let refusal = Mock::given(method("DELETE"))
+        .and(path("/v1/subscriptions/sub_Wire0001"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"type": "invalid_request_error", "message": "refused"}
+        })))
+        .expect(1)
+        .mount_as_scoped(&stripe)
+        .await;
+    let (status, body) = delete().await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("provider_error")),
+        "{body}"
+    );
+    assert!(
+        store.get_user(&user).await.expect("read").is_some(),
+        "nothing deleted"
+    );
+    drop(refusal);
+
+    Mock::given(method("DELETE"))
+        .and(path("/v1/subscriptions/sub_Wire0001"))
+        .and(header("authorization", "Bearer sk_test_wire"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "subscription",
+            json!({"id": "sub_Wire0001", "status": "canceled"}),
+        )))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let (status, body) = delete().await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(store.get_user(&user).await.expect("read"), None);
+    assert_eq!(
+        store
+            .find_user_id_by_email(&email.to_lowercase())
+            .await
+            .expect("find"),
+        None,
+        "the email is free"
+    );
+    assert_eq!(
+        store.list_payments(&user).await.expect("payments").len(),
+        1,
+        "kept"
+    );
+    assert_eq!(store.get_subscription(&user).await.expect("read"), None);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": email, "password": tollgate_tests::PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 401);
+    // MockServer checks `expect(1)` on drop.
 }

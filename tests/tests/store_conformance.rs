@@ -716,7 +716,11 @@ mod cases {
             .await;
         assert_eq!(conflict_of(failed), Conflict::EmailTaken);
         assert_eq!(s.get_mail(&queued.id).await.expect("read"), None);
-        assert!(s.list_audit(&twin.id, None, 10).await.expect("list").is_empty());
+        assert!(s
+            .list_audit(&twin.id, None, 10)
+            .await
+            .expect("list")
+            .is_empty());
         assert_eq!(s.get_user(&twin.id).await.expect("read"), None);
 
         let fresh = user(&random_email());
@@ -729,13 +733,22 @@ mod cases {
         ])
         .await
         .expect("commit");
-        assert_eq!(s.get_user(&fresh.id).await.expect("read"), Some(fresh.clone()));
+        assert_eq!(
+            s.get_user(&fresh.id).await.expect("read"),
+            Some(fresh.clone())
+        );
         assert_eq!(
             s.get_session(&fresh.id, &session.id).await.expect("read"),
             Some(session)
         );
-        assert_eq!(s.get_mail(&queued.id).await.expect("read"), Some(queued.clone()));
-        assert_eq!(s.list_audit(&fresh.id, None, 10).await.expect("list").len(), 1);
+        assert_eq!(
+            s.get_mail(&queued.id).await.expect("read"),
+            Some(queued.clone())
+        );
+        assert_eq!(
+            s.list_audit(&fresh.id, None, 10).await.expect("list").len(),
+            1
+        );
         // One cause, one mail.
         assert_eq!(
             conflict_of(s.commit(&[Change::QueueMail(queued)]).await),
@@ -745,8 +758,13 @@ mod cases {
 
     pub async fn a_token_is_spent_once_and_only_for_its_purpose(s: Arc<impl Stores>) {
         let token = one_time_token(TokenPurpose::ResetPassword);
-        s.commit(&[Change::PutToken(token.clone())]).await.expect("put");
-        assert_eq!(s.get_token(&token.hash).await.expect("read"), Some(token.clone()));
+        s.commit(&[Change::PutToken(token.clone())])
+            .await
+            .expect("put");
+        assert_eq!(
+            s.get_token(&token.hash).await.expect("read"),
+            Some(token.clone())
+        );
         assert_eq!(
             conflict_of(s.commit(&[Change::PutToken(token.clone())]).await),
             Conflict::ItemExists
@@ -772,7 +790,9 @@ mod cases {
 
     pub async fn concurrent_spends_of_one_token_have_one_winner(s: Arc<impl Stores>) {
         let token = one_time_token(TokenPurpose::MagicLink);
-        s.commit(&[Change::PutToken(token.clone())]).await.expect("put");
+        s.commit(&[Change::PutToken(token.clone())])
+            .await
+            .expect("put");
         let tries: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
@@ -800,7 +820,9 @@ mod cases {
     pub async fn a_code_counts_every_try_and_dies_after_five(s: Arc<impl Stores>) {
         let email = random_email();
         let code = otp(&email);
-        s.commit(&[Change::PutOtp(code.clone())]).await.expect("put");
+        s.commit(&[Change::PutOtp(code.clone())])
+            .await
+            .expect("put");
         for seen in 0..OTP_MAX_ATTEMPTS {
             let count = Change::CountOtpFailure {
                 email: email.clone(),
@@ -847,7 +869,9 @@ mod cases {
     pub async fn concurrent_wrong_tries_at_one_reading_count_once(s: Arc<impl Stores>) {
         let email = random_email();
         let code = otp(&email);
-        s.commit(&[Change::PutOtp(code.clone())]).await.expect("put");
+        s.commit(&[Change::PutOtp(code.clone())])
+            .await
+            .expect("put");
         let tries: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
@@ -875,7 +899,10 @@ mod cases {
             user: u.clone(),
             expected_version: 9,
         };
-        assert_eq!(conflict_of(s.commit(&[stale]).await), Conflict::StaleVersion);
+        assert_eq!(
+            conflict_of(s.commit(&[stale]).await),
+            Conflict::StaleVersion
+        );
         s.commit(&[Change::DeleteUser {
             user: u.clone(),
             expected_version: 1,
@@ -913,8 +940,15 @@ mod cases {
         }])
         .await
         .expect("keep");
-        let kept = s.get_session(&u.id, &live.id).await.expect("read").expect("session");
-        assert_eq!((kept.epoch, kept.authenticated_at), (4, Some(1_795_249_000)));
+        let kept = s
+            .get_session(&u.id, &live.id)
+            .await
+            .expect("read")
+            .expect("session");
+        assert_eq!(
+            (kept.epoch, kept.authenticated_at),
+            (4, Some(1_795_249_000))
+        );
         let revoke = |at| Change::RevokeSession {
             user_id: u.id,
             session_id: live.id,
@@ -923,7 +957,11 @@ mod cases {
         };
         s.commit(&[revoke(10)]).await.expect("revoke");
         s.commit(&[revoke(20)]).await.expect("revoke again");
-        let revoked = s.get_session(&u.id, &live.id).await.expect("read").expect("session");
+        let revoked = s
+            .get_session(&u.id, &live.id)
+            .await
+            .expect("read")
+            .expect("session");
         assert_eq!(
             (revoked.revoked_at, revoked.revoked_reason),
             (Some(10), Some(RevokeReason::Revoked))
@@ -944,7 +982,10 @@ mod cases {
             at: 1,
             reason: RevokeReason::Revoked,
         };
-        assert_eq!(conflict_of(s.commit(&[missing]).await), Conflict::SessionChanged);
+        assert_eq!(
+            conflict_of(s.commit(&[missing]).await),
+            Conflict::SessionChanged
+        );
     }
 
     pub async fn audit_pages_run_newest_first_per_user(s: Arc<impl Stores>) {
@@ -962,9 +1003,15 @@ mod cases {
         let first = s.list_audit(&who, None, 2).await.expect("page 1");
         assert_eq!(first[0], records[4], "every field round-trips");
         assert_eq!(ids(first), [records[4].id.clone(), records[3].id.clone()]);
-        let second = s.list_audit(&who, Some(&records[3].id), 2).await.expect("page 2");
+        let second = s
+            .list_audit(&who, Some(&records[3].id), 2)
+            .await
+            .expect("page 2");
         assert_eq!(ids(second), [records[2].id.clone(), records[1].id.clone()]);
-        let last = s.list_audit(&who, Some(&records[1].id), 5).await.expect("page 3");
+        let last = s
+            .list_audit(&who, Some(&records[1].id), 5)
+            .await
+            .expect("page 3");
         assert_eq!(ids(last), [records[0].id.clone()]);
     }
 
@@ -1008,17 +1055,26 @@ mod cases {
         }])
         .await
         .expect("delete");
-        assert_eq!(s.erase_user_items(&u.id).await.expect("erase"), 0, "already erased");
+        assert_eq!(
+            s.erase_user_items(&u.id).await.expect("erase"),
+            0,
+            "already erased"
+        );
         assert!(s.list_sessions(&u.id).await.expect("list").is_empty());
         assert_eq!(s.get_subscription(&u.id).await.expect("read"), None);
-        assert_eq!(s.customer_of(Provider::Stripe, &u.id).await.expect("read"), None);
+        assert_eq!(
+            s.customer_of(Provider::Stripe, &u.id).await.expect("read"),
+            None
+        );
         assert_eq!(s.list_payments(&u.id).await.expect("payments").len(), 1);
         assert_eq!(s.list_audit(&u.id, None, 10).await.expect("audit").len(), 1);
     }
 
     pub async fn a_mail_is_claimed_by_one_sender_until_its_lease_lapses(s: Arc<impl Stores>) {
         let m = mail(MailKind::PasswordChanged);
-        s.commit(&[Change::QueueMail(m.clone())]).await.expect("queue");
+        s.commit(&[Change::QueueMail(m.clone())])
+            .await
+            .expect("queue");
         let MailClaim::Claimed(first) = s.claim_mail(&m.id, 100, 30).await.expect("claim") else {
             panic!("a pending mail is claimable")
         };
@@ -1046,21 +1102,33 @@ mod cases {
             "the replaced sender cannot finish it"
         );
         s.finish_mail(&m.id, 2, &sent).await.expect("finish");
-        assert_eq!(s.claim_mail(&m.id, 500, 30).await.expect("claim"), MailClaim::Done);
+        assert_eq!(
+            s.claim_mail(&m.id, 500, 30).await.expect("claim"),
+            MailClaim::Done
+        );
         let done = s.get_mail(&m.id).await.expect("read").expect("mail");
         assert_eq!(
-            (done.status, done.message_id.as_deref(), done.finished_at, done.lease_until),
+            (
+                done.status,
+                done.message_id.as_deref(),
+                done.finished_at,
+                done.lease_until
+            ),
             (MailStatus::Sent, Some("msg-1"), Some(131), None)
         );
         assert_eq!(
-            s.claim_mail(&unique("missing"), 1, 30).await.expect("claim"),
+            s.claim_mail(&unique("missing"), 1, 30)
+                .await
+                .expect("claim"),
             MailClaim::Done
         );
     }
 
     pub async fn concurrent_claims_of_one_mail_have_one_winner(s: Arc<impl Stores>) {
         let m = mail(MailKind::VerifyEmail);
-        s.commit(&[Change::QueueMail(m.clone())]).await.expect("queue");
+        s.commit(&[Change::QueueMail(m.clone())])
+            .await
+            .expect("queue");
         let claims: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
@@ -1082,8 +1150,14 @@ mod cases {
 
     pub async fn a_released_mail_is_pending_again_until_finished(s: Arc<impl Stores>) {
         let m = mail(MailKind::SignInCode);
-        s.commit(&[Change::QueueMail(m.clone())]).await.expect("queue");
-        assert!(s.pending_mail(10_000).await.expect("pending").contains(&m.id));
+        s.commit(&[Change::QueueMail(m.clone())])
+            .await
+            .expect("queue");
+        assert!(s
+            .pending_mail(10_000)
+            .await
+            .expect("pending")
+            .contains(&m.id));
         let MailClaim::Claimed(claimed) = s.claim_mail(&m.id, 100, 30).await.expect("claim") else {
             panic!("claimable")
         };
@@ -1092,11 +1166,18 @@ mod cases {
             .expect("release");
         let released = s.get_mail(&m.id).await.expect("read").expect("mail");
         assert_eq!(
-            (released.status, released.last_error.as_deref(), released.lease_until),
+            (
+                released.status,
+                released.last_error.as_deref(),
+                released.lease_until
+            ),
             (MailStatus::Pending, Some("SES throttled"), None)
         );
         assert!(
-            s.pending_mail(10_000).await.expect("pending").contains(&m.id),
+            s.pending_mail(10_000)
+                .await
+                .expect("pending")
+                .contains(&m.id),
             "released mail is still to send"
         );
         assert_eq!(
@@ -1116,9 +1197,12 @@ mod cases {
         s.finish_mail(&m.id, again.attempts, &skipped)
             .await
             .expect("finish");
-        assert!(!s.pending_mail(10_000).await.expect("pending").contains(&m.id));
+        assert!(!s
+            .pending_mail(10_000)
+            .await
+            .expect("pending")
+            .contains(&m.id));
     }
-
 }
 
 macro_rules! conformance {

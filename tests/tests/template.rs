@@ -21,6 +21,7 @@ type Route = (String, String);
 
 /// The SQS consumer: it has no HTTP routes, and its event source is checked instead.
 const PROCESSOR: &str = "webhook-processor";
+const MAILER: &str = "mailer";
 /// The sender of the processor's queue (`TOLLGATE_QUEUE_URL`, shared/src/config.rs).
 const INGEST: &str = "webhook-ingest";
 
@@ -32,6 +33,7 @@ fn crates() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
         .map(|f| (f.name, f.routes))
         .collect();
     all.push((PROCESSOR, &[]));
+    all.push((MAILER, &[]));
     all
 }
 
@@ -44,7 +46,11 @@ fn needs_of(binary: &str) -> Option<Needs> {
             accounts: false,
             billing: true,
             ingest: false,
+            mail: false,
         });
+    }
+    if binary == MAILER {
+        return Some(mailer::NEEDS);
     }
     tollgate_tests::functions()
         .into_iter()
@@ -841,6 +847,138 @@ fn check_queue_wiring(doc: &Yaml<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// (i) The mail path (docs/architecture.md §11): the table has a keys-only stream; the mailer is
+/// triggered by exactly that stream, filtered to `INSERT`s of `MAIL#` items, with partial batch
+/// failures, bounded retries and an on-failure SQS destination in this template; its timeout
+/// covers waiting out a lapsed claim; its role reads that stream, may send to that destination
+/// and may `ses:SendEmail`; no role of a function without `NEEDS.mail` may send mail.
+fn check_mailer(doc: &Yaml<'_>) -> Result<(), String> {
+    let tables = resources(doc, "AWS::DynamoDB::Table");
+    let [(table_id, table)] = tables.as_slice() else {
+        return Err("expected one table".into());
+    };
+    let view = get(table, "Properties")
+        .and_then(|p| get(p, "StreamSpecification"))
+        .and_then(|s| text_at(s, "StreamViewType"));
+    if view != Some("KEYS_ONLY") {
+        return Err(format!(
+            "{table_id}: StreamViewType is {view:?}, expected KEYS_ONLY (the mailer reads items by key)"
+        ));
+    }
+    let (id, function) = function_building(doc, MAILER)?;
+    let props = get(function, "Properties").ok_or(format!("{id} has no Properties"))?;
+    let timeout = get(props, "Timeout").and_then(integer).unwrap_or(3);
+    let needed_timeout = 2 * tollgate::domain::MAIL_LEASE_SECONDS;
+    if timeout < needed_timeout {
+        return Err(format!(
+            "{id}: Timeout {timeout} s < {needed_timeout} s (wait out a 30 s claim, then send)"
+        ));
+    }
+    let events: Vec<_> = get(props, "Events")
+        .and_then(|e| untag(e).as_mapping())
+        .map(|m| m.values().collect())
+        .unwrap_or_default();
+    let [event] = events.as_slice() else {
+        return Err(format!(
+            "{id}: expected exactly one event, found {}",
+            events.len()
+        ));
+    };
+    if text_at(event, "Type") != Some("DynamoDB") {
+        return Err(format!("{id}: the trigger is not a DynamoDB stream"));
+    }
+    let ep = get(event, "Properties").ok_or(format!("{id}: the event has no Properties"))?;
+    if get(ep, "Stream").and_then(getatt_target) != Some((table_id, "StreamArn")) {
+        return Err(format!(
+            "{id}: the trigger is not !GetAtt {table_id}.StreamArn"
+        ));
+    }
+    let types: Vec<&str> = get(ep, "FunctionResponseTypes")
+        .map(items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(text)
+        .collect();
+    if !types.contains(&"ReportBatchItemFailures") {
+        return Err(format!(
+            "{id}: the stream trigger is without ReportBatchItemFailures"
+        ));
+    }
+    let retries = get(ep, "MaximumRetryAttempts").and_then(integer);
+    if !retries.is_some_and(|r| (0..=10_000).contains(&r)) {
+        return Err(format!("{id}: MaximumRetryAttempts is {retries:?}: a poison record would block the shard for a day"));
+    }
+    let patterns: Vec<serde_json::Value> = get(ep, "FilterCriteria")
+        .and_then(|f| get(f, "Filters"))
+        .map(items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| text_at(f, "Pattern"))
+        .filter_map(|p| serde_json::from_str(p).ok())
+        .collect();
+    let wanted = serde_json::json!({
+        "eventName": ["INSERT"],
+        "dynamodb": {"Keys": {"PK": {"S": [{"prefix": keys::MAIL_PREFIX}]}}}
+    });
+    if patterns != [wanted.clone()] {
+        return Err(format!(
+            "{id}: the stream filter is {patterns:?}, expected [{wanted}]"
+        ));
+    }
+    let dlq = get(ep, "DestinationConfig")
+        .and_then(|d| get(d, "OnFailure"))
+        .and_then(|o| get(o, "Destination"))
+        .and_then(getatt_target)
+        .filter(|(_, a)| *a == "Arn")
+        .map(|(q, _)| q)
+        .ok_or(format!(
+            "{id}: no OnFailure destination !GetAtt <queue>.Arn"
+        ))?;
+    resource(doc, dlq, "AWS::SQS::Queue").ok_or(format!("{id}: {dlq} is not an SQS queue here"))?;
+    let role = role_of(doc, id, function)?;
+    let stream_actions: BTreeSet<&str> = allow_statements(role)
+        .into_iter()
+        .filter(|st| {
+            get(st, "Resource")
+                .map(items)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|r| getatt_target(r) == Some((table_id, "StreamArn")))
+        })
+        .flat_map(|st| get(st, "Action").map(items).unwrap_or_default())
+        .filter_map(text)
+        .collect();
+    for action in [
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+    ] {
+        if !stream_actions.contains(action) {
+            return Err(format!("{id}'s role lacks {action} on the stream"));
+        }
+    }
+    if !actions_on(role, dlq).contains("sqs:SendMessage") {
+        return Err(format!("{id}'s role may not send to {dlq}"));
+    }
+    for (fid, binary, f) in functions(doc) {
+        let needs = binary
+            .and_then(needs_of)
+            .ok_or(format!("{fid}: unknown binary"))?;
+        let sends = allow_statements(role_of(doc, fid, f)?)
+            .into_iter()
+            .flat_map(|st| get(st, "Action").map(items).unwrap_or_default())
+            .filter_map(text)
+            .any(|a| a == "ses:SendEmail");
+        if sends != needs.mail {
+            return Err(format!(
+                "{fid}: may ses:SendEmail = {sends}, but its NEEDS sends mail = {}",
+                needs.mail
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn function_crates() -> BTreeSet<String> {
     let dir = workspace_root().join("functions");
     std::fs::read_dir(&dir)
@@ -915,14 +1053,20 @@ fn webhook_ingest_sends_to_the_queue_the_processor_reads() {
 /// Each check rejects a copy of template.yaml broken in the way it guards against, so none of the
 /// tests above can pass vacuously.
 #[test]
+fn mailer_reads_the_table_stream_with_partial_failures_and_only_it_sends_mail() {
+    let text = template_text();
+    check_mailer(&parse(&text)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn every_check_fails_on_a_template_that_breaks_it() {
     type Check = fn(&Yaml<'_>) -> Result<(), String>;
     let binaries: Check = |doc| check_binaries(doc, &function_crates());
     let original = template_text();
     // (name, check, text in template.yaml, its replacement, part of the expected error)
     let cases: &[(&str, Check, &str, &str, &str)] = &[
-        ("route path", check_routes, "Path: /auth/me", "Path: /auth/you", "(\"GET\", \"/auth/you\")"),
-        ("route method", check_routes, "Method: POST\n            Path: /auth/logout", "Method: DELETE\n            Path: /auth/logout", "(\"DELETE\", \"/auth/logout\")"),
+        ("route path", check_routes, "Method: GET\n            Path: /auth/me", "Method: GET\n            Path: /auth/you", "(\"GET\", \"/auth/you\")"),
+        ("route method", check_routes, "Method: POST\n            Path: /auth/logout\n", "Method: DELETE\n            Path: /auth/logout\n", "(\"DELETE\", \"/auth/logout\")"),
         ("route removed", check_routes, "        Logout:\n          Type: HttpApi", "        Logout:\n          Type: Api", "only in code: [(\"POST\", \"/auth/logout\")]"),
         ("event on another API", check_routes, "ApiId: !Ref HttpApi\n            Method: GET\n            Path: /auth/me", "ApiId: !Ref OtherApi\n            Method: GET\n            Path: /auth/me", "not on !Ref HttpApi"),
         ("route on the wrong function", check_route_owners, "Binary: jwks", "Binary: subscription-lookup", "JwksFunction (binary subscription-lookup)"),
@@ -965,6 +1109,15 @@ fn every_check_fails_on_a_template_that_breaks_it() {
         ("jwks gets the table", check_secrets, "                Resource: !Ref JwksSecret\n\n  SubscriptionLookupRole", "                Resource: !Ref JwksSecret\n              - Sid: Table\n                Effect: Allow\n                Action: dynamodb:GetItem\n                Resource: !GetAtt Table.Arn\n\n  SubscriptionLookupRole", "(jwks) has table actions"),
         ("ingest may not send", check_queue_wiring, "Action: sqs:SendMessage", "Action: sqs:SendMessageBatch", "may not sqs:SendMessage"),
         ("processor may not poll", check_queue_wiring, "sqs:ChangeMessageVisibility]", "sqs:ChangeMessageVisibilityBatch]", "lacks [\"sqs:ChangeMessageVisibility\"]"),
+        ("table stream with images", check_mailer, "StreamViewType: KEYS_ONLY", "StreamViewType: NEW_IMAGE", "StreamViewType is Some(\"NEW_IMAGE\")"),
+        ("mailer filter on every item", check_mailer, "{\"prefix\": \"MAIL#\"}", "{\"prefix\": \"USER#\"}", "the stream filter is"),
+        ("mailer gets modifications", check_mailer, "\"eventName\": [\"INSERT\"]", "\"eventName\": [\"INSERT\", \"MODIFY\"]", "the stream filter is"),
+        ("mailer without partial failures", check_mailer, "            FunctionResponseTypes: [ReportBatchItemFailures]\n            FilterCriteria:", "            FilterCriteria:", "without ReportBatchItemFailures"),
+        ("mailer retries forever", check_mailer, "MaximumRetryAttempts: 20", "MaximumRetryAttempts: -1", "MaximumRetryAttempts is Some(-1)"),
+        ("mailer without a destination", check_mailer, "                Destination: !GetAtt MailDeadLetterQueue.Arn\n", "", "no OnFailure destination"),
+        ("mailer timeout too short", check_mailer, "      Timeout: 60\n", "      Timeout: 30\n", "Timeout 30 s"),
+        ("another function sends mail", check_mailer, "              - Sid: PublicKeys\n                Effect: Allow\n                Action: secretsmanager:GetSecretValue\n                Resource: !Ref JwksSecret\n\n  SubscriptionLookupRole", "              - Sid: PublicKeys\n                Effect: Allow\n                Action: secretsmanager:GetSecretValue\n                Resource: !Ref JwksSecret\n              - Sid: Mail\n                Effect: Allow\n                Action: ses:SendEmail\n                Resource: !Sub arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SesIdentity}\n\n  SubscriptionLookupRole", "JwksFunction: may ses:SendEmail = true"),
+        ("mailer may not read the stream", check_mailer, "Action: [dynamodb:DescribeStream, dynamodb:GetRecords, dynamodb:GetShardIterator, dynamodb:ListStreams]", "Action: [dynamodb:DescribeStream, dynamodb:GetShardIterator, dynamodb:ListStreams]", "lacks dynamodb:GetRecords"),
     ];
     let mut survived = Vec::new();
     let mut wrong_reason = Vec::new();

@@ -84,6 +84,7 @@ pub const NEEDS: Needs = Needs {
     accounts: true,
     billing: true,
     ingest: false,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.
@@ -98,7 +99,10 @@ pub fn routes() -> Router<AppState> {
         .route(SESSIONS_PATH, get(list_sessions))
         .route(SESSION_PATH, delete(revoke_session))
         .route(LOGOUT_ALL_PATH, post(logout_all))
-        .route(ME_PATH, axum::routing::patch(update_profile).delete(delete_account))
+        .route(
+            ME_PATH,
+            axum::routing::patch(update_profile).delete(delete_account),
+        )
         .route(AUDIT_PATH, get(audit_log))
 }
 
@@ -233,7 +237,11 @@ pub struct ResetRequest {
     #[schema(example = "q5yE2Vd0V8m3kQ8wW5nqk1b8rVhZr0m2pX7o4sLx9aA")]
     token: String,
     /// The new password: 8 to 128 characters, not one of the most common passwords.
-    #[schema(example = "a new and uncommon passphrase", min_length = 8, max_length = 128)]
+    #[schema(
+        example = "a new and uncommon passphrase",
+        min_length = 8,
+        max_length = 128
+    )]
     password: String,
 }
 
@@ -271,7 +279,11 @@ pub struct ChangeRequest {
     #[schema(example = "the current passphrase")]
     current_password: String,
     /// The new password: 8 to 128 characters, not one of the most common passwords.
-    #[schema(example = "a new and uncommon passphrase", min_length = 8, max_length = 128)]
+    #[schema(
+        example = "a new and uncommon passphrase",
+        min_length = 8,
+        max_length = 128
+    )]
     new_password: String,
 }
 
@@ -448,7 +460,10 @@ async fn logout_all(
     OptionalJsonBody(body): OptionalJsonBody<LogoutAllRequest>,
 ) -> Result<Response, ApiError> {
     let keep_current = body.unwrap_or_default().keep_current;
-    state.auth()?.logout_all(&who, keep_current, &origin).await?;
+    state
+        .auth()?
+        .logout_all(&who, keep_current, &origin)
+        .await?;
     if keep_current {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

@@ -53,6 +53,7 @@ pub const NEEDS: Needs = Needs {
     accounts: false,
     billing: true,
     ingest: false,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.

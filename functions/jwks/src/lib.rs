@@ -29,6 +29,7 @@ pub const NEEDS: Needs = Needs {
     accounts: false,
     billing: false,
     ingest: false,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.

@@ -41,6 +41,7 @@ pub const NEEDS: Needs = Needs {
     accounts: true,
     billing: false,
     ingest: false,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.
@@ -177,10 +178,7 @@ async fn verify_magic_link(
     origin: RequestOrigin,
     JsonBody(req): JsonBody<LinkRequest>,
 ) -> Result<Response, ApiError> {
-    let (_, tokens) = state
-        .auth()?
-        .verify_magic_link(&req.token, &origin)
-        .await?;
+    let (_, tokens) = state.auth()?.verify_magic_link(&req.token, &origin).await?;
     Ok(token_response(
         StatusCode::OK,
         &tokens,

@@ -9,3 +9,15 @@
 //! No route: this function is not behind API Gateway. It reads no signing keys and no provider
 //! or webhook secrets; its role may read and update the table, read the stream and send from
 //! the configured SES identity only (`template.yaml`).
+
+use tollgate::{KeyAccess, Needs};
+
+/// What this function builds at start-up (`tollgate::state::mailer_from_env`): the table and
+/// SES — no signing keys, no provider or webhook secrets.
+pub const NEEDS: Needs = Needs {
+    keys: KeyAccess::None,
+    accounts: false,
+    billing: false,
+    ingest: false,
+    mail: true,
+};

@@ -34,6 +34,7 @@ pub const NEEDS: Needs = Needs {
     accounts: true,
     billing: false,
     ingest: false,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.
@@ -47,7 +48,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(signup), components(schemas(SignupRequest, VerificationRequired)))]
+#[openapi(
+    paths(signup),
+    components(schemas(SignupRequest, VerificationRequired))
+)]
 struct Doc;
 
 /// `POST /auth/signup` body.

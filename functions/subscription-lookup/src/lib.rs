@@ -40,6 +40,7 @@ pub const NEEDS: Needs = Needs {
     accounts: true,
     billing: true,
     ingest: false,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.

@@ -12,12 +12,12 @@ use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
 use tollgate::auth::AuthError;
+use tollgate::domain::RequestOrigin;
 use tollgate::http::openapi::{BodyProblems, ServerProblems, Tokens, PROBLEM_JSON};
 use tollgate::http::{
     clear_refresh_cookie, refresh_token_from_cookie, token_response, ApiError, OptionalJsonBody,
     Problem,
 };
-use tollgate::domain::RequestOrigin;
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
 
@@ -37,6 +37,7 @@ pub const NEEDS: Needs = Needs {
     accounts: true,
     billing: false,
     ingest: false,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.

@@ -264,5 +264,8 @@ async fn script() -> Response {
     responses((status = 200, description = "CSS.", content_type = "text/css", body = String)),
 )]
 async fn style() -> Response {
-    asset("text/css; charset=utf-8", include_str!("../assets/tollgate.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../assets/tollgate.css"),
+    )
 }

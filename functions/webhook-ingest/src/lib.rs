@@ -35,6 +35,7 @@ pub const NEEDS: Needs = Needs {
     accounts: false,
     billing: false,
     ingest: true,
+    mail: false,
 };
 
 /// This function's routes, with full public paths.

@@ -165,8 +165,8 @@ impl Mailer for DevMailer {
             links,
             code,
         };
-        let bytes = serde_json::to_vec_pretty(&stored)
-            .map_err(|e| MailerError::Rejected(Box::new(e)))?;
+        let bytes =
+            serde_json::to_vec_pretty(&stored).map_err(|e| MailerError::Rejected(Box::new(e)))?;
         // Write then rename: a reader never sees half a mail.
         let tmp = self.dir.join(format!(".{}.tmp", mail.id));
         let unavailable = |e: std::io::Error| MailerError::Unavailable(Box::new(e));
@@ -189,7 +189,10 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn list(Extension(mailer): Extension<Arc<DevMailer>>, Query(q): Query<ListQuery>) -> Response {
+async fn list(
+    Extension(mailer): Extension<Arc<DevMailer>>,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let mails = mailer.list();
     if q.format.as_deref() == Some("json") {
         return ([(header::CACHE_CONTROL, "no-store")], Json(mails)).into_response();
@@ -230,7 +233,10 @@ async fn show(Extension(mailer): Extension<Arc<DevMailer>>, Path(id): Path<Strin
             [
                 (header::CACHE_CONTROL, "no-store"),
                 // The mail's own HTML, shown as a mail client would: no script runs.
-                (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+                ),
             ],
             Html(m.html),
         )

@@ -132,8 +132,8 @@ impl Auth {
     /// Queues the mail of a request by email address (reset link, sign-in code): one write,
     /// whatever the address.
     pub(super) async fn queue_request(&self, kind: MailKind, email: &str) -> Result<(), AuthError> {
-        let email = crate::domain::Email::parse(email)
-            .map_err(|e| AuthError::Validation(vec![e]))?;
+        let email =
+            crate::domain::Email::parse(email).map_err(|e| AuthError::Validation(vec![e]))?;
         let mail = OutboxMail::new(kind, email.as_str(), None, self.clock.now());
         Ok(self.accounts.commit(&[Change::QueueMail(mail)]).await?)
     }
@@ -303,7 +303,10 @@ impl Auth {
                 reason: RevokeReason::Revoked,
             },
             self.audit(user.id, AuditAction::SessionRevoked, origin, now)
-                .map_audit(|r| r.with_session(target.id).with_detail(format!("from session {}", who.session_id))),
+                .map_audit(|r| {
+                    r.with_session(target.id)
+                        .with_detail(format!("from session {}", who.session_id))
+                }),
         ];
         match self.accounts.commit(&changes).await {
             Ok(()) => Ok(()),
@@ -426,7 +429,10 @@ impl Auth {
                 return Err(AuthError::WrongPassword);
             }
         } else if let Some(code) = proof.code {
-            spend_code = Some(self.check_code(&user.email().normalized().to_owned(), &code).await?);
+            spend_code = Some(
+                self.check_code(&user.email().normalized().to_owned(), &code)
+                    .await?,
+            );
         } else if !session.recently_authenticated(now, self.settings.reauth_window) {
             return Err(AuthError::ReauthenticationRequired);
         }

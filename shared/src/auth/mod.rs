@@ -17,7 +17,7 @@ pub use account::{Reauthentication, SessionView};
 pub use password::{PasswordHasher, Verification};
 pub use refresh::RefreshToken;
 pub use service::{
-    AccessVerifier, AccountStores, Auth, AuthError, AuthSettings, AuthenticatedUser,
-    IssuedTokens, Me, SignupOutcome,
+    AccessVerifier, AccountStores, Auth, AuthError, AuthSettings, AuthenticatedUser, IssuedTokens,
+    Me, SignupOutcome,
 };
 pub use tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, SigningKeyFile, LEEWAY_SECONDS};

@@ -175,7 +175,9 @@ impl Auth {
             // Someone signed up or changed the account meanwhile: the secret is unspent; retry.
             Err(AuthError::Store(StoreError::Conflict(
                 Conflict::EmailTaken | Conflict::StaleVersion,
-            ))) => Err(AuthError::Store(StoreError::Conflict(Conflict::StaleVersion))),
+            ))) => Err(AuthError::Store(StoreError::Conflict(
+                Conflict::StaleVersion,
+            ))),
             Err(e) => Err(e),
         }
     }

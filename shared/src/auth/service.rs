@@ -12,10 +12,9 @@ use super::tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, TokenError};
 use crate::billing::{BillingError, PlanAccess};
 use crate::clock::Clock;
 use crate::domain::{
-    AuditAction, AuditRecord, Email, Entitlement, MailKind, OutboxMail, Password,
-    RefreshDecision, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
-    SessionPolicy, SignInMethod, User, UserId, UserStatus, ValidationError,
-    DEFAULT_AUDIT_RETENTION_SECONDS,
+    AuditAction, AuditRecord, Email, Entitlement, MailKind, OutboxMail, Password, RefreshDecision,
+    RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin, SessionPolicy, SignInMethod,
+    User, UserId, UserStatus, ValidationError, DEFAULT_AUDIT_RETENTION_SECONDS,
 };
 use crate::error::BoxError;
 use crate::store::{AccountStore, Change, Conflict, SessionStore, StoreError, UserStore};
@@ -485,8 +484,8 @@ impl Auth {
                     if user.status != UserStatus::Active {
                         return Err(AuthError::AccountDisabled);
                     }
-                    let next_token = RefreshToken::generate(user.id, session.id)
-                        .map_err(|_| random_failed())?;
+                    let next_token =
+                        RefreshToken::generate(user.id, session.id).map_err(|_| random_failed())?;
                     let next = session.rotated(
                         next_token.hash(),
                         token.seal_successor(&next_token),

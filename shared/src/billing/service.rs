@@ -7,7 +7,8 @@ use super::apply::{apply_provider_state, Direct, Fetched};
 use super::PlanAccess;
 use crate::clock::Clock;
 use crate::domain::{
-    Access, CheckoutSessionId, Interval, Plan, Provider, Subscription, SubscriptionStatus, User, UserId,
+    Access, CheckoutSessionId, Interval, Plan, Provider, Subscription, SubscriptionStatus, User,
+    UserId,
 };
 use crate::payments::{CheckoutRequest, PaymentProvider, ProviderError, Providers};
 use crate::store::{BillingStore, StoreError, UserStore};

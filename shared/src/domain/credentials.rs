@@ -94,7 +94,8 @@ pub fn is_common_password(candidate: &str) -> bool {
     use std::sync::OnceLock;
     static LIST: OnceLock<Vec<&'static str>> = OnceLock::new();
     let list = LIST.get_or_init(|| COMMON_PASSWORDS.lines().filter(|l| !l.is_empty()).collect());
-    list.binary_search(&candidate.to_lowercase().as_str()).is_ok()
+    list.binary_search(&candidate.to_lowercase().as_str())
+        .is_ok()
 }
 
 /// A plaintext password: 8..=128 characters, no composition rules (NIST SP 800-63B §5.1.1.2;
@@ -251,7 +252,13 @@ mod tests {
 
     #[test]
     fn common_passwords_are_refused_whatever_their_case() {
-        for common in ["password", "Password1", "iloveyou", "12345678", "qwertyuiop"] {
+        for common in [
+            "password",
+            "Password1",
+            "iloveyou",
+            "12345678",
+            "qwertyuiop",
+        ] {
             let err = Password::parse(common.into()).expect_err(common);
             assert!(err.message.contains("common"), "{common}: {}", err.message);
         }

@@ -131,7 +131,12 @@ pub enum ClaimDecision {
 
 impl OutboxMail {
     /// A new pending mail for a change committed at `now`.
-    pub fn new(kind: MailKind, email: impl Into<String>, user_id: Option<UserId>, now: i64) -> Self {
+    pub fn new(
+        kind: MailKind,
+        email: impl Into<String>,
+        user_id: Option<UserId>,
+        now: i64,
+    ) -> Self {
         Self {
             id: uuid::Uuid::now_v7().hyphenated().to_string(),
             kind,

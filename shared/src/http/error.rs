@@ -277,7 +277,8 @@ fn auth(e: &AuthError) -> Mapped {
         A::ReauthenticationRequired => (
             StatusCode::FORBIDDEN,
             C::ReauthenticationRequired,
-            "this needs a recent login: send your password or an email code with the request".into(),
+            "this needs a recent login: send your password or an email code with the request"
+                .into(),
         ),
         A::EmailAlreadyVerified => (
             StatusCode::CONFLICT,

@@ -9,9 +9,7 @@ pub mod telemetry;
 mod tokens;
 
 pub use error::{method_not_allowed, not_found, ApiError, FieldError, Problem, ProblemCode};
-pub use extract::{
-    client_ip_from_socket, ClientIp, JsonBody, OptionalJsonBody, QueryParams,
-};
+pub use extract::{client_ip_from_socket, ClientIp, JsonBody, OptionalJsonBody, QueryParams};
 pub use telemetry::{current_request_id, RequestId, REQUEST_ID_HEADER};
 pub use tokens::{
     clear_refresh_cookie, refresh_token_from_cookie, token_response, TokenBody, UserBody,

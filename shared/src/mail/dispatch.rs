@@ -154,13 +154,20 @@ impl Dispatcher {
             MailClaim::Claimed(mail) => mail,
         };
         let attempt = mail.attempts;
-        let span = tracing::info_span!("mail", mail_id = %mail.id, kind = mail.kind.as_str(), attempt);
+        let span =
+            tracing::info_span!("mail", mail_id = %mail.id, kind = mail.kind.as_str(), attempt);
         let _enter = span.enter();
         let outgoing = match self.prepare(&mail, now).await {
             Ok(Prepared::Send(outgoing)) => outgoing,
             Ok(Prepared::Skip(why)) => {
-                self.finish(&mail, attempt, MailStatus::Skipped, None, Some(why.to_owned()))
-                    .await?;
+                self.finish(
+                    &mail,
+                    attempt,
+                    MailStatus::Skipped,
+                    None,
+                    Some(why.to_owned()),
+                )
+                .await?;
                 tracing::info!(why, "nothing to send");
                 return Ok(Delivery::Skipped(why));
             }
@@ -171,8 +178,14 @@ impl Dispatcher {
         };
         match self.mailer.send(&outgoing).await {
             Ok(message_id) => {
-                self.finish(&mail, attempt, MailStatus::Sent, Some(message_id.clone()), None)
-                    .await?;
+                self.finish(
+                    &mail,
+                    attempt,
+                    MailStatus::Sent,
+                    Some(message_id.clone()),
+                    None,
+                )
+                .await?;
                 tracing::info!(%message_id, "mail sent");
                 Ok(Delivery::Sent(message_id))
             }
@@ -197,7 +210,11 @@ impl Dispatcher {
     /// number — the partial batch failure the stream retries from (Lambda's
     /// `ReportBatchItemFailures` for streams: everything from that record on is retried; items
     /// already done are recognised and skipped on the retry).
-    pub async fn deliver_in_order(&self, items: &[(String, String)], max_wait: i64) -> Option<String> {
+    pub async fn deliver_in_order(
+        &self,
+        items: &[(String, String)],
+        max_wait: i64,
+    ) -> Option<String> {
         for (sequence, id) in items {
             let mut result = self.deliver(id).await;
             if let Err(DispatchError::Busy { until }) = result {
@@ -339,19 +356,23 @@ impl Dispatcher {
             }
             MailKind::SignInCode => {
                 let user = self.user_by_email(&email).await?;
-                if user.as_ref().is_some_and(|u| u.status != UserStatus::Active) {
+                if user
+                    .as_ref()
+                    .is_some_and(|u| u.status != UserStatus::Active)
+                {
                     return Ok(Prepared::Skip("the account is disabled"));
                 }
                 let send = user.is_some() || self.settings.passwordless_signup;
-                let (code, link) = self
-                    .mint_sign_in(&email, user.as_ref(), send, now)
-                    .await?;
+                let (code, link) = self.mint_sign_in(&email, user.as_ref(), send, now).await?;
                 if !send {
                     return Ok(Prepared::Skip("no account has this email"));
                 }
                 context.insert("code".into(), code);
                 context.insert("link".into(), self.link("magic-link", &link));
-                context.insert("code_minutes".into(), (OTP_LIFETIME_SECONDS / 60).to_string());
+                context.insert(
+                    "code_minutes".into(),
+                    (OTP_LIFETIME_SECONDS / 60).to_string(),
+                );
                 context.insert(
                     "link_minutes".into(),
                     (TokenPurpose::MagicLink.lifetime() / 60).to_string(),

@@ -20,9 +20,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest,
-    KeySchemaElement, KeyType, Put, ReturnValue, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement,
+    KeyType, Put, ReturnValue, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Serialize};
@@ -763,7 +763,9 @@ impl DynamoStore {
             u = u.expression_attribute_names(k, v);
         }
         Ok(TxItem {
-            item: TransactWriteItem::builder().update(built(u.build())?).build(),
+            item: TransactWriteItem::builder()
+                .update(built(u.build())?)
+                .build(),
             conflict,
         })
     }
@@ -925,7 +927,10 @@ impl DynamoStore {
 fn with_values(item: TransactWriteItem, values: Vec<(&str, AttributeValue)>) -> TransactWriteItem {
     match item.put {
         Some(put) => {
-            let mut map = put.expression_attribute_values().cloned().unwrap_or_default();
+            let mut map = put
+                .expression_attribute_values()
+                .cloned()
+                .unwrap_or_default();
             for (k, v) in values {
                 map.insert(k.to_owned(), v);
             }

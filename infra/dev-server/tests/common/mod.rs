@@ -24,11 +24,18 @@ pub fn free_port() -> u16 {
 
 /// Starts the binary on `127.0.0.1:<port>` with `--data-dir data_dir`; returns once it listens.
 pub async fn start(data_dir: &std::path::Path, port: u16) -> Server {
+    start_with(data_dir, port, &[]).await
+}
+
+/// [`start`] with extra environment variables.
+pub async fn start_with(data_dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_dev-server"))
         .args(["--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
         // The offline Stripe stand-in answers only without a real Stripe key.
         .env_remove("STRIPE_SECRET_KEY")
+        .env_remove("TOLLGATE_SMTP_URL")
+        .envs(env.iter().copied())
         .spawn()
         .expect("start dev-server");
     let server = Server(child);
@@ -54,4 +61,10 @@ pub fn terminate(mut server: Server) {
     assert!(status.success());
     let exit = server.0.wait().expect("wait");
     assert!(exit.success(), "graceful exit, got {exit:?}");
+}
+
+/// Kills the process at once (SIGKILL): no shutdown, no flush.
+pub fn kill(mut server: Server) {
+    let _ = server.0.kill();
+    let _ = server.0.wait();
 }
