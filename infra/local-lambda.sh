@@ -3,8 +3,10 @@
 # `cargo lambda watch`, against DynamoDB, SQS FIFO (+ DLQ) and Secrets Manager in moto_server,
 # created from template.yaml's own resource definitions, and a full flow driven over HTTP:
 # signup, login, refresh, checkout against a Stripe double, signed webhooks into ingest, the
-# processor invoked (`cargo lambda invoke`) with the SQS messages received from the queue, and the
-# subscription visible through subscription-lookup and in a refreshed token.
+# processor invoked (`cargo lambda invoke`) with the SQS messages received from the queue, the
+# subscription visible through subscription-lookup and in a refreshed token; then the account
+# lifecycle with real mail: the table's stream read and filtered as the mailer's event source
+# mapping would, the records invoked into the mailer, which sends through SES in moto.
 # The steps are described in infra/local/flow.py.
 #
 # Usage: infra/local-lambda.sh [--no-build]
@@ -15,7 +17,7 @@
 # cargo-lambda (which brings zig) from PyPI when missing or of another version. No Docker, no AWS
 # account, no network beyond those installs.
 # Takes about a minute once the debug build exists (the first build: several minutes).
-# Logs: target/local-lambda/{moto,watch}.log and the SQS event sent: target/local-lambda/sqs-event.json.
+# Logs: target/local-lambda/{moto,watch}.log and the events sent: target/local-lambda/{sqs,stream}-event.json.
 # Exit status: 0 when every step passed; 1 naming the failed step (with the logs' last lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,7 +2,8 @@
 # The API contract, tested: Schemathesis (pinned, installed from PyPI into target/venv-schemathesis)
 # against the real dev-server binary, over every operation of GET /openapi.json — authenticated
 # ones with a real access token of a user who has a subscription (bought from the dev server's
-# offline Stripe stand-in), so billing routes reach their logic. Fails on any 5xx and on any
+# offline Stripe stand-in), so billing routes reach their logic; `DELETE /auth/me` and
+# `POST /auth/logout-all` with a fresh user's token per case (infra/schemathesis_hooks.py). Fails on any 5xx and on any
 # response that does not match the document (status, content type, headers, body schema), and
 # on accepting data the schema calls invalid. The summary is printed for the CI log.
 #
@@ -60,9 +61,10 @@ print(token)
 PY
 )
 
+TOLLGATE_SCHEMATHESIS_BASE="$base" TOLLGATE_SCHEMATHESIS_TOKEN="$token" \
+PYTHONPATH=infra SCHEMATHESIS_HOOKS=schemathesis_hooks \
 "$venv/bin/st" run "$base/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
-  --header "Authorization: Bearer $token" \
   --workers 2 \
   --suppress-health-check too_slow \
   --no-color

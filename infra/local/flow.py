@@ -23,7 +23,14 @@ What happens, in order:
     received messages as a real SQS event into `cargo lambda invoke webhook-processor`, no
     batchItemFailures, DeleteMessage — then the same batch again (an event takes effect once), the
     subscription through subscription-lookup, and a refreshed access token carrying the plan.
- 6. Everything started is stopped, also on failure or Ctrl-C. Logs: target/local-lambda/.
+ 6. The account lifecycle with real mail: the template's DynamoDB stream trigger played by hand —
+    the table's stream read from where it left off, filtered as the event source mapping's filter
+    criteria say, the records as a real stream event into `cargo lambda invoke mailer`, which sends
+    through SES in moto (moto records what it was asked to send) — verification, password reset
+    and change, sign-in codes (the 6th try refused), a magic link used once, sessions, log out
+    everywhere, and account deletion (the subscription cancelled at the Stripe double, login
+    refused, the email free again); a stream batch delivered twice sends nothing twice.
+ 7. Everything started is stopped, also on failure or Ctrl-C. Logs: target/local-lambda/.
 
 Exit status 0 when every step passed; 1 with the failed step named otherwise.
 """
@@ -32,7 +39,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import html
 import json
+import re
 import subprocess
 import sys
 import time
@@ -234,6 +243,7 @@ class Run:
                 check(path in doc.get("paths", {}), f"{path} missing from /openapi.json")
 
         email = f"ada-{uuid.uuid4().hex[:12]}@example.com"
+        self.paying_email = email
         with self.step("signup: POST /auth/signup"):
             body = request("POST", f"{base}/auth/signup", {"email": email, "password": PASSWORD}).expect(201, "signup")
             self.user_id = body["user"]["id"]
@@ -370,6 +380,153 @@ class Run:
             me = request("GET", f"{base}/auth/me", headers=bearer(body["access_token"])).expect(200, "me")
             check(me.get("plan") == "pro", f"me {me}")
 
+    # -- the account lifecycle with mail ------------------------------------------------------------
+
+    def deliver_mail(self) -> int:
+        """Plays the stream's event source mapping once: the new, filtered records of the table's
+        stream as one event into `cargo lambda invoke mailer`; returns how many records went in."""
+        records = self.stream.poll()
+        if not records:
+            return 0
+        self.stream_file = LOG_DIR / "stream-event.json"
+        self.stream_file.write_text(json.dumps(lambda_events.dynamodb_event(records), indent=2))
+        self.invoke(self.mail_trigger["function"], self.stream_file)
+        return len(records)
+
+    def mail(self, to: str, subject: str, count: int = 1) -> dict:
+        """The newest of exactly `count` mails to `to` whose subject contains `subject`, after
+        delivering what the stream holds; the body HTML-unescaped."""
+        self.deliver_mail()
+        found = [m for m in self.stack.sent_mail(to) if subject in m["subject"]]
+        check(len(found) == count, f"{len(found)} mails {subject!r} to {to}, expected {count}: "
+                                   f"{[m['subject'] for m in self.stack.sent_mail(to)]}")
+        newest = dict(found[-1])
+        newest["body"] = html.unescape(newest["body"])
+        return newest
+
+    @staticmethod
+    def link_token(mail: dict, page: str) -> str:
+        found = re.search(rf"{re.escape(page)}\?token=([A-Za-z0-9_-]{{43}})", mail["body"])
+        check(found is not None, f"no {page} link in {mail['body'][:300]}")
+        return found.group(1)
+
+    def signup_user(self, email: str) -> dict:
+        return request("POST", f"{self.base}/auth/signup", {"email": email, "password": PASSWORD}).expect(201, "signup")
+
+    def login(self, email: str, password: str = PASSWORD) -> Response:
+        return request("POST", f"{self.base}/auth/login", {"email": email, "password": password})
+
+    def refresh_status(self, token: str) -> int:
+        return request("POST", f"{self.base}/auth/refresh", {"refresh_token": token}).status
+
+    def account_flow(self) -> None:
+        base, double = self.base, self.double
+        new_password = "a much newer passphrase"
+
+        with self.step("mailer: the template's DynamoDB stream trigger, SES identity verified"):
+            triggers = self.stack.dynamodb_triggers()
+            check(len(triggers) == 1, f"stream triggers in the template: {triggers}")
+            self.mail_trigger = triggers[0]
+            check(self.mail_trigger["report_batch_item_failures"], "the stream trigger lacks ReportBatchItemFailures")
+            check(self.mail_trigger["patterns"], "the stream trigger has no filter")
+            self.stream = lambda_events.StreamReader(
+                self.stack.client("dynamodbstreams"), self.mail_trigger["stream_arn"], self.mail_trigger["patterns"])
+            identity = self.stack.verify_ses_identity()
+            table = self.mail_trigger['stream_arn'].split(':table/')[1].split('/')[0]
+            print(f"     the stream of {table}, SES identity {identity}")
+
+        email = f"grace-{uuid.uuid4().hex[:12]}@example.com"
+        with self.step("account: signup -> verification mail (stream, mailer, SES) -> verify -> email_verified"):
+            body = self.signup_user(email)
+            mail = self.mail(email, "Verify your email")
+            token = self.link_token(mail, "/verify-email")
+            user = request("POST", f"{base}/auth/verify-email", {"token": token}).expect(200, "verify")
+            check(user.get("email_verified") is True, f"verify answered {user}")
+            check(request("POST", f"{base}/auth/verify-email", {"token": token})
+                  .expect(400, "verify twice").get("code") == "invalid_link", "a link works once")
+            me = request("GET", f"{base}/auth/me", headers=bearer(body["access_token"])).expect(200, "me")
+            check(me.get("email_verified") is True, f"me {me}")
+            fresh = request("POST", f"{base}/auth/refresh", {"refresh_token": body["refresh_token"]}).expect(200, "refresh")
+            check(self.verify(fresh["access_token"]).get("email_verified") is True, "the next token says verified")
+
+        with self.step("account: forgot -> reset mail -> reset -> earlier refresh tokens refused -> new password"):
+            other = self.login(email).expect(200, "second login")
+            request("POST", f"{base}/auth/password/forgot", {"email": email}).expect(202, "forgot")
+            request("POST", f"{base}/auth/password/forgot", {"email": "nobody-" + email}).expect(202, "forgot unknown")
+            token = self.link_token(self.mail(email, "Reset your"), "/reset-password")
+            check(not self.stack.sent_mail("nobody-" + email), "an unknown email got mail")
+            request("POST", f"{base}/auth/password/reset", {"token": token, "password": new_password}).expect(204, "reset")
+            for old in (fresh["refresh_token"], other["refresh_token"]):
+                check(self.refresh_status(old) == 401, "a refresh token from before the reset still works")
+            check(self.login(email).status == 401, "the old password still works")
+            self.login(email, new_password).expect(200, "login with the new password")
+            self.mail(email, "password was changed")
+
+        with self.step("account: change password ends the other sessions, keeps this one, mails a notice"):
+            a = self.login(email, new_password).expect(200, "login a")
+            b = self.login(email, new_password).expect(200, "login b")
+            request("POST", f"{base}/auth/password/change",
+                    {"current_password": new_password, "new_password": PASSWORD},
+                    headers=bearer(a["access_token"])).expect(204, "change")
+            check(self.refresh_status(b["refresh_token"]) == 401, "the other session survived the change")
+            check(self.refresh_status(a["refresh_token"]) == 200, "the changing session was ended")
+            self.mail(email, "password was changed", count=2)
+
+        with self.step("account: sign-in code from the mail signs in; the 6th try is refused even when right"):
+            request("POST", f"{base}/auth/otp/request", {"email": email}).expect(202, "code request")
+            mail = self.mail(email, "sign-in code")
+            code = re.match(r"(\d{6}) is your", mail["subject"]).group(1)
+            tokens = request("POST", f"{base}/auth/otp/verify", {"email": email, "code": code}).expect(200, "code")
+            self.verify(tokens["access_token"])
+            request("POST", f"{base}/auth/otp/request", {"email": email}).expect(202, "code request")
+            mail = self.mail(email, "sign-in code", count=2)
+            code = re.match(r"(\d{6}) is your", mail["subject"]).group(1)
+            wrong = "000000" if code != "000000" else "111111"
+            for _ in range(5):
+                request("POST", f"{base}/auth/otp/verify", {"email": email, "code": wrong}).expect(401, "wrong code")
+            check(request("POST", f"{base}/auth/otp/verify", {"email": email, "code": code})
+                  .expect(401, "6th try").get("code") == "invalid_code", "the right code after 5 wrong ones")
+
+        with self.step("account: a magic link signs in once"):
+            request("POST", f"{base}/auth/otp/request", {"email": email}).expect(202, "link request")
+            link = self.link_token(self.mail(email, "sign-in code", count=3), "/magic-link")
+            request("POST", f"{base}/auth/magic-link/verify", {"token": link}).expect(200, "magic link")
+            request("POST", f"{base}/auth/magic-link/verify", {"token": link}).expect(400, "magic link again")
+
+        with self.step("account: two logins listed, one revoked (its refresh refused), then log out everywhere"):
+            one = self.login(email).expect(200, "login one")
+            two = self.login(email).expect(200, "login two")
+            listed = request("GET", f"{base}/auth/sessions", headers=bearer(one["access_token"])).expect(200, "sessions")
+            sids = {s["id"] for s in listed["sessions"]}
+            two_sid = self.verify(two["access_token"])["sid"]
+            check(two_sid in sids and sum(s["current"] for s in listed["sessions"]) == 1, f"sessions {listed}")
+            request("DELETE", f"{base}/auth/sessions/{two_sid}", headers=bearer(one["access_token"])).expect(204, "revoke")
+            check(self.refresh_status(two["refresh_token"]) == 401, "the revoked session still refreshes")
+            request("POST", f"{base}/auth/logout-all", headers=bearer(one["access_token"])).expect(204, "logout-all")
+            check(self.refresh_status(one["refresh_token"]) == 401, "logout-all left a session")
+            audit = request("GET", f"{base}/auth/audit?limit=100",
+                            headers=bearer(self.login(email).expect(200, "login")["access_token"])).expect(200, "audit")
+            actions = {i["action"] for i in audit["items"]}
+            wanted = {"signed_up", "email_verified", "password_reset", "password_changed", "code_used",
+                      "magic_link_used", "session_revoked", "logged_out_everywhere", "login_succeeded"}
+            check(wanted <= actions, f"audit lacks {wanted - actions}")
+
+        with self.step("account: delete (subscription cancelled at Stripe at once) -> login refused -> email free"):
+            paying = self.paying_email
+            tokens = self.login(paying).expect(200, "recent login")
+            request("DELETE", f"{base}/auth/me", headers=bearer(tokens["access_token"])).expect(204, "delete")
+            cancels = double.requests("DELETE", f"/v1/subscriptions/{self.subscription['id']}")
+            check(len(cancels) == 1, f"{len(cancels)} cancellations at Stripe")
+            check(self.login(paying).status == 401, "the deleted account still logs in")
+            self.mail(paying, "account was deleted")
+            self.signup_user(paying)
+
+        with self.step("mailer: the same stream batch again sends nothing twice"):
+            before = {to: len(self.stack.sent_mail(to)) for to in (email, self.paying_email)}
+            self.invoke(self.mail_trigger["function"], self.stream_file)
+            after = {to: len(self.stack.sent_mail(to)) for to in (email, self.paying_email)}
+            check(before == after, f"a redelivered batch sent again: {before} -> {after}")
+
     # -- helpers -----------------------------------------------------------------------------------
 
     def verify(self, token: str) -> dict:
@@ -382,10 +539,14 @@ class Run:
         return sum(int(attrs[n]) for n in names)
 
     def invoke_processor(self, function: str) -> None:
-        """`cargo lambda invoke` of the SQS consumer through watch's Lambda invoke API, asserting
+        """`cargo lambda invoke` of the SQS consumer with the batch file."""
+        self.invoke(function, self.batch_file)
+
+    def invoke(self, function: str, event_file) -> None:
+        """`cargo lambda invoke` of an event consumer through watch's Lambda invoke API, asserting
         the partial-batch-failure answer lists no failure."""
         argv = ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1",
-                "--invoke-port", str(self.watch_port), "--data-file", str(self.batch_file),
+                "--invoke-port", str(self.watch_port), "--data-file", str(event_file),
                 "--output-format", "json"]
         out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
         check(out.returncode == 0, f"cargo lambda invoke exited {out.returncode}: {out.stderr.strip()[-1000:]}")
@@ -406,6 +567,7 @@ def main() -> int:
     try:
         run.start()
         run.flow()
+        run.account_flow()
     except (StepFailed, WaitTimeout, subprocess.CalledProcessError) as e:
         for proc in run.processes:
             print(f"\n--- last lines of {proc.log_path.relative_to(REPO)} ---\n{proc.log_tail(25)}", file=sys.stderr)

@@ -313,6 +313,49 @@ class LocalStack:
         return triggers
 
 
+    def dynamodb_triggers(self) -> list[dict[str, Any]]:
+        """The template's DynamoDB stream event sources: [{function, stream_arn, batch_size,
+        patterns, report_batch_item_failures}] — what the event source mapping would read, filter
+        and invoke."""
+        triggers = []
+        for resource in self.template["Resources"].values():
+            if resource.get("Type") != "AWS::Serverless::Function":
+                continue
+            binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            for event in resource.get("Properties", {}).get("Events", {}).values():
+                if event.get("Type") != "DynamoDB":
+                    continue
+                props = self.resolver.resolve(event["Properties"])
+                filters = props.get("FilterCriteria", {}).get("Filters", [])
+                triggers.append({
+                    "function": binary,
+                    "stream_arn": props["Stream"],
+                    "batch_size": int(props.get("BatchSize", 100)),
+                    "patterns": [json.loads(f["Pattern"]) for f in filters],
+                    "report_batch_item_failures":
+                        "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                })
+        return triggers
+
+    def verify_ses_identity(self) -> str:
+        """Creates (and so, in moto, verifies) the template's SES sender identity (parameter
+        SesIdentity), as an operator does once per account; returns it."""
+        identity = str(self.resolver.resolve({"Ref": "SesIdentity"}))
+        self.client("sesv2").create_email_identity(EmailIdentity=identity)
+        return identity
+
+    def sent_mail(self, to: str) -> list[dict]:
+        """What moto's SES recorded as sent to `to`: [{subject, body (HTML), source}], oldest
+        first."""
+        with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=30) as r:
+            data = json.loads(r.read())
+        return [
+            {"subject": m.get("subject", ""), "body": m.get("body", ""), "source": m.get("source")}
+            for m in data.get("ses", {}).get("Message", [])
+            if to in (m.get("destinations", {}).get("ToAddresses") or [])
+        ]
+
+
 def create_stack(endpoint: str, template_path: Path = TEMPLATE,
                  parameters: dict[str, Any] | None = None) -> LocalStack:
     """Creates every DynamoDB table, SQS queue and Secrets Manager secret of the template in moto,

@@ -14,6 +14,7 @@ Served:
   GET  /v1/checkout/sessions/{id}
   GET  /v1/subscriptions/{id}
   POST /v1/subscriptions/{id}             (cancel_at_period_end, items[0][price])
+  DELETE /v1/subscriptions/{id}           (cancel at once)
   POST /v1/billing_portal/sessions
 Every request must carry `Authorization: Bearer <the secret key>` (401 otherwise), which proves the
 functions read the key from Secrets Manager. Requests are recorded for assertions.
@@ -127,6 +128,9 @@ class StripeDouble:
             def do_POST(self):  # noqa: N802
                 self._handle("POST")
 
+            def do_DELETE(self):  # noqa: N802
+                self._handle("DELETE")
+
             def log_message(self, *_args):  # quiet; requests are recorded instead
                 pass
 
@@ -164,6 +168,12 @@ class StripeDouble:
                 return _found(self.state.subscriptions.get(sid), "subscription", sid)
             case ("POST", ["v1", "subscriptions", sid]):
                 return self._update_subscription(sid, form)
+            case ("DELETE", ["v1", "subscriptions", sid]):
+                sub = self.state.subscriptions.get(sid)
+                if sub is None:
+                    return _found(None, "subscription", sid)
+                sub.update(status="canceled", canceled_at=int(time.time()), cancel_at_period_end=False)
+                return 200, sub
             case ("POST", ["v1", "billing_portal", "sessions"]):
                 portal = copy.deepcopy(self._portal)
                 pid = _new_id("bps")

@@ -257,7 +257,11 @@ pub async fn own_moto() -> Option<String> {
                 std::env::temp_dir().join(format!("tollgate-own-moto-{port}.log")),
             )
             .expect("log file");
-            std::process::Command::new("python3")
+            // Kept for the process's lifetime; the server exits when this process does
+            // (MOTO_EXIT_WITH_PARENT), so nothing waits for it.
+            static SERVER: std::sync::Mutex<Option<std::process::Child>> =
+                std::sync::Mutex::new(None);
+            let child = std::process::Command::new("python3")
                 .arg(launcher)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_EXIT_WITH_PARENT", std::process::id().to_string())
@@ -265,6 +269,7 @@ pub async fn own_moto() -> Option<String> {
                 .stderr(log)
                 .spawn()
                 .expect("start moto_server");
+            *SERVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
             let endpoint = format!("http://127.0.0.1:{port}");
             for _ in 0..200 {
                 if reqwest::get(format!("{endpoint}/moto-api/")).await.is_ok() {

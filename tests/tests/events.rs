@@ -1,10 +1,13 @@
 //! Every file under `events/` is a real Lambda event. Each HTTP one (API Gateway HTTP API,
 //! payload v2) is fed through its function's router via `lambda_http`'s own event parsing, on a
 //! state built from that function's own `NEEDS` only, and the status must match the one in the
-//! file name (`<case>.<status>.json`). Placeholders: `${ACCESS_TOKEN}` and `${REFRESH_TOKEN}` are
-//! a freshly signed-up `ada@example.com`'s; `${STRIPE_SIGNATURE}`, `${WEBHOOK_ID}`,
-//! `${TIMESTAMP}` and `${WHOP_SIGNATURE}` sign the event's body now. The SQS batch of the webhook
-//! processor goes through `batch_from_sqs` and the processor.
+//! file name (`<case>.<status>.json`). Placeholders: `${ACCESS_TOKEN}`, `${REFRESH_TOKEN}` and
+//! `${SESSION_ID}` are a freshly signed-up `ada@example.com`'s; `${VERIFY_TOKEN}`,
+//! `${RESET_TOKEN}`, `${MAGIC_TOKEN}` and `${OTP_CODE}` are link tokens and a sign-in code minted
+//! for her; `${STRIPE_SIGNATURE}`, `${WEBHOOK_ID}`, `${TIMESTAMP}` and `${WHOP_SIGNATURE}` sign
+//! the event's body now. The SQS batch of the webhook processor goes through `batch_from_sqs` and
+//! the processor; the mailer's DynamoDB stream batch through `mail_ids_from_stream` and the
+//! dispatcher.
 
 use http_body_util::BodyExt;
 use std::path::{Path, PathBuf};
@@ -57,11 +60,56 @@ fn sign_placeholders(raw: &str, now: i64) -> String {
         )
 }
 
+/// Link tokens of every purpose and a sign-in code for `user`, stored as the mailer stores them:
+/// `(placeholder, value)`.
+async fn mint_secrets(
+    store: &impl tollgate::store::AccountStore,
+    user: &tollgate::domain::User,
+    now: i64,
+) -> Vec<(&'static str, String)> {
+    use tollgate::auth::one_time::{code_hash, LinkToken};
+    use tollgate::domain::{EmailOtp, OneTimeToken, TokenPurpose};
+    use tollgate::store::Change;
+    let mut changes = Vec::new();
+    let mut minted = Vec::new();
+    for (placeholder, purpose) in [
+        ("${VERIFY_TOKEN}", TokenPurpose::VerifyEmail),
+        ("${RESET_TOKEN}", TokenPurpose::ResetPassword),
+        ("${MAGIC_TOKEN}", TokenPurpose::MagicLink),
+    ] {
+        let link = LinkToken::generate().expect("random");
+        changes.push(Change::PutToken(OneTimeToken {
+            hash: link.hash.clone(),
+            purpose,
+            user_id: Some(user.id),
+            email: user.email().normalized().to_owned(),
+            epoch: user.session_epoch,
+            created_at: now,
+            expires_at: now + purpose.lifetime(),
+        }));
+        minted.push((placeholder, link.token));
+    }
+    let code = "135790";
+    let email = user.email().normalized().to_owned();
+    changes.push(Change::PutOtp(EmailOtp {
+        code_hash: code_hash(&email, code).expect("6 digits"),
+        email,
+        id: "otp-events".into(),
+        attempts: 0,
+        user_id: Some(user.id),
+        created_at: now,
+        expires_at: now + tollgate::domain::OTP_LIFETIME_SECONDS,
+    }));
+    minted.push(("${OTP_CODE}", code.to_owned()));
+    store.commit(&changes).await.expect("mint");
+    minted
+}
+
 #[tokio::test]
 async fn every_http_event_sample_gets_the_status_in_its_name() {
     let files: Vec<_> = event_files()
         .into_iter()
-        .filter(|(f, _)| f != "webhook-processor")
+        .filter(|(f, _)| f != "webhook-processor" && f != "mailer")
         .collect();
     assert!(
         files.len() >= 37,
@@ -83,7 +131,7 @@ async fn every_http_event_sample_gets_the_status_in_its_name() {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("{name}: no status in name"));
         let now = tollgate_tests::now();
-        let (mut components, _, _) = tollgate_tests::components_at(now);
+        let (mut components, _, store) = tollgate_tests::components_at(now);
         // Stripe is the dev server's offline stand-in (its checkout only records a session);
         // both providers' webhooks are configured, and ingest has a queue.
         let stand_in = dev_server::offline_stripe::OfflineStripe::new(
@@ -105,11 +153,17 @@ async fn every_http_event_sample_gets_the_status_in_its_name() {
         .into();
         components.queue = Some(Arc::new(tollgate_tests::RecordingQueue::default()));
         let seeding = AppState::assemble(&components, Needs::ALL);
-        let (_, tokens) = tollgate_tests::sign_up_as(&seeding, "ada@example.com").await;
-        let raw = std::fs::read_to_string(path)
+        let (ada, tokens) = tollgate_tests::sign_up_as(&seeding, "ada@example.com").await;
+        let minted = mint_secrets(store.as_ref(), &ada, now).await;
+        let session_id = tokens.refresh_token.split('.').nth(1).expect("session id");
+        let mut raw = std::fs::read_to_string(path)
             .expect("read event")
             .replace("${ACCESS_TOKEN}", &tokens.access_token)
-            .replace("${REFRESH_TOKEN}", &tokens.refresh_token);
+            .replace("${REFRESH_TOKEN}", &tokens.refresh_token)
+            .replace("${SESSION_ID}", session_id);
+        for (placeholder, value) in &minted {
+            raw = raw.replace(placeholder, value);
+        }
         let raw = sign_placeholders(&raw, now);
         let request = lambda_http::request::from_str(&raw)
             .unwrap_or_else(|e| panic!("{}: not an API Gateway event: {e}", path.display()));
@@ -214,4 +268,53 @@ async fn the_sqs_batch_sample_reports_only_its_unreadable_record() {
         (sub.plan.as_str(), sub.status),
         ("pro", SubscriptionStatus::Active)
     );
+}
+
+/// `events/mailer/stream.json`: a DynamoDB stream batch with two outbox inserts and an update.
+/// The inserts alone are delivered, in order; nothing is reported failed.
+#[tokio::test]
+async fn the_mailer_stream_sample_delivers_its_two_new_mails() {
+    use tollgate::domain::{MailKind, MailStatus, OutboxMail};
+    use tollgate::store::{AccountStore, Change, Outbox};
+    let now = tollgate_tests::now();
+    let (components, _, store) = tollgate_tests::components_at(now);
+    let raw = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/mailer/stream.json"),
+    )
+    .expect("stream sample");
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_str(&raw).expect("a DynamoDB stream event");
+    let items = tollgate::lambda::mail_ids_from_stream(&event);
+    let ids: Vec<&str> = items.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "01937c6e-1111-7000-8000-000000000001",
+            "01937c6e-1111-7000-8000-000000000002"
+        ]
+    );
+    for id in &ids {
+        let mut mail = OutboxMail::new(MailKind::PasswordChanged, "ada@example.com", None, now);
+        mail.id = (*id).to_owned();
+        store
+            .commit(&[Change::QueueMail(mail)])
+            .await
+            .expect("queue");
+    }
+    let dir = std::env::temp_dir().join(format!("tollgate-mailer-events-{}", std::process::id()));
+    let mailer = Arc::new(
+        dev_server::mail::DevMailer::new(dir.clone(), None, "Tollgate <no-reply@example.com>")
+            .expect("outbox"),
+    );
+    let dispatcher = components.dispatcher(
+        mailer.clone(),
+        Arc::new(tollgate::mail::Templates::built_in()),
+    );
+    assert_eq!(dispatcher.deliver_in_order(&items, 0).await, None);
+    for id in &ids {
+        let mail = store.get_mail(id).await.expect("read").expect("mail");
+        assert_eq!(mail.status, MailStatus::Sent);
+    }
+    assert_eq!(mailer.list().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
 }

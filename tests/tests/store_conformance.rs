@@ -829,7 +829,7 @@ mod cases {
                 id: code.id.clone(),
                 attempts_seen: seen,
             };
-            s.commit(&[count.clone()]).await.expect("count");
+            s.commit(std::slice::from_ref(&count)).await.expect("count");
             assert_eq!(
                 conflict_of(s.commit(&[count]).await),
                 Conflict::OtpChanged,
@@ -861,7 +861,7 @@ mod cases {
             email: email.clone(),
             id: replacement.id.clone(),
         };
-        s.commit(&[new.clone()]).await.expect("spend");
+        s.commit(std::slice::from_ref(&new)).await.expect("spend");
         assert_eq!(s.get_otp(&email).await.expect("read"), None);
         assert_eq!(conflict_of(s.commit(&[new]).await), Conflict::OtpChanged);
     }

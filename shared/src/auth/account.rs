@@ -272,7 +272,7 @@ impl Auth {
                 session,
             })
             .collect();
-        live.sort_by(|a, b| b.session.created_at.cmp(&a.session.created_at));
+        live.sort_by_key(|v| std::cmp::Reverse(v.session.created_at));
         Ok(live)
     }
 
@@ -429,10 +429,7 @@ impl Auth {
                 return Err(AuthError::WrongPassword);
             }
         } else if let Some(code) = proof.code {
-            spend_code = Some(
-                self.check_code(&user.email().normalized().to_owned(), &code)
-                    .await?,
-            );
+            spend_code = Some(self.check_code(user.email().normalized(), &code).await?);
         } else if !session.recently_authenticated(now, self.settings.reauth_window) {
             return Err(AuthError::ReauthenticationRequired);
         }

@@ -12,7 +12,7 @@ use http::{header, request::Parts, HeaderMap};
 use serde::de::DeserializeOwned;
 
 /// A JSON body: `Content-Type: application/json` required (415), at most
-/// `TOLLGATE_MAX_BODY_BYTES` (413), syntactically valid and of the expected shape (400).
+/// `TOLLGATE_MAX_BODY_BYTES` (413), a syntactically valid JSON object of the expected shape (400).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -59,7 +59,15 @@ async fn read_body(req: Request, limit: usize) -> Result<(HeaderMap, Bytes), Api
     Ok((parts.headers, bytes))
 }
 
+/// Every request body of the API is a JSON object: a bare array, string, number or `null` is
+/// refused before serde sees it (serde would read an array as a struct's fields in order, so
+/// `[null, null]` would pass for an object of two optional fields).
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::MalformedJson(
+            "the body must be a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's message names the position and expected shape, never values.
         ApiError::MalformedJson(e.to_string())

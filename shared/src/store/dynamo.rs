@@ -691,6 +691,28 @@ struct TxItem {
     conflict: Conflict,
 }
 
+/// A condition expression with its values and attribute-name placeholders.
+struct Condition<'a> {
+    expression: &'a str,
+    values: Vec<(&'a str, AttributeValue)>,
+    names: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Condition<'a> {
+    fn new(expression: &'a str, values: Vec<(&'a str, AttributeValue)>) -> Self {
+        Self {
+            expression,
+            values,
+            names: Vec::new(),
+        }
+    }
+
+    fn named(mut self, names: Vec<(&'a str, &'a str)>) -> Self {
+        self.names = names;
+        self
+    }
+}
+
 impl DynamoStore {
     fn tx_put(
         &self,
@@ -719,18 +741,18 @@ impl DynamoStore {
     fn tx_delete(
         &self,
         key: Key,
-        condition: Option<(&str, Vec<(&str, AttributeValue)>, Vec<(&str, &str)>)>,
+        condition: Option<Condition<'_>>,
         conflict: Conflict,
     ) -> Result<TxItem, StoreError> {
         let mut delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(key)));
-        if let Some((c, values, names)) = condition {
-            delete = delete.condition_expression(c);
-            for (k, v) in values {
+        if let Some(c) = condition {
+            delete = delete.condition_expression(c.expression);
+            for (k, v) in c.values {
                 delete = delete.expression_attribute_values(k, v);
             }
-            for (k, v) in names {
+            for (k, v) in c.names {
                 delete = delete.expression_attribute_names(k, v);
             }
         }
@@ -746,20 +768,18 @@ impl DynamoStore {
         &self,
         key: Key,
         update: &str,
-        condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-        names: Vec<(&str, &str)>,
+        condition: Condition<'_>,
         conflict: Conflict,
     ) -> Result<TxItem, StoreError> {
         let mut u = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(key)))
             .update_expression(update)
-            .condition_expression(condition);
-        for (k, v) in values {
+            .condition_expression(condition.expression);
+        for (k, v) in condition.values {
             u = u.expression_attribute_values(k, v);
         }
-        for (k, v) in names {
+        for (k, v) in condition.names {
             u = u.expression_attribute_names(k, v);
         }
         Ok(TxItem {
@@ -807,19 +827,17 @@ impl DynamoStore {
             } => {
                 out.push(self.tx_delete(
                     keys::user(&user.id),
-                    Some((
+                    Some(Condition::new(
                         "version = :v",
                         vec![(":v", num(expected_version))],
-                        vec![],
                     )),
                     Conflict::StaleVersion,
                 )?);
                 out.push(self.tx_delete(
                     keys::email_claim(user.email().normalized()),
-                    Some((
+                    Some(Condition::new(
                         "user_id = :u",
                         vec![(":u", text(user.id.to_string()))],
-                        vec![],
                     )),
                     Conflict::StaleVersion,
                 )?);
@@ -846,9 +864,10 @@ impl DynamoStore {
                 out.push(self.tx_update(
                     keys::session(user_id, session_id),
                     update,
-                    "attribute_exists(PK) AND attribute_not_exists(revoked_at)",
-                    values,
-                    vec![],
+                    Condition::new(
+                        "attribute_exists(PK) AND attribute_not_exists(revoked_at)",
+                        values,
+                    ),
                     Conflict::SessionChanged,
                 )?);
             }
@@ -860,9 +879,10 @@ impl DynamoStore {
             } => out.push(self.tx_update(
                 keys::session(user_id, session_id),
                 "SET revoked_at = if_not_exists(revoked_at, :at), revoked_reason = if_not_exists(revoked_reason, :r)",
-                "attribute_exists(PK)",
-                vec![(":at", num(at)), (":r", attr(reason)?)],
-                vec![],
+                Condition::new(
+                    "attribute_exists(PK)",
+                    vec![(":at", num(at)), (":r", attr(reason)?)],
+                ),
                 Conflict::SessionChanged,
             )?),
             Change::PutToken(token) => out.push(self.tx_put(
@@ -872,21 +892,22 @@ impl DynamoStore {
             )?),
             Change::SpendToken { hash, purpose } => out.push(self.tx_delete(
                 keys::one_time_token(hash),
-                Some((
+                Some(Condition::new(
                     "attribute_exists(PK) AND purpose = :p",
                     vec![(":p", attr(purpose)?)],
-                    vec![],
                 )),
                 Conflict::TokenSpent,
             )?),
             Change::PutOtp(otp) => out.push(self.tx_put(&keys::email_otp(&otp.email), otp, None)?),
             Change::SpendOtp { email, id } => out.push(self.tx_delete(
                 keys::email_otp(email),
-                Some((
-                    "#id = :id AND attempts < :max",
-                    vec![(":id", text(id.clone())), (":max", num(OTP_MAX_ATTEMPTS))],
-                    vec![("#id", "id")],
-                )),
+                Some(
+                    Condition::new(
+                        "#id = :id AND attempts < :max",
+                        vec![(":id", text(id.clone())), (":max", num(OTP_MAX_ATTEMPTS))],
+                    )
+                    .named(vec![("#id", "id")]),
+                ),
                 Conflict::OtpChanged,
             )?),
             Change::CountOtpFailure {
@@ -896,13 +917,15 @@ impl DynamoStore {
             } => out.push(self.tx_update(
                 keys::email_otp(email),
                 "SET attempts = :next",
-                "#id = :id AND attempts = :seen",
-                vec![
-                    (":id", text(id.clone())),
-                    (":seen", num(attempts_seen)),
-                    (":next", num(attempts_seen + 1)),
-                ],
-                vec![("#id", "id")],
+                Condition::new(
+                    "#id = :id AND attempts = :seen",
+                    vec![
+                        (":id", text(id.clone())),
+                        (":seen", num(attempts_seen)),
+                        (":next", num(attempts_seen + 1)),
+                    ],
+                )
+                .named(vec![("#id", "id")]),
                 Conflict::OtpChanged,
             )?),
             Change::DeleteOtp { email } => {
