@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check Tollgate has, as CI does: the template check, formatting, clippy (-D warnings),
-# the whole test suite — including the DynamoDB, SQS and Secrets Manager cases, for which it
-# installs (if missing) and starts moto_server on a free loopback port, and the Stripe-library
-# signing test, for which it installs the pinned `stripe` npm package — then Schemathesis over
+# the whole test suite — including the DynamoDB, SQS, Secrets Manager and SES cases, for which it
+# installs (if missing) and starts moto_server on a free loopback port, the SMTP case (aiosmtpd),
+# and the Stripe-library signing test, for which it installs the pinned `stripe` npm package — then Schemathesis over
 # the API document against the dev server (infra/schemathesis.sh), the functions as separate
 # Lambda processes against moto (infra/local-lambda.sh) and the release Lambda builds
 # (infra/lambda-build.sh). Needs a Rust toolchain, python3 with pip and venv, and node with npm.
@@ -18,6 +18,12 @@ MOTO_VERSION=5.2.1
 if ! command -v moto_server >/dev/null 2>&1; then
   log "installing moto[server]==$MOTO_VERSION (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+# A real SMTP server for the dev server's optional SMTP path (infra/dev-server/tests/smtp.rs).
+AIOSMTPD_VERSION=1.4.6
+if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+  log "installing aiosmtpd==$AIOSMTPD_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
 fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

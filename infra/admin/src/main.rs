@@ -1,4 +1,6 @@
-//! `tollgate-admin`: operator commands. Today one, the keys-and-secrets bootstrap:
+//! `tollgate-admin`: operator commands.
+//!
+//! **Bootstrap** the keys and secrets:
 //!
 //! ```text
 //! STRIPE_SECRET_KEY=sk_live_… STRIPE_WEBHOOK_SECRET=whsec_… \
@@ -13,6 +15,17 @@
 //! arguments, so they stay out of shell history). Run it again at any time: without
 //! `--rotate-keys` and provider variables it changes nothing. It prints key ids and secret names,
 //! never values. `--data-dir` does the same for a dev server's `jwt-keys.json`.
+//!
+//! **Drain the mail outbox** — send every mail still pending (after the mailer's stream retries
+//! gave up, e.g. while the SES identity was unverified), with the mailer's own configuration:
+//!
+//! ```text
+//! TOLLGATE_TABLE_NAME=<table> TOLLGATE_MAIL_FROM='App <no-reply@example.com>' \
+//!   cargo run -p tollgate-admin -- mail drain [--limit 1000]
+//! ```
+//!
+//! It claims each item as the mailer does, so it never sends a mail the mailer is sending or has
+//! sent; it prints what it did (sent, skipped, failed, left for later).
 
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
@@ -41,39 +54,87 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Operate on the mail outbox.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
     /// Create or rotate the JWT signing key set and record provider secrets from the environment.
-    Bootstrap {
-        /// The deployed stack's name: its secrets are found by their `tollgate:stack` tag.
-        #[arg(long, conflicts_with_all = ["jwt_keys_secret_id", "data_dir"])]
-        stack: Option<String>,
-        /// The private signing key set's secret id (name or ARN), instead of --stack.
-        #[arg(long, requires_all = ["jwks_secret_id", "provider_secrets_id", "webhook_secrets_id"], conflicts_with = "data_dir")]
-        jwt_keys_secret_id: Option<String>,
-        /// The published JWKS's secret id, with --jwt-keys-secret-id.
-        #[arg(long)]
-        jwks_secret_id: Option<String>,
-        /// The provider API keys' secret id, with --jwt-keys-secret-id.
-        #[arg(long)]
-        provider_secrets_id: Option<String>,
-        /// The webhook signing secrets' secret id, with --jwt-keys-secret-id.
-        #[arg(long)]
-        webhook_secrets_id: Option<String>,
-        /// A dev server's data directory (its `jwt-keys.json`); provider secrets are not stored
-        /// there (the dev server reads them from the environment).
-        #[arg(long)]
-        data_dir: Option<std::path::PathBuf>,
-        /// Add a new signing key; keys retired more than one access-token lifetime ago are dropped.
-        #[arg(long)]
-        rotate_keys: bool,
-        /// Access-token lifetime in seconds, as deployed (`TOLLGATE_ACCESS_TOKEN_TTL_SECONDS`).
-        #[arg(long, env = "TOLLGATE_ACCESS_TOKEN_TTL_SECONDS", default_value_t = Config::default().auth.access_token_ttl)]
-        access_token_ttl_seconds: i64,
+    Bootstrap(BootstrapArgs),
+}
+
+/// The bootstrap's arguments.
+#[derive(clap::Args)]
+struct BootstrapArgs {
+    /// The deployed stack's name: its secrets are found by their `tollgate:stack` tag.
+    #[arg(long, conflicts_with_all = ["jwt_keys_secret_id", "data_dir"])]
+    stack: Option<String>,
+    /// The private signing key set's secret id (name or ARN), instead of --stack.
+    #[arg(long, requires_all = ["jwks_secret_id", "provider_secrets_id", "webhook_secrets_id"], conflicts_with = "data_dir")]
+    jwt_keys_secret_id: Option<String>,
+    /// The published JWKS's secret id, with --jwt-keys-secret-id.
+    #[arg(long)]
+    jwks_secret_id: Option<String>,
+    /// The provider API keys' secret id, with --jwt-keys-secret-id.
+    #[arg(long)]
+    provider_secrets_id: Option<String>,
+    /// The webhook signing secrets' secret id, with --jwt-keys-secret-id.
+    #[arg(long)]
+    webhook_secrets_id: Option<String>,
+    /// A dev server's data directory (its `jwt-keys.json`); provider secrets are not stored
+    /// there (the dev server reads them from the environment).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Add a new signing key; keys retired more than one access-token lifetime ago are dropped.
+    #[arg(long)]
+    rotate_keys: bool,
+    /// Access-token lifetime in seconds, as deployed (`TOLLGATE_ACCESS_TOKEN_TTL_SECONDS`).
+    #[arg(long, env = "TOLLGATE_ACCESS_TOKEN_TTL_SECONDS", default_value_t = Config::default().auth.access_token_ttl)]
+    access_token_ttl_seconds: i64,
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send every pending mail of the outbox (oldest first) through SES, configured like the
+    /// mailer function (TOLLGATE_TABLE_NAME, TOLLGATE_MAIL_FROM, TOLLGATE_APP_URL, …).
+    Drain {
+        /// At most this many mails.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
     },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Command::Bootstrap {
+    let result = match Cli::parse().command {
+        Command::Mail {
+            command: MailCommand::Drain { limit },
+        } => drain_mail(limit).await,
+        Command::Bootstrap(args) => bootstrap(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate-admin: {}", tollgate::error::Chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+async fn drain_mail(limit: usize) -> Result<(), Failure> {
+    let dispatcher = tollgate::state::mailer_from_env().await?;
+    let report = dispatcher.drain(limit).await?;
+    println!(
+        "mail outbox: {} sent, {} skipped (nothing to send), {} failed for good, {} left for a later attempt",
+        report.sent, report.skipped, report.failed, report.retry
+    );
+    Ok(())
+}
+
+async fn bootstrap(args: BootstrapArgs) -> Result<(), Failure> {
+    let BootstrapArgs {
         stack,
         jwt_keys_secret_id,
         jwks_secret_id,
@@ -82,8 +143,8 @@ async fn main() -> ExitCode {
         data_dir,
         rotate_keys,
         access_token_ttl_seconds,
-    } = Cli::parse().command;
-    let result = async {
+    } = args;
+    {
         let (store, targets): (Box<dyn SecretWriter>, Targets) = if let Some(dir) = data_dir {
             let config = Config::default();
             (
@@ -169,18 +230,18 @@ async fn main() -> ExitCode {
             let set = record_values(store.as_ref(), id, names, &values).await?;
             println!(
                 "{id}: updated {} ; set now: {}",
-                if values.is_empty() { "none".to_owned() } else { values.keys().cloned().collect::<Vec<_>>().join(", ") },
-                if set.is_empty() { "none".to_owned() } else { set.join(", ") }
+                if values.is_empty() {
+                    "none".to_owned()
+                } else {
+                    values.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+                if set.is_empty() {
+                    "none".to_owned()
+                } else {
+                    set.join(", ")
+                }
             );
         }
-        Ok::<_, Box<dyn std::error::Error>>(())
-    }
-    .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tollgate-admin: {}", tollgate::error::Chain(e.as_ref()));
-            ExitCode::FAILURE
-        }
+        Ok(())
     }
 }
