@@ -204,6 +204,20 @@ def bench_events(stack: local_stack.LocalStack, webhook_secret: str) -> dict[str
                                      lambda_events.http_event("POST", "/webhooks/stripe",
                                                               {"content-type": "application/json",
                                                                "stripe-signature": wrong_signature}, "{}"), 400),
+        # 422: the email does not parse, before any write.
+        "account": _sample("events/account/forgot-invalid-email.422.json"),
+        # A stream record of an outbox item that does not exist: one UpdateItem (the claim)
+        # refused, one GetItem, nothing to send, no failure.
+        "mailer": BenchEvent("DynamoDB stream event: 1 INSERT of an outbox item that does not exist",
+                             lambda_events.dynamodb_event([{
+                                 "eventID": "bench", "eventName": "INSERT", "eventVersion": "1.1",
+                                 "eventSource": "aws:dynamodb", "awsRegion": local_stack.REGION,
+                                 "dynamodb": {"Keys": {"PK": {"S": "MAIL#bench-missing"}, "SK": {"S": "MAIL"}},
+                                              "SequenceNumber": "1", "SizeBytes": 40,
+                                              "StreamViewType": "KEYS_ONLY",
+                                              "ApproximateCreationDateTime": int(time.time())},
+                                 "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/bench/stream/x",
+                             }]), None),
         # A pointer to an event not in the ledger: GetItem, logged and dropped, no failure.
         "webhook-processor": BenchEvent("SQS event: 1 received message (pointer to an unknown event)",
                                         lambda_events.sqs_event(messages, trigger["queue_arn"]), None),
