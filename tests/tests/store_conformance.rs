@@ -1045,6 +1045,11 @@ mod cases {
         s.commit(&[Change::Audit(audit(u.id, AuditAction::SignedUp))])
             .await
             .expect("audit");
+        let mut link = one_time_token(TokenPurpose::VerifyEmail);
+        link.user_id = Some(u.id);
+        s.commit(&[Change::PutToken(link.clone())])
+            .await
+            .expect("token");
 
         // A live profile is never erased from under its account.
         s.erase_user_items(&u.id).await.expect("erase");
@@ -1061,6 +1066,11 @@ mod cases {
             "already erased"
         );
         assert!(s.list_sessions(&u.id).await.expect("list").is_empty());
+        assert_eq!(
+            s.get_token(&link.hash).await.expect("read"),
+            None,
+            "its links are gone"
+        );
         assert_eq!(s.get_subscription(&u.id).await.expect("read"), None);
         assert_eq!(
             s.customer_of(Provider::Stripe, &u.id).await.expect("read"),

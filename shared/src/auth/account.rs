@@ -406,9 +406,10 @@ impl Auth {
     /// window) or the password or an email code in `proof`. First cancels a live subscription
     /// at its provider at once (if that fails nothing is deleted); then, in one write, deletes
     /// the user and its email claim (the email can sign up again), its sign-in code, queues a
-    /// notice and records `account_deleted`; then erases the sessions, subscription and customer
-    /// links. Payments (no personal data) and audit records (expire by TTL) are kept; one-time
-    /// links name a user that no longer exists and fail.
+    /// notice and records `account_deleted`; then erases the sessions, subscription, customer
+    /// links and one-time link tokens. Payments (no personal data) and audit records (expire by
+    /// TTL) are kept; a link that outlived a failed erasure names a user that no longer exists and
+    /// fails.
     ///
     /// # Errors
     /// `ReauthenticationRequired` (no recent login and no valid proof), `WrongPassword` (a wrong

@@ -5,7 +5,7 @@
 //! processed webhook event are one `TransactWriteItems`. Reads are strongly consistent.
 //! [`table_definition`] is the one place the table's shape is written in code.
 
-use super::items::{CustomerClaim, EmailClaim, UserCustomer};
+use super::items::{CustomerClaim, EmailClaim, TokenRef, UserCustomer};
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
@@ -885,11 +885,24 @@ impl DynamoStore {
                 ),
                 Conflict::SessionChanged,
             )?),
-            Change::PutToken(token) => out.push(self.tx_put(
-                &keys::one_time_token(&token.hash),
-                token,
-                Some((NEW, Conflict::ItemExists)),
-            )?),
+            Change::PutToken(token) => {
+                out.push(self.tx_put(
+                    &keys::one_time_token(&token.hash),
+                    token,
+                    Some((NEW, Conflict::ItemExists)),
+                )?);
+                if let Some(user_id) = &token.user_id {
+                    let reference = TokenRef {
+                        hash: token.hash.clone(),
+                        expires_at: token.expires_at,
+                    };
+                    out.push(self.tx_put(
+                        &keys::token_ref(user_id, &token.hash),
+                        &reference,
+                        None,
+                    )?);
+                }
+            }
             Change::SpendToken { hash, purpose } => out.push(self.tx_delete(
                 keys::one_time_token(hash),
                 Some(Condition::new(
@@ -1106,13 +1119,21 @@ impl AccountStore for DynamoStore {
             }
         }
         let count = doomed.len();
-        for chunk in doomed.chunks(25) {
+        // Each token reference also names its token item (keyed by hash alone).
+        let mut deletes: Vec<Key> = Vec::with_capacity(doomed.len());
+        for sk in &doomed {
+            if let Some(hash) = sk.strip_prefix(keys::TOKEN_REF_PREFIX) {
+                deletes.push(keys::one_time_token(&TokenHash(hash.to_owned())));
+            }
+            deletes.push((pk.clone(), sk.clone()));
+        }
+        for chunk in deletes.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
-                .map(|sk| {
+                .map(|key| {
                     built(
                         DeleteRequest::builder()
-                            .set_key(Some(key_of((pk.clone(), sk.clone()))))
+                            .set_key(Some(key_of(key.clone())))
                             .build(),
                     )
                     .map(|d| WriteRequest::builder().delete_request(d).build())

@@ -10,7 +10,7 @@
 //! durable ([`EmbeddedStore::sync`], a group commit), because a provider stops retrying an event
 //! once it is acknowledged (docs/architecture.md §7.1).
 
-use super::items::{CustomerClaim, EmailClaim, UserCustomer};
+use super::items::{CustomerClaim, EmailClaim, TokenRef, UserCustomer};
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
@@ -323,6 +323,13 @@ fn apply_change(
             if exists(t, &key)? {
                 return conflict(Conflict::ItemExists);
             }
+            if let Some(user_id) = &token.user_id {
+                let reference = TokenRef {
+                    hash: token.hash.clone(),
+                    expires_at: token.expires_at,
+                };
+                put(t, &keys::token_ref(user_id, &token.hash), &reference)?;
+            }
             put(t, &key, token)
         }
         Change::SpendToken { hash, purpose } => {
@@ -540,6 +547,9 @@ impl AccountStore for EmbeddedStore {
         };
         self.write(|t| {
             for sk in &doomed {
+                if let Some(hash) = sk.strip_prefix(keys::TOKEN_REF_PREFIX) {
+                    delete(t, &keys::one_time_token(&TokenHash(hash.to_owned())))?;
+                }
                 delete(t, &(pk.clone(), sk.clone()))?;
             }
             Ok(doomed.len())

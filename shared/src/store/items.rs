@@ -2,7 +2,7 @@
 //! they serialise): the reverse-lookup claims. One definition, so the DynamoDB and embedded
 //! stores cannot drift apart.
 
-use crate::domain::{CustomerId, UserId};
+use crate::domain::{CustomerId, TokenHash, UserId};
 use serde::{Deserialize, Serialize};
 
 /// `EMAIL#<normalized email>` / `EMAIL`: who owns an email (makes emails unique).
@@ -26,4 +26,14 @@ pub struct CustomerClaim {
 pub struct UserCustomer {
     /// The provider customer.
     pub customer_id: CustomerId,
+}
+
+/// `USER#<id>` / `TOKENREF#<hash>`: a one-time token minted for the user, so erasing the user
+/// deletes it too. Expires with the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRef {
+    /// The token's hash (its key).
+    pub hash: TokenHash,
+    /// The token's expiry, Unix seconds (TTL attribute).
+    pub expires_at: i64,
 }

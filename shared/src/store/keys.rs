@@ -78,6 +78,15 @@ pub fn one_time_token(hash: &TokenHash) -> Key {
     (format!("TOKEN#{}", hash.0), "TOKEN".to_owned())
 }
 
+/// Sort-key prefix of a user's references to their one-time tokens.
+pub const TOKEN_REF_PREFIX: &str = "TOKENREF#";
+
+/// `USER#<id>` / `TOKENREF#<token hash>`: lets the user's erasure find and delete the one-time
+/// tokens minted for them (the tokens themselves are keyed by hash alone).
+pub fn token_ref(user_id: &UserId, hash: &TokenHash) -> Key {
+    (user_pk(user_id), format!("{TOKEN_REF_PREFIX}{}", hash.0))
+}
+
 /// `OTP#<normalized email>` / `OTP`: the email's live sign-in code.
 pub fn email_otp(normalized_email: &str) -> Key {
     (format!("OTP#{normalized_email}"), "OTP".to_owned())

@@ -335,7 +335,9 @@ pub enum Change {
         /// Why.
         reason: RevokeReason,
     },
-    /// Stores a new one-time token. [`Conflict::ItemExists`] if its hash is taken.
+    /// Stores a new one-time token — and, for a user's token, a reference under the user
+    /// (`TOKENREF#`) so erasing the user deletes it. [`Conflict::ItemExists`] if its hash is
+    /// taken.
     PutToken(OneTimeToken),
     /// Deletes the token if it exists with this purpose (spending it once).
     /// [`Conflict::TokenSpent`] otherwise.
@@ -417,8 +419,9 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// Deletes every item of the user's partition except payments and audit records (sessions,
-    /// subscription, customer links): the clean-up after [`Change::DeleteUser`]. Returns how
-    /// many items it deleted. Idempotent.
+    /// subscription, customer links, token references) and the one-time tokens those references
+    /// name: the clean-up after [`Change::DeleteUser`]. Returns how many items of the partition
+    /// it deleted. Idempotent.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
