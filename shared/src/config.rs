@@ -32,6 +32,13 @@
 //! | `TOLLGATE_MAIL_FROM` | `Tollgate <no-reply@example.com>` | the sender (an address of the SES identity) |
 //! | `TOLLGATE_SES_CONFIGURATION_SET` | unset | SES configuration set for sends (bounce and complaint events) |
 //! | `TOLLGATE_MAIL_TEMPLATES_DIR` | unset | a directory of mail templates overriding the built-in ones by file name |
+//! | `TOLLGATE_OAUTH_SECRETS_ID` | `tollgate/oauth-secrets` | Secrets Manager id of the identity providers' client secrets JSON (Lambda: the oauth function) |
+//! | `TOLLGATE_OAUTH_REDIRECT_ALLOWLIST` | the app URL | comma-separated URLs sign-ins may return to (scheme, host and port exact; path a prefix) |
+//! | `TOLLGATE_GITHUB_CLIENT_ID` | unset | enables GitHub sign-in (secret `GITHUB_CLIENT_SECRET`) |
+//! | `TOLLGATE_GITHUB_WEB_BASE`, `TOLLGATE_GITHUB_API_BASE` | `https://github.com`, `https://api.github.com` | GitHub's endpoints (for doubles) |
+//! | `TOLLGATE_GOOGLE_CLIENT_ID` | unset | enables Google sign-in (secret `GOOGLE_CLIENT_SECRET`) |
+//! | `TOLLGATE_GOOGLE_ISSUER` | `https://accounts.google.com` | Google's OIDC issuer (for doubles) |
+//! | `TOLLGATE_OIDC_PROVIDERS` | unset | comma-separated names of other OpenID Connect providers, each with `TOLLGATE_OIDC_<NAME>_ISSUER`, `TOLLGATE_OIDC_<NAME>_CLIENT_ID`, optional `TOLLGATE_OIDC_<NAME>_SCOPES` (default `email profile`) and secret `OIDC_<NAME>_CLIENT_SECRET` |
 
 pub use crate::auth::AuthSettings;
 pub use crate::billing::BillingSettings;
@@ -51,6 +58,39 @@ pub struct MailConfig {
     pub ses_configuration_set: Option<String>,
     /// Template overrides directory (`TOLLGATE_MAIL_TEMPLATES_DIR`).
     pub templates_dir: Option<String>,
+}
+
+/// One OpenID Connect provider's settings (its client secret is a secret, read separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcProviderConfig {
+    /// Its name in routes.
+    pub name: String,
+    /// The issuer URL.
+    pub issuer: String,
+    /// This app's client id.
+    pub client_id: String,
+    /// Scopes besides `openid`.
+    pub scopes: Vec<String>,
+}
+
+/// GitHub's settings (its client secret is a secret, read separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitHubProviderConfig {
+    /// The OAuth app's client id.
+    pub client_id: String,
+    /// `https://github.com` (authorize and token endpoints), or a double's address.
+    pub web_base: String,
+    /// `https://api.github.com`, or a double's address.
+    pub api_base: String,
+}
+
+/// Which identity providers sign-in offers, and where they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// GitHub, when `TOLLGATE_GITHUB_CLIENT_ID` is set.
+    pub github: Option<GitHubProviderConfig>,
+    /// OpenID Connect providers, Google first when configured.
+    pub oidc: Vec<OidcProviderConfig>,
 }
 
 /// Everything configurable, validated. Lifetimes are seconds, sizes bytes.
@@ -80,6 +120,10 @@ pub struct Config {
     pub plans_file: Option<String>,
     /// Mail.
     pub mail: MailConfig,
+    /// Identity providers.
+    pub oauth: OAuthConfig,
+    /// Secrets Manager id of the identity providers' client secrets JSON.
+    pub oauth_secrets_id: String,
 }
 
 impl Default for Config {
@@ -98,6 +142,8 @@ impl Default for Config {
             queue_url: None,
             plans_file: None,
             mail: mail_defaults(&AuthSettings::default().issuer),
+            oauth: OAuthConfig::default(),
+            oauth_secrets_id: "tollgate/oauth-secrets".to_owned(),
         }
     }
 }
@@ -259,6 +305,67 @@ impl Config {
             ses_configuration_set: optional("TOLLGATE_SES_CONFIGURATION_SET"),
             templates_dir: optional("TOLLGATE_MAIL_TEMPLATES_DIR"),
         };
+        let oauth_redirects = match optional("TOLLGATE_OAUTH_REDIRECT_ALLOWLIST") {
+            Some(list) => crate::domain::RedirectAllowlist::parse(
+                list.split(',').map(str::trim).filter(|e| !e.is_empty()),
+            )
+            .unwrap_or_else(|e| {
+                problems.push(format!("TOLLGATE_OAUTH_REDIRECT_ALLOWLIST: {e}"));
+                Default::default()
+            }),
+            // The app's URL; an unusable one is reported already (as the issuer or app URL).
+            None => {
+                crate::domain::RedirectAllowlist::parse([mail.app_url.as_str()]).unwrap_or_default()
+            }
+        };
+        let github = optional("TOLLGATE_GITHUB_CLIENT_ID").map(|client_id| GitHubProviderConfig {
+            client_id,
+            web_base: text("TOLLGATE_GITHUB_WEB_BASE", "https://github.com"),
+            api_base: text("TOLLGATE_GITHUB_API_BASE", "https://api.github.com"),
+        });
+        let scopes = |name: &str| -> Vec<String> {
+            text(name, "email profile")
+                .split([' ', ','])
+                .filter(|s| !s.is_empty() && *s != "openid")
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut oidc = Vec::new();
+        if let Some(id) = optional("TOLLGATE_GOOGLE_CLIENT_ID") {
+            oidc.push(OidcProviderConfig {
+                name: "google".into(),
+                issuer: text("TOLLGATE_GOOGLE_ISSUER", "https://accounts.google.com"),
+                client_id: id,
+                scopes: scopes("TOLLGATE_GOOGLE_SCOPES"),
+            });
+        }
+        for name in optional("TOLLGATE_OIDC_PROVIDERS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let upper = name.to_ascii_uppercase().replace('-', "_");
+            if !crate::domain::valid_provider_name(name) || matches!(name, "github" | "google") {
+                problems.push(format!(
+                    "TOLLGATE_OIDC_PROVIDERS: {name:?} must be 1-32 of a-z, 0-9, - and not github or google"
+                ));
+                continue;
+            }
+            let issuer = optional(&format!("TOLLGATE_OIDC_{upper}_ISSUER"));
+            let client_id = optional(&format!("TOLLGATE_OIDC_{upper}_CLIENT_ID"));
+            match (issuer, client_id) {
+                (Some(issuer), Some(client_id)) => oidc.push(OidcProviderConfig {
+                    name: name.to_owned(),
+                    issuer,
+                    client_id,
+                    scopes: scopes(&format!("TOLLGATE_OIDC_{upper}_SCOPES")),
+                }),
+                _ => problems.push(format!(
+                    "TOLLGATE_OIDC_PROVIDERS names {name}: set TOLLGATE_OIDC_{upper}_ISSUER and TOLLGATE_OIDC_{upper}_CLIENT_ID"
+                )),
+            }
+        }
         let defaults = billing_defaults(&issuer, grace);
         let billing = BillingSettings {
             success_url: optional("TOLLGATE_SUCCESS_URL").unwrap_or(defaults.success_url),
@@ -284,8 +391,11 @@ impl Config {
                 passwordless_signup,
                 reauth_window,
                 audit_retention: audit_days * 86_400,
+                oauth_redirects,
             },
             mail,
+            oauth: OAuthConfig { github, oidc },
+            oauth_secrets_id: text("TOLLGATE_OAUTH_SECRETS_ID", &d.oauth_secrets_id),
             max_body_bytes: usize::try_from(max_body).unwrap_or(d.max_body_bytes),
             cookie_secure,
             table_name: text("TOLLGATE_TABLE_NAME", &d.table_name),
@@ -330,6 +440,77 @@ mod tests {
         ]))
         .expect_err("invalid");
         assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn identity_providers_are_read_with_their_names_and_checked() {
+        let c = Config::from_vars(vars(&[
+            ("TOLLGATE_APP_URL", "https://app.example.com"),
+            ("TOLLGATE_GITHUB_CLIENT_ID", "Iv1.abc"),
+            (
+                "TOLLGATE_GOOGLE_CLIENT_ID",
+                "123.apps.googleusercontent.com",
+            ),
+            ("TOLLGATE_OIDC_PROVIDERS", "keycloak, acme-sso"),
+            (
+                "TOLLGATE_OIDC_KEYCLOAK_ISSUER",
+                "https://sso.example.com/realms/main",
+            ),
+            ("TOLLGATE_OIDC_KEYCLOAK_CLIENT_ID", "tollgate"),
+            ("TOLLGATE_OIDC_ACME_SSO_ISSUER", "https://acme.example.com"),
+            ("TOLLGATE_OIDC_ACME_SSO_CLIENT_ID", "tg"),
+            ("TOLLGATE_OIDC_ACME_SSO_SCOPES", "openid email"),
+        ]))
+        .expect("valid");
+        let github = c.oauth.github.expect("github");
+        assert_eq!(
+            (github.client_id.as_str(), github.web_base.as_str()),
+            ("Iv1.abc", "https://github.com")
+        );
+        let names: Vec<(&str, &str, Vec<String>)> = c
+            .oauth
+            .oidc
+            .iter()
+            .map(|p| (p.name.as_str(), p.issuer.as_str(), p.scopes.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (
+                    "google",
+                    "https://accounts.google.com",
+                    vec!["email".into(), "profile".into()]
+                ),
+                (
+                    "keycloak",
+                    "https://sso.example.com/realms/main",
+                    vec!["email".into(), "profile".into()]
+                ),
+                ("acme-sso", "https://acme.example.com", vec!["email".into()]),
+            ]
+        );
+        // Without an allowlist, the app's URL is the one place a sign-in returns to.
+        assert!(c
+            .auth
+            .oauth_redirects
+            .allows("https://app.example.com/after")
+            .is_some());
+        assert!(c
+            .auth
+            .oauth_redirects
+            .allows("https://evil.example/")
+            .is_none());
+
+        let err = Config::from_vars(vars(&[
+            ("TOLLGATE_OIDC_PROVIDERS", "Bad Name,github,half"),
+            ("TOLLGATE_OIDC_HALF_ISSUER", "https://half.example.com"),
+            (
+                "TOLLGATE_OAUTH_REDIRECT_ALLOWLIST",
+                "https://ok.example.com,not a url",
+            ),
+        ]))
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 4, "{err}");
     }
 
     #[test]

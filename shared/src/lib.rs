@@ -7,7 +7,7 @@
 //! 2. **adapters**, one trait per I/O boundary — [`store`] (DynamoDB, embedded), [`queue`] (SQS,
 //!    in-process), [`secrets`] (Secrets Manager, files, environment), [`payments`] (Stripe and
 //!    Whop, each with its API client, event parsing and signature scheme), [`mailer`] (SES),
-//!    [`clock`].
+//!    [`idp`] (GitHub and OpenID Connect sign-in), [`clock`].
 //! 3. **use cases** — [`auth`] (accounts, sessions, the account lifecycle), [`billing`],
 //!    [`webhooks`] (ingest, process), `mail` (rendering and delivering the outbox; feature
 //!    `mail`).
@@ -22,6 +22,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod idp;
 #[cfg(feature = "aws")]
 pub mod lambda;
 #[cfg(feature = "mail")]

@@ -14,10 +14,11 @@ use crate::billing::{Billing, PlanAccess};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{Catalog, CatalogError, Provider};
+use crate::idp::IdentityProviders;
 use crate::payments::signature::{SignatureError, WebhookSecrets};
 use crate::payments::Providers;
 use crate::queue::EventQueue;
-use crate::secrets::providers::{ProviderKeys, WebhookSigningSecrets};
+use crate::secrets::providers::{OAuthClientSecrets, ProviderKeys, WebhookSigningSecrets};
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
     AccountStore, BillingStore, EventLedger, Outbox, SessionStore, StoreError, UserStore,
@@ -57,6 +58,8 @@ pub struct Needs {
     /// Sending mail: the outbox, the one-time secrets it mints, and the mail service (the
     /// `mailer` function; the dev server runs its dispatcher in-process).
     pub mail: bool,
+    /// Sign-in with identity providers: their client secrets (with `accounts`).
+    pub oauth: bool,
 }
 
 impl Needs {
@@ -67,6 +70,7 @@ impl Needs {
         billing: true,
         ingest: true,
         mail: true,
+        oauth: true,
     };
 
     /// Nothing at all (a function serving static documents).
@@ -76,6 +80,7 @@ impl Needs {
         billing: false,
         ingest: false,
         mail: false,
+        oauth: false,
     };
 
     /// Whether the function uses the table.
@@ -171,7 +176,7 @@ impl AppState {
             c.config.billing.past_due_grace,
         );
         let auth = needs.accounts.then(|| {
-            Auth::new(
+            let auth = Auth::new(
                 AccountStores {
                     users: c.users.clone(),
                     sessions: c.sessions.clone(),
@@ -181,7 +186,12 @@ impl AppState {
                 c.clock.clone(),
                 c.config.auth.clone(),
                 access.clone(),
-            )
+            );
+            if needs.oauth {
+                auth.with_identity_providers(c.identity_providers.clone())
+            } else {
+                auth
+            }
         });
         let billing = needs.billing.then(|| {
             Billing::new(
@@ -253,6 +263,9 @@ pub enum StartupError {
     /// A mail template override is unknown or broken.
     #[error("mail templates")]
     Templates(#[source] crate::error::BoxError),
+    /// The identity providers could not be built.
+    #[error("identity providers")]
+    IdentityProviders(#[source] crate::error::BoxError),
 }
 
 /// Every part a state is assembled from. Every I/O boundary is a trait object.
@@ -284,6 +297,8 @@ pub struct Components {
     pub catalog: Arc<Catalog>,
     /// Webhook signing secrets per provider.
     pub webhook_secrets: BTreeMap<Provider, WebhookSecrets>,
+    /// The identity providers sign-in offers.
+    pub identity_providers: IdentityProviders,
 }
 
 impl Components {
@@ -436,6 +451,80 @@ pub fn providers_from(keys: &ProviderKeys) -> Result<Providers, StartupError> {
     Ok(providers)
 }
 
+/// The identity providers `config` names, with their client secrets from `secrets` (GitHub's
+/// is required; an OIDC provider without one is a public client, PKCE only), sharing one HTTP
+/// client. Discovery of OIDC providers happens on first use, not here.
+///
+/// # Errors
+/// [`StartupError::BadSecret`] naming `GITHUB_CLIENT_SECRET` when GitHub is configured without
+/// it; [`StartupError::IdentityProviders`] if the HTTP client cannot be built.
+#[cfg(feature = "oauth")]
+pub fn identity_providers_from(
+    config: &crate::config::OAuthConfig,
+    secrets: &OAuthClientSecrets,
+) -> Result<IdentityProviders, StartupError> {
+    use crate::idp::{github, http::Http, oidc};
+    let mut providers = IdentityProviders::default();
+    if config.github.is_none() && config.oidc.is_empty() {
+        return Ok(providers);
+    }
+    let http = Http::new().map_err(|e| StartupError::IdentityProviders(Box::new(e)))?;
+    if let Some(gh) = &config.github {
+        let client_secret = secrets
+            .get("GITHUB_CLIENT_SECRET")
+            .cloned()
+            .ok_or_else(|| StartupError::BadSecret {
+                name: "GITHUB_CLIENT_SECRET".to_owned(),
+                source: "TOLLGATE_GITHUB_CLIENT_ID is set but the client secret is not".into(),
+            })?;
+        providers = providers.with(Arc::new(github::GitHub::new(
+            github::GitHubConfig {
+                client_id: gh.client_id.clone(),
+                client_secret,
+                web_base: gh.web_base.clone(),
+                api_base: gh.api_base.clone(),
+            },
+            http.clone(),
+        )));
+    }
+    for provider in &config.oidc {
+        let secret_name = if provider.name == "google" {
+            "GOOGLE_CLIENT_SECRET".to_owned()
+        } else {
+            crate::secrets::providers::oidc_secret_name(&provider.name)
+        };
+        providers = providers.with(Arc::new(oidc::Oidc::new(
+            oidc::OidcConfig {
+                name: provider.name.clone(),
+                issuer: provider.issuer.clone(),
+                client_id: provider.client_id.clone(),
+                client_secret: secrets.get(&secret_name).cloned(),
+                scopes: provider.scopes.clone(),
+            },
+            http.clone(),
+        )));
+    }
+    Ok(providers)
+}
+
+/// Without feature `oauth`, no identity provider can be built.
+///
+/// # Errors
+/// [`StartupError::IdentityProviders`] if `config` names any.
+#[cfg(not(feature = "oauth"))]
+pub fn identity_providers_from(
+    config: &crate::config::OAuthConfig,
+    _secrets: &OAuthClientSecrets,
+) -> Result<IdentityProviders, StartupError> {
+    if config.github.is_none() && config.oidc.is_empty() {
+        Ok(IdentityProviders::default())
+    } else {
+        Err(StartupError::IdentityProviders(
+            "this build has no identity provider support (feature `oauth`)".into(),
+        ))
+    }
+}
+
 /// Reads the private key set named by `config.jwt_keys_secret_id`.
 ///
 /// # Errors
@@ -507,6 +596,8 @@ pub async fn embedded_components(
             source: Box::new(e),
         }
     })?;
+    let identity_providers =
+        identity_providers_from(&config.oauth, &OAuthClientSecrets::from_env())?;
     let shared = Arc::new(store.clone());
     Ok((
         Components {
@@ -523,6 +614,7 @@ pub async fn embedded_components(
             providers,
             catalog,
             webhook_secrets,
+            identity_providers,
         },
         store,
     ))
@@ -605,6 +697,20 @@ mod aws {
             })
         }
 
+        /// The identity providers with their client secrets — read even when none is configured,
+        /// so a missing or broken secret fails the start, not the first sign-in.
+        async fn identity_providers(&self) -> Result<IdentityProviders, StartupError> {
+            let oauth = &self.config.oauth;
+            let name = &self.config.oauth_secrets_id;
+            let json = self.secrets.get_secret(name).await?;
+            let secrets =
+                OAuthClientSecrets::from_json(&json).map_err(|e| StartupError::BadSecret {
+                    name: name.clone(),
+                    source: crate::error::message(e),
+                })?;
+            identity_providers_from(oauth, &secrets)
+        }
+
         async fn webhook_secrets(
             &self,
         ) -> Result<BTreeMap<Provider, WebhookSecrets>, StartupError> {
@@ -654,7 +760,7 @@ mod aws {
             } else {
                 None
             };
-            let (signing, public, provider_keys, webhook_secrets, store) = tokio::join!(
+            let (signing, public, provider_keys, webhook_secrets, identity_providers, store) = tokio::join!(
                 maybe(
                     needs.keys == KeyAccess::Signing,
                     load_signing_keys(config, &start.secrets)
@@ -662,6 +768,7 @@ mod aws {
                 maybe(needs.keys == KeyAccess::Public, start.public_keys()),
                 maybe(needs.billing, start.provider_keys()),
                 maybe(needs.ingest, start.webhook_secrets()),
+                maybe(needs.oauth, start.identity_providers()),
                 async {
                     if needs.table() {
                         Some(start.store().await)
@@ -672,6 +779,7 @@ mod aws {
             );
             let (signing, public) = (signing?, public?);
             let (provider_keys, webhook_secrets) = (provider_keys?, webhook_secrets?);
+            let identity_providers = identity_providers?;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             let public = public.or_else(|| signing.as_ref().map(|k| k.public().clone()));
             let verifier = public.map(|keys| AccessVerifier::new(keys, clock.clone()));
@@ -684,17 +792,20 @@ mod aws {
                 _ => None,
             };
             let auth = match (&store, &access) {
-                (Some(store), Some(access)) if needs.accounts => Some(Auth::new(
-                    AccountStores {
-                        users: store.clone(),
-                        sessions: store.clone(),
-                        accounts: store.clone(),
-                    },
-                    signing,
-                    clock.clone(),
-                    config.auth.clone(),
-                    access.clone(),
-                )),
+                (Some(store), Some(access)) if needs.accounts => Some(
+                    Auth::new(
+                        AccountStores {
+                            users: store.clone(),
+                            sessions: store.clone(),
+                            accounts: store.clone(),
+                        },
+                        signing,
+                        clock.clone(),
+                        config.auth.clone(),
+                        access.clone(),
+                    )
+                    .with_identity_providers(identity_providers.unwrap_or_default()),
+                ),
                 _ => None,
             };
             let billing = match (&store, access, provider_keys) {

@@ -34,7 +34,9 @@ const VERSION_RETRIES: usize = 3;
 
 impl Auth {
     /// Verifies the email with a link token: sets `email_verified` (idempotent for an email
-    /// already verified) and spends the token, in one write with the audit record.
+    /// already verified) and spends the token, in one write with the audit record — and with
+    /// the unlinking of identities no provider vouched the email for (their sessions end; see
+    /// `unproven_identities`).
     ///
     /// # Errors
     /// `InvalidLink` (unknown, spent, expired, another purpose, or the account's email changed
@@ -70,8 +72,14 @@ impl Auth {
                     Err(e) => Err(e.into()),
                 };
             }
-            let verified = user.updated(now, |u| u.email_verified = true);
-            let changes = [
+            let unlinks = self.unproven_identities(&user, origin, now).await?;
+            let verified = user.updated(now, |u| {
+                u.email_verified = true;
+                if !unlinks.is_empty() {
+                    u.session_epoch += 1;
+                }
+            });
+            let mut changes = vec![
                 spend,
                 Change::UpdateUser {
                     user: verified.clone(),
@@ -79,6 +87,7 @@ impl Auth {
                 },
                 self.audit(user.id, AuditAction::EmailVerified, origin, now),
             ];
+            changes.extend(unlinks);
             match self.accounts.commit(&changes).await {
                 Ok(()) => return Ok(verified),
                 Err(StoreError::Conflict(Conflict::TokenSpent)) => {
@@ -139,8 +148,9 @@ impl Auth {
     }
 
     /// Sets a new password with a reset link: spends the token, stores the hash, verifies the
-    /// email (the link proved the mailbox), raises the session epoch (every session ends) and
-    /// queues a notice, in one write with the audit record.
+    /// email (the link proved the mailbox; identities no provider vouched the email for are
+    /// unlinked), raises the session epoch (every session ends) and queues a notice, in one
+    /// write with the audit record.
     ///
     /// # Errors
     /// `Validation` (length, common password), `InvalidLink` (unknown, spent, expired, or a
@@ -168,12 +178,13 @@ impl Auth {
         .ok_or(AuthError::InvalidLink)?;
         let password_hash = self.hash_password(password).await?;
         let now = self.clock.now();
+        let unlinks = self.unproven_identities(&user, origin, now).await?;
         let next = user.updated(now, |u| {
             u.password_hash = Some(password_hash);
             u.email_verified = true;
             u.session_epoch += 1;
         });
-        let changes = [
+        let mut changes = vec![
             Change::SpendToken {
                 hash,
                 purpose: TokenPurpose::ResetPassword,
@@ -188,6 +199,7 @@ impl Auth {
             ),
             self.audit(user.id, AuditAction::PasswordReset, origin, now),
         ];
+        changes.extend(unlinks);
         match self.accounts.commit(&changes).await {
             Ok(()) => Ok(()),
             // Spent by a concurrent reset, or the account changed under us: ask for a new link.

@@ -2,10 +2,12 @@
 //! ([`refresh`]), access tokens and the key set ([`tokens`]), creating and rotating the keys
 //! ([`keys`]), the secrets sent by email ([`one_time`]), and the account use cases ([`Auth`]:
 //! signup, login, refresh, logout and `me`; the account lifecycle; sign-in by email code and
-//! magic link) with access-token verification ([`AccessVerifier`]).
+//! magic link; sign-in with identity providers) with access-token verification
+//! ([`AccessVerifier`]).
 
 mod account;
 pub mod keys;
+mod oauth;
 pub mod one_time;
 pub mod password;
 mod passwordless;
@@ -14,6 +16,7 @@ mod service;
 pub mod tokens;
 
 pub use account::{Reauthentication, SessionView};
+pub use oauth::{state_hash, CallbackError, CallbackParams};
 pub use password::{PasswordHasher, Verification};
 pub use refresh::RefreshToken;
 pub use service::{

@@ -87,7 +87,9 @@ pub fn code_hash(normalized_email: &str, code: &str) -> Option<TokenHash> {
     })
 }
 
-fn hash_text(text: &str) -> TokenHash {
+/// SHA-256 of `text`, base64url without padding: how every presented secret (link tokens, OAuth
+/// states) is stored.
+pub fn hash_text(text: &str) -> TokenHash {
     TokenHash(B64.encode(digest::digest(&digest::SHA256, text.as_bytes()).as_ref()))
 }
 

@@ -57,8 +57,9 @@ impl Auth {
         }
     }
 
-    /// Signs in with the code sent to `email`: spends it, marks the email verified, starts a
-    /// session (creating the account if passwordless sign-up is on and there is none).
+    /// Signs in with the code sent to `email`: spends it, marks the email verified (unlinking
+    /// identities no provider vouched the email for, whose sessions end), starts a session
+    /// (creating the account if passwordless sign-up is on and there is none).
     ///
     /// # Errors
     /// `InvalidCode` (also for a malformed email, so the answer never says which part was
@@ -85,8 +86,9 @@ impl Auth {
             })
     }
 
-    /// Signs in with a magic link's token: spends it, marks the email verified, starts a session
-    /// (creating the account if passwordless sign-up is on and there is none).
+    /// Signs in with a magic link's token: spends it, marks the email verified (as
+    /// [`Auth::verify_code`] does), starts a session (creating the account if passwordless
+    /// sign-up is on and there is none).
     ///
     /// # Errors
     /// `InvalidLink` (unknown, spent, expired, another purpose), `AccountDisabled`, `Store`,
@@ -140,12 +142,20 @@ impl Auth {
             }
             Some(user) if user.email_verified => (user, vec![spend]),
             Some(user) => {
-                let verified = user.updated(now, |u| u.email_verified = true);
+                let unlinks = self.unproven_identities(&user, origin, now).await?;
+                let verified = user.updated(now, |u| {
+                    u.email_verified = true;
+                    if !unlinks.is_empty() {
+                        u.session_epoch += 1;
+                    }
+                });
                 let update = Change::UpdateUser {
                     user: verified.clone(),
                     expected_version: user.version,
                 };
-                (verified, vec![spend, update])
+                let mut changes = vec![spend, update];
+                changes.extend(unlinks);
+                (verified, changes)
             }
             None if self.settings.passwordless_signup => {
                 let user = User {
@@ -170,7 +180,7 @@ impl Auth {
             }
             None => return Err(refused()),
         };
-        match self.sign_in(&user, method, origin, changes).await {
+        match self.sign_in(&user, method, origin, changes, None).await {
             Ok(tokens) => Ok((user, tokens)),
             // Someone signed up or changed the account meanwhile: the secret is unspent; retry.
             Err(AuthError::Store(StoreError::Conflict(

@@ -77,6 +77,25 @@ pub enum AuthError {
     /// No such live session of this user (404 `session_not_found`).
     #[error("session not found")]
     SessionNotFound,
+    /// No identity provider of this name is configured (404 `unknown_provider`).
+    #[error("unknown identity provider")]
+    UnknownProvider,
+    /// `redirect_to` is not on the allowlist (400 `redirect_not_allowed`).
+    #[error("redirect target not allowed")]
+    RedirectNotAllowed,
+    /// The identity provider failed before the browser left Tollgate (its discovery document):
+    /// 503 `unavailable` when retryable, else 502 `provider_error`.
+    #[error("the identity provider failed")]
+    IdentityProvider(#[source] crate::idp::IdpError),
+    /// The OAuth exchange code is unknown, spent or expired (400 `invalid_exchange_code`).
+    #[error("invalid or expired exchange code")]
+    InvalidExchangeCode,
+    /// The user has no identity at this provider (404 `identity_not_found`).
+    #[error("identity not found")]
+    IdentityNotFound,
+    /// Unlinking would leave no way to sign in (409 `last_sign_in_method`).
+    #[error("the last way to sign in cannot be removed")]
+    LastSignInMethod,
     /// Cancelling the subscription before deleting the account failed; nothing was deleted.
     #[error("the subscription could not be cancelled")]
     Billing(#[source] BillingError),
@@ -118,6 +137,9 @@ pub struct AuthSettings {
     pub reauth_window: i64,
     /// How long audit records are kept, seconds (default 400 days).
     pub audit_retention: i64,
+    /// Where identity-provider sign-ins may return to (`TOLLGATE_OAUTH_REDIRECT_ALLOWLIST`,
+    /// default the app URL).
+    pub oauth_redirects: crate::domain::RedirectAllowlist,
 }
 
 impl Default for AuthSettings {
@@ -131,6 +153,8 @@ impl Default for AuthSettings {
             passwordless_signup: false,
             reauth_window: 300,
             audit_retention: DEFAULT_AUDIT_RETENTION_SECONDS,
+            oauth_redirects: crate::domain::RedirectAllowlist::parse(["http://127.0.0.1:3000"])
+                .unwrap_or_default(),
         }
     }
 }
@@ -251,6 +275,7 @@ pub struct Auth {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: AuthSettings,
     access: PlanAccess,
+    pub(super) identity_providers: crate::idp::IdentityProviders,
 }
 
 impl std::fmt::Debug for Auth {
@@ -291,7 +316,19 @@ impl Auth {
             clock,
             settings,
             access,
+            identity_providers: Default::default(),
         }
+    }
+
+    /// The same service, signing in with `providers` too.
+    pub fn with_identity_providers(mut self, providers: crate::idp::IdentityProviders) -> Self {
+        self.identity_providers = providers;
+        self
+    }
+
+    /// The configured identity providers.
+    pub fn identity_providers(&self) -> &crate::idp::IdentityProviders {
+        &self.identity_providers
     }
 
     /// The settings.
@@ -438,7 +475,7 @@ impl Auth {
             }
         }
         let tokens = self
-            .sign_in(&user, SignInMethod::Password, origin, Vec::new())
+            .sign_in(&user, SignInMethod::Password, origin, Vec::new(), None)
             .await?;
         Ok((user, tokens))
     }
@@ -724,14 +761,15 @@ impl Auth {
     }
 
     /// Starts a session for `user` signed in by `method`, committing it with `extra` changes
-    /// (spending the code or link that signed them in) and the audit record of the method, and
-    /// issues its tokens.
+    /// (spending the code or link that signed them in) and the audit record of the method (with
+    /// `detail`, e.g. the identity provider), and issues its tokens.
     pub(super) async fn sign_in(
         &self,
         user: &User,
         method: SignInMethod,
         origin: &RequestOrigin,
         extra: Vec<Change>,
+        detail: Option<&str>,
     ) -> Result<IssuedTokens, AuthError> {
         if self.signer.is_none() {
             return Err(AuthError::NoSigningKey);
@@ -743,13 +781,17 @@ impl Auth {
             SignInMethod::Password => AuditAction::LoginSucceeded,
             SignInMethod::EmailCode => AuditAction::CodeUsed,
             SignInMethod::MagicLink => AuditAction::MagicLinkUsed,
+            SignInMethod::OAuth => AuditAction::OAuthSignIn,
         };
         let mut changes = extra;
         changes.push(Change::CreateSession(session.clone()));
-        changes.push(
-            self.audit(user.id, action, origin, now)
-                .map_audit(|r| r.with_session(session.id)),
-        );
+        changes.push(self.audit(user.id, action, origin, now).map_audit(|r| {
+            let r = r.with_session(session.id);
+            match detail {
+                Some(d) => r.with_detail(d),
+                None => r,
+            }
+        }));
         self.accounts.commit(&changes).await?;
         self.issue(user, &session, token.encode(), now).await
     }

@@ -42,6 +42,12 @@ pub enum AuditAction {
     ProfileUpdated,
     /// The account was deleted.
     AccountDeleted,
+    /// Signed in with an identity provider (detail: the provider).
+    OAuthSignIn,
+    /// An identity provider's identity was linked (detail: the provider).
+    IdentityLinked,
+    /// An identity provider's identity was unlinked (detail: the provider).
+    IdentityUnlinked,
 }
 
 impl AuditAction {
@@ -63,6 +69,9 @@ impl AuditAction {
             Self::MagicLinkUsed => "magic_link_used",
             Self::ProfileUpdated => "profile_updated",
             Self::AccountDeleted => "account_deleted",
+            Self::OAuthSignIn => "oauth_sign_in",
+            Self::IdentityLinked => "identity_linked",
+            Self::IdentityUnlinked => "identity_unlinked",
         }
     }
 }

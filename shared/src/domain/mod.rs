@@ -2,7 +2,8 @@
 //! it (adapters, use cases, the edge) may import it; it imports nothing of the crate.
 //!
 //! - accounts: [`ids`], [`credentials`], [`user`], [`session`], the one-time secrets sent by
-//!   email ([`one_time`]), the mail [`outbox`](mail) and the [`audit`] log;
+//!   email ([`one_time`]), the mail [`outbox`](mail), the [`audit`] log, and sign-in with
+//!   identity providers ([`identity`]);
 //! - billing: the plan [`catalog`], the provider-neutral [`subscription`] state and access rule,
 //!   the webhook [`ledger`] and payment records, and the neutral meaning of a provider event
 //!   ([`billing_event`]);
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod billing_event;
 pub mod catalog;
 pub mod credentials;
+pub mod identity;
 pub mod ids;
 pub mod ledger;
 pub mod mail;
@@ -25,6 +27,10 @@ pub use audit::{AuditAction, AuditRecord, RequestOrigin, DEFAULT_AUDIT_RETENTION
 pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts};
 pub use catalog::{Catalog, CatalogError, Entitlement, Interval, Plan, Proration, FREE_PLAN};
 pub use credentials::{is_common_password, DisplayName, Email, Password, ValidationError};
+pub use identity::{
+    resolve, valid_provider_name, Identity, OAuthMode, OAuthState, ProviderIdentity,
+    RedirectAllowlist, Resolution, OAUTH_EXCHANGE_LIFETIME_SECONDS, OAUTH_STATE_LIFETIME_SECONDS,
+};
 pub use ids::{
     CheckoutSessionId, CustomerId, EventId, PaymentId, PriceId, Provider, SessionId,
     SubscriptionId, UserId,

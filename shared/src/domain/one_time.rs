@@ -15,6 +15,9 @@ pub enum TokenPurpose {
     ResetPassword,
     /// `POST /auth/magic-link/verify`.
     MagicLink,
+    /// `POST /auth/oauth/exchange`: the one-time code an identity provider's callback hands the
+    /// app.
+    OAuthExchange,
 }
 
 impl TokenPurpose {
@@ -25,6 +28,7 @@ impl TokenPurpose {
             Self::VerifyEmail => 24 * 3600,
             Self::ResetPassword => 30 * 60,
             Self::MagicLink => 15 * 60,
+            Self::OAuthExchange => super::OAUTH_EXCHANGE_LIFETIME_SECONDS,
         }
     }
 
@@ -34,6 +38,7 @@ impl TokenPurpose {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
             Self::MagicLink => "magic_link",
+            Self::OAuthExchange => "oauth_exchange",
         }
     }
 }
@@ -57,6 +62,9 @@ pub struct OneTimeToken {
     /// reset spends every other reset link.
     #[serde(default)]
     pub epoch: u64,
+    /// What it concerns beyond its purpose (the identity provider of an exchange code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// When it was minted.
     pub created_at: i64,
     /// When it stops working; also the TTL attribute.
@@ -180,6 +188,7 @@ mod tests {
             user_id: None,
             email: "ada@example.com".into(),
             epoch: 0,
+            note: None,
             created_at: 0,
             expires_at: TokenPurpose::MagicLink.lifetime(),
         };

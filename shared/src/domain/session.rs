@@ -63,6 +63,8 @@ pub enum SignInMethod {
     EmailCode,
     /// A magic link sent by email.
     MagicLink,
+    /// An identity provider (GitHub, Google, OpenID Connect).
+    OAuth,
 }
 
 impl SignInMethod {
@@ -73,6 +75,7 @@ impl SignInMethod {
             Self::Password => "password",
             Self::EmailCode => "email_code",
             Self::MagicLink => "magic_link",
+            Self::OAuth => "oauth",
         }
     }
 }

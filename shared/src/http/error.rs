@@ -97,11 +97,21 @@ pub enum ProblemCode {
     SessionNotFound,
     /// 422 (a provider this deployment does not offer) or 503 (no provider configured).
     ProviderNotConfigured,
+    /// 404: the deployment offers no sign-in with that identity provider.
+    UnknownProvider,
+    /// 400: `redirect_to` is not on the deployment's OAuth redirect allowlist.
+    RedirectNotAllowed,
+    /// 400: the OAuth exchange code is invalid, expired (60 s) or already used.
+    InvalidExchangeCode,
+    /// 404: no identity at that provider is linked to the account.
+    IdentityNotFound,
+    /// 409: the identity is the account's last way to sign in.
+    LastSignInMethod,
     /// 409: the user already has access to a paid plan.
     SubscriptionExists,
     /// 404: there is no subscription to act on.
     NoSubscription,
-    /// 502: the payment provider refused the request.
+    /// 502: the payment (or identity) provider refused the request.
     ProviderError,
     /// 400: the webhook signature did not verify; nothing was stored.
     InvalidSignature,
@@ -289,6 +299,37 @@ fn auth(e: &AuthError) -> Mapped {
             StatusCode::NOT_FOUND,
             C::SessionNotFound,
             "no such session".into(),
+        ),
+        A::UnknownProvider => (
+            StatusCode::NOT_FOUND,
+            C::UnknownProvider,
+            "this deployment offers no sign-in with that provider".into(),
+        ),
+        A::RedirectNotAllowed => (
+            StatusCode::BAD_REQUEST,
+            C::RedirectNotAllowed,
+            "redirect_to is not on this deployment's allowlist".into(),
+        ),
+        A::IdentityProvider(crate::idp::IdpError::Unavailable(_)) => unavailable(),
+        A::IdentityProvider(_) => (
+            StatusCode::BAD_GATEWAY,
+            C::ProviderError,
+            "the identity provider refused the request".into(),
+        ),
+        A::InvalidExchangeCode => (
+            StatusCode::BAD_REQUEST,
+            C::InvalidExchangeCode,
+            "the code is invalid, expired or already used; sign in again".into(),
+        ),
+        A::IdentityNotFound => (
+            StatusCode::NOT_FOUND,
+            C::IdentityNotFound,
+            "no identity at that provider is linked to this account".into(),
+        ),
+        A::LastSignInMethod => (
+            StatusCode::CONFLICT,
+            C::LastSignInMethod,
+            "this is the account's only way to sign in: set a password or link another provider first".into(),
         ),
         A::Billing(e) => billing(e),
         A::Store(e) => store(e),

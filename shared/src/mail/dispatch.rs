@@ -407,6 +407,7 @@ impl Dispatcher {
             user_id: Some(user.id),
             email: user.email().normalized().to_owned(),
             epoch: user.session_epoch,
+            note: None,
             created_at: now,
             expires_at: now + purpose.lifetime(),
         };
@@ -445,6 +446,7 @@ impl Dispatcher {
                 user_id: user.map(|u| u.id),
                 email: normalized,
                 epoch: user.map_or(0, |u| u.session_epoch),
+                note: None,
                 created_at: now,
                 expires_at: now + TokenPurpose::MagicLink.lifetime(),
             }));

@@ -84,8 +84,10 @@ pub const JWKS_ROLE: &str = "jwks";
 pub const PROVIDER_SECRETS_ROLE: &str = "provider-secrets";
 /// [`ROLE_TAG`] value of the webhook signing secrets.
 pub const WEBHOOK_SECRETS_ROLE: &str = "webhook-secrets";
+/// [`ROLE_TAG`] value of the identity providers' client secrets.
+pub const OAUTH_SECRETS_ROLE: &str = "oauth-secrets";
 
-/// The ARNs of a stack's four secrets, found by their tags (`ListSecrets`; the template's
+/// The ARNs of a stack's five secrets, found by their tags (`ListSecrets`; the template's
 /// secrets have no fixed names, see `template.yaml`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackSecrets {
@@ -97,6 +99,8 @@ pub struct StackSecrets {
     pub provider_secrets: String,
     /// ARN of the webhook signing secrets.
     pub webhook_secrets: String,
+    /// ARN of the identity providers' client secrets.
+    pub oauth_secrets: String,
 }
 
 impl AwsSecretSource {
@@ -163,6 +167,7 @@ impl AwsSecretSource {
             jwks: one(JWKS_ROLE)?,
             provider_secrets: one(PROVIDER_SECRETS_ROLE)?,
             webhook_secrets: one(WEBHOOK_SECRETS_ROLE)?,
+            oauth_secrets: one(OAUTH_SECRETS_ROLE)?,
         })
     }
 }

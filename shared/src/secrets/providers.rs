@@ -8,8 +8,12 @@
 //!   `WHOP_WEBHOOK_SECRET`, each possibly several comma-separated secrets during a rotation. Read
 //!   by webhook ingest only, which therefore cannot call a provider's API.
 //!
-//! Locally both come from the environment; in Lambda each from one Secrets Manager secret whose
-//! JSON object has the same keys.
+//! - [`OAuthClientSecrets`] (`oauth-secrets`): `GITHUB_CLIENT_SECRET`, `GOOGLE_CLIENT_SECRET`,
+//!   `OIDC_<NAME>_CLIENT_SECRET` — the identity providers' client secrets. Read by the oauth
+//!   function only.
+//!
+//! Locally they come from the environment; in Lambda each group from one Secrets Manager secret
+//! whose JSON object has the same keys.
 
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -143,9 +147,84 @@ impl WebhookSigningSecrets {
     }
 }
 
+/// The fixed names of [`OAuthClientSecrets`] (besides `OIDC_<NAME>_CLIENT_SECRET`).
+pub const OAUTH_SECRET_NAMES: [&str; 2] = ["GITHUB_CLIENT_SECRET", "GOOGLE_CLIENT_SECRET"];
+
+/// The variable holding the client secret of the OIDC provider `name`:
+/// `OIDC_<NAME>_CLIENT_SECRET`, the name uppercased with `-` as `_`.
+pub fn oidc_secret_name(name: &str) -> String {
+    format!(
+        "OIDC_{}_CLIENT_SECRET",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Whether `name` is a variable [`OAuthClientSecrets`] reads.
+pub fn is_oauth_secret_name(name: &str) -> bool {
+    OAUTH_SECRET_NAMES.contains(&name)
+        || (name.starts_with("OIDC_") && name.ends_with("_CLIENT_SECRET") && name.len() > 19)
+}
+
+/// The identity providers' client secrets that are set. `Debug` is redacted.
+#[derive(Default, Clone)]
+pub struct OAuthClientSecrets(HashMap<String, SecretString>);
+
+impl std::fmt::Debug for OAuthClientSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_tuple("OAuthClientSecrets").field(&names).finish()
+    }
+}
+
+impl OAuthClientSecrets {
+    /// From a map of names to values: the names [`is_oauth_secret_name`] accepts (empty values
+    /// count as unset).
+    pub fn from_map(map: &HashMap<String, String>) -> Self {
+        Self(
+            map.keys()
+                .filter(|k| is_oauth_secret_name(k))
+                .filter_map(|k| get(map, k).map(|v| (k.clone(), SecretString::from(v))))
+                .collect(),
+        )
+    }
+
+    /// From the process environment.
+    pub fn from_env() -> Self {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// From a Secrets Manager secret's JSON object (`{"GITHUB_CLIENT_SECRET": "...", ...}`).
+    ///
+    /// # Errors
+    /// A message (no secret material) if the JSON is not an object of strings.
+    pub fn from_json(json: &SecretString) -> Result<Self, String> {
+        object(json, "OAuth").map(|map| Self::from_map(&map))
+    }
+
+    /// The secret called `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&SecretString> {
+        self.0.get(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oauth_secrets_are_read_by_name_and_redacted() {
+        let map = HashMap::from([
+            ("GITHUB_CLIENT_SECRET".to_owned(), "gh-secret".to_owned()),
+            ("OIDC_KEY_CLOAK_CLIENT_SECRET".to_owned(), "kc".to_owned()),
+            ("STRIPE_SECRET_KEY".to_owned(), "sk".to_owned()),
+        ]);
+        let secrets = OAuthClientSecrets::from_map(&map);
+        assert!(secrets.get("GITHUB_CLIENT_SECRET").is_some());
+        assert!(secrets.get(&oidc_secret_name("key-cloak")).is_some());
+        assert!(secrets.get("STRIPE_SECRET_KEY").is_none());
+        assert!(!format!("{secrets:?}").contains("gh-secret"));
+    }
 
     #[test]
     fn values_are_read_by_their_usual_names_and_redacted() {

@@ -12,9 +12,10 @@ use super::{
     Outbox, SessionStore, StoreError, UserStore,
 };
 use crate::domain::{
-    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
-    MailStatus, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId,
-    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
+    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity,
+    MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session,
+    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    OTP_MAX_ATTEMPTS,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -954,6 +955,50 @@ impl DynamoStore {
                 record,
                 None,
             )?),
+            Change::LinkIdentity(identity) => {
+                out.push(self.tx_put(
+                    &keys::identity(&identity.provider, &identity.subject),
+                    identity,
+                    Some((NEW, Conflict::IdentityTaken)),
+                )?);
+                out.push(self.tx_put(
+                    &keys::user_identity(&identity.user_id, &identity.provider),
+                    identity,
+                    Some((NEW, Conflict::ProviderLinked)),
+                )?);
+            }
+            Change::UnlinkIdentity {
+                user_id,
+                provider,
+                subject,
+            } => {
+                out.push(self.tx_delete(
+                    keys::user_identity(user_id, provider),
+                    Some(Condition::new(
+                        "subject = :s",
+                        vec![(":s", text(subject.clone()))],
+                    )),
+                    Conflict::IdentityNotLinked,
+                )?);
+                out.push(self.tx_delete(
+                    keys::identity(provider, subject),
+                    Some(Condition::new(
+                        "user_id = :u",
+                        vec![(":u", text(user_id.to_string()))],
+                    )),
+                    Conflict::IdentityNotLinked,
+                )?);
+            }
+            Change::PutOAuthState(state) => out.push(self.tx_put(
+                &keys::oauth_state(&state.hash),
+                state,
+                Some((NEW, Conflict::ItemExists)),
+            )?),
+            Change::SpendOAuthState { hash } => out.push(self.tx_delete(
+                keys::oauth_state(hash),
+                Some(Condition::new("attribute_exists(PK)", vec![])),
+                Conflict::StateSpent,
+            )?),
         }
         Ok(())
     }
@@ -1089,9 +1134,28 @@ impl AccountStore for DynamoStore {
         Ok(page)
     }
 
+    async fn get_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.get(keys::identity(provider, subject)).await
+    }
+
+    async fn list_identities(&self, user_id: &UserId) -> Result<Vec<Identity>, StoreError> {
+        self.query_prefix(keys::user_pk(user_id), keys::IDENTITY_PREFIX)
+            .await
+    }
+
+    async fn get_oauth_state(&self, hash: &TokenHash) -> Result<Option<OAuthState>, StoreError> {
+        self.get(keys::oauth_state(hash)).await
+    }
+
     async fn erase_user_items(&self, user_id: &UserId) -> Result<usize, StoreError> {
         let pk = keys::user_pk(user_id);
         let mut doomed = Vec::new();
+        // Identity items name their lookup item by provider and subject.
+        let mut identities: Vec<Key> = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let out = self
@@ -1100,7 +1164,7 @@ impl AccountStore for DynamoStore {
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk")
                 .expression_attribute_values(":pk", text(pk.clone()))
-                .projection_expression("PK, SK")
+                .projection_expression("PK, SK, provider, subject")
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -1108,9 +1172,17 @@ impl AccountStore for DynamoStore {
                 .map_err(classify)?;
             for item in out.items.unwrap_or_default() {
                 if let Some(AttributeValue::S(sk)) = item.get(keys::SK) {
-                    if !super::kept_after_erase(sk) {
-                        doomed.push(sk.clone());
+                    if super::kept_after_erase(sk) {
+                        continue;
                     }
+                    if sk.starts_with(keys::IDENTITY_PREFIX) {
+                        if let (Some(AttributeValue::S(p)), Some(AttributeValue::S(s))) =
+                            (item.get("provider"), item.get("subject"))
+                        {
+                            identities.push(keys::identity(p, s));
+                        }
+                    }
+                    doomed.push(sk.clone());
                 }
             }
             match out.last_evaluated_key {
@@ -1120,7 +1192,7 @@ impl AccountStore for DynamoStore {
         }
         let count = doomed.len();
         // Each token reference also names its token item (keyed by hash alone).
-        let mut deletes: Vec<Key> = Vec::with_capacity(doomed.len());
+        let mut deletes: Vec<Key> = identities;
         for sk in &doomed {
             if let Some(hash) = sk.strip_prefix(keys::TOKEN_REF_PREFIX) {
                 deletes.push(keys::one_time_token(&TokenHash(hash.to_owned())));

@@ -17,9 +17,10 @@ use super::{
     Outbox, SessionStore, StoreError, UserStore,
 };
 use crate::domain::{
-    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
-    MailStatus, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId,
-    Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
+    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity,
+    MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session,
+    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
+    OTP_MAX_ATTEMPTS,
 };
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -370,6 +371,46 @@ fn apply_change(
             put(t, &key, mail)
         }
         Change::Audit(record) => put(t, &keys::audit(&record.user_id, &record.id), record),
+        Change::LinkIdentity(identity) => {
+            let lookup = keys::identity(&identity.provider, &identity.subject);
+            let mine = keys::user_identity(&identity.user_id, &identity.provider);
+            if exists(t, &lookup)? {
+                return conflict(Conflict::IdentityTaken);
+            }
+            if exists(t, &mine)? {
+                return conflict(Conflict::ProviderLinked);
+            }
+            put(t, &lookup, identity)?;
+            put(t, &mine, identity)
+        }
+        Change::UnlinkIdentity {
+            user_id,
+            provider,
+            subject,
+        } => {
+            let mine = keys::user_identity(user_id, provider);
+            match read::<Identity>(t, &mine)? {
+                Some(linked) if linked.subject == *subject => {
+                    delete(t, &mine)?;
+                    delete(t, &keys::identity(provider, subject))
+                }
+                _ => conflict(Conflict::IdentityNotLinked),
+            }
+        }
+        Change::PutOAuthState(state) => {
+            let key = keys::oauth_state(&state.hash);
+            if exists(t, &key)? {
+                return conflict(Conflict::ItemExists);
+            }
+            put(t, &key, state)
+        }
+        Change::SpendOAuthState { hash } => {
+            let key = keys::oauth_state(hash);
+            if !exists(t, &key)? {
+                return conflict(Conflict::StateSpent);
+            }
+            delete(t, &key)
+        }
     }
 }
 
@@ -527,28 +568,54 @@ impl AccountStore for EmbeddedStore {
         Ok(page)
     }
 
+    async fn get_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.get(&keys::identity(provider, subject))
+    }
+
+    async fn list_identities(&self, user_id: &UserId) -> Result<Vec<Identity>, StoreError> {
+        self.list(&keys::user_pk(user_id), keys::IDENTITY_PREFIX)
+    }
+
+    async fn get_oauth_state(&self, hash: &TokenHash) -> Result<Option<OAuthState>, StoreError> {
+        self.get(&keys::oauth_state(hash))
+    }
+
     async fn erase_user_items(&self, user_id: &UserId) -> Result<usize, StoreError> {
         let pk = keys::user_pk(user_id);
-        let doomed: Vec<String> = {
+        // (sort key, the item outside the partition it names: a token, an identity lookup)
+        let doomed: Vec<(String, Option<Key>)> = {
             let txn = self.db.begin_read().map_err(internal)?;
             let table = txn.open_table(ITEMS).map_err(internal)?;
             let mut doomed = Vec::new();
             for entry in table.range((pk.as_str(), "")..).map_err(internal)? {
-                let (k, _) = entry.map_err(internal)?;
+                let (k, v) = entry.map_err(internal)?;
                 let (item_pk, sk) = k.value();
                 if item_pk != pk {
                     break;
                 }
-                if !super::kept_after_erase(sk) {
-                    doomed.push(sk.to_owned());
+                if super::kept_after_erase(sk) {
+                    continue;
                 }
+                let named = if let Some(hash) = sk.strip_prefix(keys::TOKEN_REF_PREFIX) {
+                    Some(keys::one_time_token(&TokenHash(hash.to_owned())))
+                } else if sk.starts_with(keys::IDENTITY_PREFIX) {
+                    let identity: Identity = serde_json::from_slice(v.value()).map_err(internal)?;
+                    Some(keys::identity(&identity.provider, &identity.subject))
+                } else {
+                    None
+                };
+                doomed.push((sk.to_owned(), named));
             }
             doomed
         };
         self.write(|t| {
-            for sk in &doomed {
-                if let Some(hash) = sk.strip_prefix(keys::TOKEN_REF_PREFIX) {
-                    delete(t, &keys::one_time_token(&TokenHash(hash.to_owned())))?;
+            for (sk, named) in &doomed {
+                if let Some(key) = named {
+                    delete(t, key)?;
                 }
                 delete(t, &(pk.clone(), sk.clone()))?;
             }

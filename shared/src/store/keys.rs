@@ -107,3 +107,25 @@ pub const AUDIT_PREFIX: &str = "AUDIT#";
 pub fn audit(user_id: &UserId, id: &str) -> Key {
     (user_pk(user_id), format!("{AUDIT_PREFIX}{id}"))
 }
+
+/// Sort-key prefix of a user's linked identities.
+pub const IDENTITY_PREFIX: &str = "IDENTITY#";
+
+/// `IDENTITY#<provider>#<subject>` / `IDENTITY`: who an identity at a provider signs in (the
+/// callback's lookup; `attribute_not_exists` links an identity to one user only).
+pub fn identity(provider: &str, subject: &str) -> Key {
+    (
+        format!("{IDENTITY_PREFIX}{provider}#{subject}"),
+        "IDENTITY".to_owned(),
+    )
+}
+
+/// `USER#<id>` / `IDENTITY#<provider>`: the user's identity at a provider (one per provider).
+pub fn user_identity(user_id: &UserId, provider: &str) -> Key {
+    (user_pk(user_id), format!("{IDENTITY_PREFIX}{provider}"))
+}
+
+/// `OAUTH#<sha256 of state>` / `OAUTH`: an authorization in progress.
+pub fn oauth_state(hash: &TokenHash) -> Key {
+    (format!("OAUTH#{}", hash.0), "OAUTH".to_owned())
+}

@@ -13,9 +13,9 @@ pub mod items;
 pub mod keys;
 
 use crate::domain::{
-    AuditRecord, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, MailStatus,
-    OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId, Subscription,
-    SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, WebhookEvent,
+    AuditRecord, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity, MailStatus,
+    OAuthState, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId,
+    Subscription, SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, WebhookEvent,
 };
 use crate::error::BoxError;
 use async_trait::async_trait;
@@ -52,6 +52,18 @@ pub enum Conflict {
     /// The outbox item is not in the state the caller expected (not claimed by it any more).
     #[error("mail changed meanwhile")]
     MailChanged,
+    /// The identity at the provider is linked to a user already.
+    #[error("identity already linked")]
+    IdentityTaken,
+    /// The user has an identity at this provider already.
+    #[error("the user already has an identity at this provider")]
+    ProviderLinked,
+    /// The identity to unlink is not (any more) linked to this user.
+    #[error("identity not linked")]
+    IdentityNotLinked,
+    /// The authorization state is gone (spent, or never existed).
+    #[error("authorization state already spent")]
+    StateSpent,
 }
 
 /// A storage failure, classified so callers know whether to retry.
@@ -377,6 +389,28 @@ pub enum Change {
     QueueMail(OutboxMail),
     /// Appends an audit record.
     Audit(AuditRecord),
+    /// Links an identity: its lookup item (the identity links to one user only:
+    /// [`Conflict::IdentityTaken`]) and the user's item for the provider (one per provider:
+    /// [`Conflict::ProviderLinked`]).
+    LinkIdentity(Identity),
+    /// Unlinks the user's identity at `provider` (both items), if it is still `subject`.
+    /// [`Conflict::IdentityNotLinked`] otherwise.
+    UnlinkIdentity {
+        /// The user.
+        user_id: UserId,
+        /// The provider's name.
+        provider: String,
+        /// The identity's subject at the provider.
+        subject: String,
+    },
+    /// Stores a new authorization state. [`Conflict::ItemExists`] if its hash is taken.
+    PutOAuthState(OAuthState),
+    /// Deletes an authorization state if it exists (spending it once).
+    /// [`Conflict::StateSpent`] otherwise.
+    SpendOAuthState {
+        /// SHA-256 of the `state` parameter.
+        hash: TokenHash,
+    },
 }
 
 /// Account writes that must happen together, and the account items besides users and sessions:
@@ -418,9 +452,32 @@ pub trait AccountStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
 
+    /// The user an identity at a provider is linked to (strongly consistent).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<Identity>, StoreError>;
+
+    /// The user's linked identities, by provider name.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn list_identities(&self, user_id: &UserId) -> Result<Vec<Identity>, StoreError>;
+
+    /// An authorization in progress, by the hash of its `state` (strongly consistent). Expired
+    /// ones may still be returned until the TTL deletes them: check `expires_at`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_oauth_state(&self, hash: &TokenHash) -> Result<Option<OAuthState>, StoreError>;
+
     /// Deletes every item of the user's partition except payments and audit records (sessions,
-    /// subscription, customer links, token references) and the one-time tokens those references
-    /// name: the clean-up after [`Change::DeleteUser`]. Returns how many items of the partition
+    /// subscription, customer links, token references, identities) and the one-time tokens and
+    /// identity lookups those name: the clean-up after [`Change::DeleteUser`]. Returns how many items of the partition
     /// it deleted. Idempotent.
     ///
     /// # Errors
