@@ -30,6 +30,7 @@ pub const NEEDS: Needs = Needs {
     billing: false,
     ingest: false,
     mail: false,
+    oauth: false,
 };
 
 /// This function's routes, with full public paths.

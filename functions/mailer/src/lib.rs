@@ -20,4 +20,5 @@ pub const NEEDS: Needs = Needs {
     billing: false,
     ingest: false,
     mail: true,
+    oauth: false,
 };

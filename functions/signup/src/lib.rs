@@ -35,6 +35,7 @@ pub const NEEDS: Needs = Needs {
     billing: false,
     ingest: false,
     mail: false,
+    oauth: false,
 };
 
 /// This function's routes, with full public paths.

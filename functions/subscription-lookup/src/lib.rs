@@ -41,6 +41,7 @@ pub const NEEDS: Needs = Needs {
     billing: true,
     ingest: false,
     mail: false,
+    oauth: false,
 };
 
 /// This function's routes, with full public paths.

@@ -36,6 +36,7 @@ pub const NEEDS: Needs = Needs {
     billing: false,
     ingest: true,
     mail: false,
+    oauth: false,
 };
 
 /// This function's routes, with full public paths.

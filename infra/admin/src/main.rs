@@ -3,14 +3,15 @@
 //! **Bootstrap** the keys and secrets:
 //!
 //! ```text
-//! STRIPE_SECRET_KEY=sk_live_… STRIPE_WEBHOOK_SECRET=whsec_… \
+//! STRIPE_SECRET_KEY=sk_live_… STRIPE_WEBHOOK_SECRET=whsec_… GITHUB_CLIENT_SECRET=… \
 //!   cargo run -p tollgate-admin -- bootstrap --stack tollgate [--rotate-keys]
 //! ```
 //!
-//! It finds the stack's four secrets by their tags; creates the JWT signing key set if its secret
+//! It finds the stack's five secrets by their tags; creates the JWT signing key set if its secret
 //! has none (or, with `--rotate-keys`, adds a new signing key and drops keys whose tokens have all
 //! expired) and publishes the public JWKS in its own secret; and records the provider API keys
-//! ([`PROVIDER_KEY_NAMES`]) and webhook secrets ([`WEBHOOK_SECRET_NAMES`]) present in the
+//! ([`PROVIDER_KEY_NAMES`]), webhook secrets ([`WEBHOOK_SECRET_NAMES`]) and identity providers'
+//! client secrets ([`OAUTH_SECRET_NAMES`] and `OIDC_<NAME>_CLIENT_SECRET`) present in the
 //! environment, each group in its secret (values are read from the environment, never from
 //! arguments, so they stay out of shell history). Run it again at any time: without
 //! `--rotate-keys` and provider variables it changes nothing. It prints key ids and secret names,
@@ -32,7 +33,9 @@ use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use tollgate::auth::keys::{ensure_signing_keys, KeySecrets};
-use tollgate::secrets::providers::{PROVIDER_KEY_NAMES, WEBHOOK_SECRET_NAMES};
+use tollgate::secrets::providers::{
+    is_oauth_secret_name, OAUTH_SECRET_NAMES, PROVIDER_KEY_NAMES, WEBHOOK_SECRET_NAMES,
+};
 use tollgate::secrets::{record_values, SecretWriter};
 use tollgate::{Clock, Config, SystemClock};
 
@@ -40,9 +43,10 @@ use tollgate::{Clock, Config, SystemClock};
 struct Targets {
     keys: String,
     jwks: String,
-    /// `(secret id, names it holds)` of the provider API keys and the webhook secrets; none for a
-    /// dev server's data directory (the dev server reads them from the environment).
-    values: Vec<(String, &'static [&'static str])>,
+    /// `(secret id, names it may hold)` of the provider API keys, the webhook secrets and the
+    /// identity providers' client secrets; none for a dev server's data directory (the dev
+    /// server reads them from the environment).
+    values: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Parser)]
@@ -70,7 +74,7 @@ struct BootstrapArgs {
     #[arg(long, conflicts_with_all = ["jwt_keys_secret_id", "data_dir"])]
     stack: Option<String>,
     /// The private signing key set's secret id (name or ARN), instead of --stack.
-    #[arg(long, requires_all = ["jwks_secret_id", "provider_secrets_id", "webhook_secrets_id"], conflicts_with = "data_dir")]
+    #[arg(long, requires_all = ["jwks_secret_id", "provider_secrets_id", "webhook_secrets_id", "oauth_secrets_id"], conflicts_with = "data_dir")]
     jwt_keys_secret_id: Option<String>,
     /// The published JWKS's secret id, with --jwt-keys-secret-id.
     #[arg(long)]
@@ -81,6 +85,9 @@ struct BootstrapArgs {
     /// The webhook signing secrets' secret id, with --jwt-keys-secret-id.
     #[arg(long)]
     webhook_secrets_id: Option<String>,
+    /// The identity providers' client secrets' secret id, with --jwt-keys-secret-id.
+    #[arg(long)]
+    oauth_secrets_id: Option<String>,
     /// A dev server's data directory (its `jwt-keys.json`); provider secrets are not stored
     /// there (the dev server reads them from the environment).
     #[arg(long)]
@@ -140,6 +147,7 @@ async fn bootstrap(args: BootstrapArgs) -> Result<(), Failure> {
         jwks_secret_id,
         provider_secrets_id,
         webhook_secrets_id,
+        oauth_secrets_id,
         data_dir,
         rotate_keys,
         access_token_ttl_seconds,
@@ -166,6 +174,7 @@ async fn bootstrap(args: BootstrapArgs) -> Result<(), Failure> {
                 jwks_secret_id,
                 provider_secrets_id,
                 webhook_secrets_id,
+                oauth_secrets_id,
             ) {
                 (Some(stack), ..) => {
                     let found = source.find_stack_secrets(&stack).await?;
@@ -174,24 +183,35 @@ async fn bootstrap(args: BootstrapArgs) -> Result<(), Failure> {
                         found.jwks,
                         found.provider_secrets,
                         found.webhook_secrets,
+                        found.oauth_secrets,
                     )
                 }
-                (None, Some(k), Some(j), Some(p), Some(w)) => (k, j, p, w),
+                (None, Some(k), Some(j), Some(p), Some(w), Some(o)) => (k, j, p, w, o),
                 _ => {
                     return Err(
-                        "give --stack, or --jwt-keys-secret-id with the three other secret ids, or --data-dir"
+                        "give --stack, or --jwt-keys-secret-id with the four other secret ids, or --data-dir"
                             .into(),
                     )
                 }
             };
+            let fixed = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+            // OIDC providers' secrets have the provider's name in theirs: every such variable
+            // that is set may be recorded.
+            let mut oauth_names: Vec<String> = fixed(&OAUTH_SECRET_NAMES);
+            for (name, _) in std::env::vars() {
+                if is_oauth_secret_name(&name) && !oauth_names.contains(&name) {
+                    oauth_names.push(name);
+                }
+            }
             (
                 Box::new(source),
                 Targets {
                     keys: ids.0,
                     jwks: ids.1,
                     values: vec![
-                        (ids.2, &PROVIDER_KEY_NAMES[..]),
-                        (ids.3, &WEBHOOK_SECRET_NAMES[..]),
+                        (ids.2, fixed(&PROVIDER_KEY_NAMES)),
+                        (ids.3, fixed(&WEBHOOK_SECRET_NAMES)),
+                        (ids.4, oauth_names),
                     ],
                 },
             )
@@ -224,10 +244,11 @@ async fn bootstrap(args: BootstrapArgs) -> Result<(), Failure> {
                     std::env::var(name)
                         .ok()
                         .filter(|v| !v.trim().is_empty())
-                        .map(|v| ((*name).to_owned(), SecretString::from(v)))
+                        .map(|v| (name.clone(), SecretString::from(v)))
                 })
                 .collect();
-            let set = record_values(store.as_ref(), id, names, &values).await?;
+            let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
+            let set = record_values(store.as_ref(), id, &allowed, &values).await?;
             println!(
                 "{id}: updated {} ; set now: {}",
                 if values.is_empty() {

@@ -1,15 +1,16 @@
 //! `tollgate-admin bootstrap` against Secrets Manager in moto (`AWS_ENDPOINT_URL`, started by
-//! `infra/test.sh`): the four secrets are created and tagged as `template.yaml` does, the binary
+//! `infra/test.sh`): the five secrets are created and tagged as `template.yaml` does, the binary
 //! finds them by stack name, creates the key set and publishes its JWKS, records the provider API
-//! keys and the webhook secrets — each in its own secret — from the environment without printing
+//! keys, the webhook secrets and the identity providers' client secrets — each in its own
+//! secret — from the environment without printing
 //! them, and a rotation keeps the old key published. Without `AWS_ENDPOINT_URL`
 //! the test says so and passes, except when `CI=true`, where it fails.
 
 use aws_sdk_secretsmanager::types::Tag;
 use std::process::Command;
 use tollgate::secrets::aws::{
-    AwsSecretSource, JWKS_ROLE, JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG,
-    WEBHOOK_SECRETS_ROLE,
+    AwsSecretSource, JWKS_ROLE, JWT_KEYS_ROLE, OAUTH_SECRETS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG,
+    STACK_TAG, WEBHOOK_SECRETS_ROLE,
 };
 use tollgate::secrets::SecretSource;
 
@@ -43,11 +44,13 @@ async fn create(client: &aws_sdk_secretsmanager::Client, stack: &str, role: &str
 fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate-admin"));
     cmd.args(args);
-    for name in tollgate::secrets::providers::PROVIDER_KEY_NAMES
-        .iter()
-        .chain(&tollgate::secrets::providers::WEBHOOK_SECRET_NAMES)
-    {
-        cmd.env_remove(name);
+    for (name, _) in std::env::vars() {
+        if tollgate::secrets::providers::PROVIDER_KEY_NAMES.contains(&name.as_str())
+            || tollgate::secrets::providers::WEBHOOK_SECRET_NAMES.contains(&name.as_str())
+            || tollgate::secrets::providers::is_oauth_secret_name(&name)
+        {
+            cmd.env_remove(name);
+        }
     }
     for (k, v) in env {
         cmd.env(k, v);
@@ -81,6 +84,7 @@ async fn bootstrap_finds_the_stack_secrets_creates_keys_records_secrets_and_rota
     let jwks_arn = create(&client, &stack, JWKS_ROLE).await;
     let providers_arn = create(&client, &stack, PROVIDER_SECRETS_ROLE).await;
     let webhooks_arn = create(&client, &stack, WEBHOOK_SECRETS_ROLE).await;
+    let oauth_arn = create(&client, &stack, OAUTH_SECRETS_ROLE).await;
     // Another stack's secrets are never touched.
     let other = create(&client, &format!("{stack}-other"), JWT_KEYS_ROLE).await;
     let source = AwsSecretSource::new(client.clone());
@@ -91,12 +95,14 @@ async fn bootstrap_finds_the_stack_secrets_creates_keys_records_secrets_and_rota
             found.jwks.as_str(),
             found.provider_secrets.as_str(),
             found.webhook_secrets.as_str(),
+            found.oauth_secrets.as_str(),
         ],
         [
             keys_arn.as_str(),
             jwks_arn.as_str(),
             providers_arn.as_str(),
             webhooks_arn.as_str(),
+            oauth_arn.as_str(),
         ]
     );
 
@@ -106,6 +112,8 @@ async fn bootstrap_finds_the_stack_secrets_creates_keys_records_secrets_and_rota
         &[
             ("STRIPE_SECRET_KEY", secret_value),
             ("STRIPE_WEBHOOK_SECRET", "whsec_never_printed"),
+            ("GITHUB_CLIENT_SECRET", "gh_never_printed"),
+            ("OIDC_KEYCLOAK_CLIENT_SECRET", "kc_never_printed"),
         ],
     );
     assert!(ok, "{out}");
@@ -142,6 +150,28 @@ async fn bootstrap_finds_the_stack_secrets_creates_keys_records_secrets_and_rota
     let hooks = tollgate::secrets::providers::WebhookSigningSecrets::from_json(&hooks)
         .expect("readable by ingest");
     assert!(hooks.stripe.is_some() && hooks.whop.is_none());
+    // The identity providers' client secrets, fixed and per-OIDC-provider names, in their own
+    // secret (only the oauth function reads it).
+    let oauth = source
+        .get_secret(&oauth_arn)
+        .await
+        .expect("oauth secrets stored");
+    let oauth = tollgate::secrets::providers::OAuthClientSecrets::from_json(&oauth)
+        .expect("readable by the oauth function");
+    for (name, value) in [
+        ("GITHUB_CLIENT_SECRET", "gh_never_printed"),
+        ("OIDC_KEYCLOAK_CLIENT_SECRET", "kc_never_printed"),
+    ] {
+        assert_eq!(
+            oauth.get(name).map(secrecy::ExposeSecret::expose_secret),
+            Some(value),
+            "{name}"
+        );
+    }
+    assert!(
+        !map.contains_key("GITHUB_CLIENT_SECRET"),
+        "client secrets are kept apart from API keys: {map:?}"
+    );
     // The published JWKS is the key set's public half, and parses as a JWKS.
     let jwks = source.get_secret(&jwks_arn).await.expect("jwks stored");
     let public = tollgate::auth::PublicKeys::from_json(

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .merge(signup::routes())
         .merge(login::routes())
         .merge(account::routes())
+        .merge(oauth::routes())
         .merge(token_refresh::routes())
         .merge(jwks::routes())
         .merge(subscription_lookup::routes())

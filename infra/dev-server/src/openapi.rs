@@ -13,6 +13,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         signup::openapi(),
         login::openapi(),
         account::openapi(),
+        oauth::openapi(),
         token_refresh::openapi(),
         jwks::openapi(),
         subscription_lookup::openapi(),
