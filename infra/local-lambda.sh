@@ -6,13 +6,15 @@
 # processor invoked (`cargo lambda invoke`) with the SQS messages received from the queue, the
 # subscription visible through subscription-lookup and in a refreshed token; then the account
 # lifecycle with real mail: the table's stream read and filtered as the mailer's event source
-# mapping would, the records invoked into the mailer, which sends through SES in moto.
+# mapping would, the records invoked into the mailer, which sends through SES in moto; then
+# sign-in with Google through the oauth function, Google played by a real OpenID Connect server
+# (tests/oidc-mock, oauth2-mock-server from npm).
 # The steps are described in infra/local/flow.py.
 #
 # Usage: infra/local-lambda.sh [--no-build]
 #   --no-build   skip `cargo build` of the function binaries (they must be built already)
 #
-# Needs: a Rust toolchain and Python >= 3.11 with pip (the Stripe double reads tests/fixtures, like
+# Needs: a Rust toolchain, node with npm, and Python >= 3.11 with pip (the Stripe double reads tests/fixtures, like
 # the Rust tests; TOLLGATE_FIXTURES overrides). Installs the pinned moto[server] and
 # cargo-lambda (which brings zig) from PyPI when missing or of another version. No Docker, no AWS
 # account, no network beyond those installs.
@@ -39,6 +41,10 @@ if ! command -v moto_server >/dev/null 2>&1; then
 fi
 if [ "$(cargo lambda --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LAMBDA_VERSION" ]; then
   pip_install "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi
+if [ ! -d tests/oidc-mock/node_modules/oauth2-mock-server ]; then
+  echo "npm ci --prefix tests/oidc-mock (the OpenID Connect server standing in for Google)"
+  npm ci --prefix tests/oidc-mock --no-audit --no-fund --loglevel=error
 fi
 
 # Python runs in the background so that a TERM/INT to this script reaches it: it then stops

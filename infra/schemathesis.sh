@@ -24,8 +24,12 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 data=$(mktemp -d)
 base="http://127.0.0.1:$port"
 # No Stripe key: the offline stand-in answers Stripe's part. A Whop webhook secret, so Whop
-# deliveries are verified (and refused) rather than answered 503 "not configured".
+# deliveries are verified (and refused) rather than answered 503 "not configured". GitHub sign-in
+# configured (at an address nothing answers: starting an authorization calls no one, and no
+# generated callback carries a state Tollgate issued), so the OAuth routes reach their logic.
 env -u STRIPE_SECRET_KEY -u WHOP_API_KEY WHOP_WEBHOOK_SECRET=ws_schemathesis \
+  TOLLGATE_GITHUB_CLIENT_ID=Iv1.schemathesis GITHUB_CLIENT_SECRET=schemathesis \
+  TOLLGATE_GITHUB_WEB_BASE=http://127.0.0.1:9 TOLLGATE_GITHUB_API_BASE=http://127.0.0.1:9 \
   target/debug/dev-server --addr "127.0.0.1:$port" --data-dir "$data" >target/schemathesis-dev-server.log 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT

@@ -2,7 +2,8 @@
 # Runs every check Tollgate has, as CI does: the template check, formatting, clippy (-D warnings),
 # the whole test suite — including the DynamoDB, SQS, Secrets Manager and SES cases, for which it
 # installs (if missing) and starts moto_server on a free loopback port, the SMTP case (aiosmtpd),
-# and the Stripe-library signing test, for which it installs the pinned `stripe` npm package — then Schemathesis over
+# the Stripe-library signing test, for which it installs the pinned `stripe` npm package, and the
+# OAuth cases, for which it installs oauth2-mock-server (a real OpenID Connect server) — then Schemathesis over
 # the API document against the dev server (infra/schemathesis.sh), the functions as separate
 # Lambda processes against moto (infra/local-lambda.sh) and the release Lambda builds
 # (infra/lambda-build.sh). Needs a Rust toolchain, python3 with pip and venv, and node with npm.
@@ -51,6 +52,8 @@ export CI="${CI:-true}"
 
 log "npm ci --prefix tests/stripe-node (the Stripe library that signs events in tests/tests/stripe_library.rs)"
 npm ci --prefix tests/stripe-node --no-audit --no-fund --loglevel=error
+log "npm ci --prefix tests/oidc-mock (the OpenID Connect server of tests/tests/oauth.rs and the local Lambda flow)"
+npm ci --prefix tests/oidc-mock --no-audit --no-fund --loglevel=error
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -206,6 +206,8 @@ def bench_events(stack: local_stack.LocalStack, webhook_secret: str) -> dict[str
                                                                "stripe-signature": wrong_signature}, "{}"), 400),
         # 422: the email does not parse, before any write.
         "account": _sample("events/account/forgot-invalid-email.422.json"),
+        # 400: the exchange code's GetItem finds nothing.
+        "oauth": _sample("events/oauth/exchange-unknown-code.400.json"),
         # A stream record of an outbox item that does not exist: one UpdateItem (the claim)
         # refused, one GetItem, nothing to send, no failure.
         "mailer": BenchEvent("DynamoDB stream event: 1 INSERT of an outbox item that does not exist",

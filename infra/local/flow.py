@@ -7,10 +7,11 @@ pinned tools first); see that script for usage.
 What happens, in order:
  1. `cargo build` (debug) of every function binary the template names, so `cargo lambda watch`
     starts each one without compiling on the first request (--no-build skips it).
- 2. moto_server on a free port; the table, the FIFO queue and its DLQ, and the four secrets
+ 2. moto_server on a free port; the table, the FIFO queue and its DLQ, and the five secrets
     created from template.yaml's resource properties (local_stack.py); the secrets filled by the
     bootstrap command (new signing key and its JWKS; Stripe key pointing at the Stripe double;
-    Stripe webhook secret).
+    Stripe webhook secret; Google's client secret), Google sign-in turned on through the
+    template's GoogleClientId parameter.
  3. A Stripe API double (stripe_double.py) on a free port.
  4. `cargo lambda watch` on a free port: its router (Cargo.toml [workspace.metadata.lambda.watch
     .router]) sends each route to its function, started from its binary with the environment the
@@ -30,7 +31,12 @@ What happens, in order:
     and change, sign-in codes (the 6th try refused), a magic link used once, sessions, log out
     everywhere, and account deletion (the subscription cancelled at the Stripe double, login
     refused, the email free again); a stream batch delivered twice sends nothing twice.
- 7. Everything started is stopped, also on failure or Ctrl-C. Logs: target/local-lambda/.
+ 7. Sign-in with Google, turned on by the template's GoogleClientId parameter, Google played by a
+    real OpenID Connect server (tests/oidc-mock): the oauth function's 302 to the provider (PKCE,
+    state, nonce), the provider's signed ID token, the callback's 302 to the app with a one-time
+    code, the exchange (once), a replayed callback refused, the identity listed and — as the only
+    way in — not unlinkable.
+ 8. Everything started is stopped, also on failure or Ctrl-C. Logs: target/local-lambda/.
 
 Exit status 0 when every step passed; 1 with the failed step named otherwise.
 """
@@ -47,6 +53,7 @@ import sys
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from contextlib import contextmanager
@@ -62,6 +69,8 @@ from stripe_double import StripeDouble, stripe_signature  # noqa: E402
 REPO = local_stack.REPO
 LOG_DIR = REPO / "target" / "local-lambda"
 PASSWORD = "correct horse battery staple"
+GOOGLE_CLIENT_ID = "tollgate-local.apps.googleusercontent.com"
+APP_CALLBACK = "http://app.local.test/auth/done"
 
 
 class StepFailed(Exception):
@@ -92,16 +101,26 @@ class Response:
         return self.json if isinstance(self.json, dict) else {}
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+        return None  # the 3xx comes back as the answer
+
+
+_NO_REDIRECT = urllib.request.build_opener(_NoRedirect)
+
+
 def request(method: str, url: str, body: dict | bytes | None = None, headers: dict | None = None,
-            timeout: float = 120.0) -> Response:
+            timeout: float = 120.0, follow: bool = True) -> Response:
     """One HTTP request; any status is returned (not raised). The generous default timeout covers
-    a function's first request, which starts its process (`cargo run` of a built binary)."""
+    a function's first request, which starts its process (`cargo run` of a built binary). With
+    `follow=False` a redirect is the answer, as a browser's network log shows it."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None and "content-type" not in {k.lower() for k in req.headers}:
         req.add_header("content-type", "application/json")
+    opener = urllib.request.urlopen if follow else _NO_REDIRECT.open
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with opener(req, timeout=timeout) as r:
             return Response(r.status, r.headers, r.read())
     except urllib.error.HTTPError as e:
         return Response(e.code, e.headers, e.read())
@@ -196,20 +215,33 @@ class Run:
         with self.step("moto_server + the template's table, queues and secrets"):
             moto, endpoint = local_stack.start_moto(LOG_DIR / "moto.log")
             self.processes.append(moto)
-            self.stack = local_stack.create_stack(endpoint)
+            # Google sign-in on, as an operator turns it on: the template's parameters.
+            self.stack = local_stack.create_stack(endpoint, parameters={
+                "GoogleClientId": GOOGLE_CLIENT_ID, "OAuthRedirectAllowlist": APP_CALLBACK})
             print("     created: " + ", ".join(self.stack.created))
 
-        with self.step("Stripe double + bootstrap the secrets (signing key, provider keys)"):
+        with self.step("OpenID Connect server (tests/oidc-mock) as Google's stand-in"):
+            oidc = ManagedProcess("oidc-mock", ["node", str(REPO / "tests" / "oidc-mock" / "server.mjs")],
+                                  LOG_DIR / "oidc.log", cwd=REPO)
+            self.processes.append(oidc)
+            self.oidc_issuer = wait_until("the OIDC server's issuer line",
+                                          lambda: self.read_issuer(oidc.log_path), 30, interval=0.1, alive=oidc)
+            print(f"     {self.oidc_issuer}")
+
+        with self.step("Stripe double + bootstrap the secrets (signing key, provider keys, Google's client secret)"):
             provider = local_stack.local_provider_secrets(stripe_api_base="")
             self.double = StripeDouble(provider["STRIPE_SECRET_KEY"])
             provider["STRIPE_API_BASE"] = self.double.start()
             self.webhook_secret = provider["STRIPE_WEBHOOK_SECRET"]
+            provider["GOOGLE_CLIENT_SECRET"] = "local-google-secret"
             local_stack.bootstrap_secrets(self.stack, provider)
 
         with self.step("cargo lambda watch (router from Cargo.toml metadata)"):
             self.watch_port = free_port()
             self.base = f"http://127.0.0.1:{self.watch_port}"
             env = local_stack.function_process_env(self.stack, issuer=self.base)
+            # Google's issuer is the local OpenID Connect server (as STRIPE_API_BASE is the double).
+            env["TOLLGATE_GOOGLE_ISSUER"] = self.oidc_issuer
             self.audience = env["TOLLGATE_AUDIENCE"]
             watch = ManagedProcess(
                 "cargo lambda watch",
@@ -538,6 +570,70 @@ class Run:
         attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
         return sum(int(attrs[n]) for n in names)
 
+    @staticmethod
+    def read_issuer(log_path) -> str | None:
+        for line in log_path.read_text().splitlines():
+            if line.startswith("{"):
+                return json.loads(line)["issuer"]
+        return None
+
+    def oauth_flow(self) -> None:
+        base, issuer = self.base, self.oidc_issuer
+        email = f"ada-{uuid.uuid4().hex[:12]}@example.com"
+
+        def query(url: str) -> dict:
+            return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+        with self.step("oauth: GET /auth/providers lists google (the template's GoogleClientId)"):
+            body = request("GET", f"{base}/auth/providers").expect(200, "providers")
+            check(body.get("providers") == ["google"], f"providers: {body}")
+
+        with self.step("oauth: GET /auth/oauth/google -> 302 to the provider (PKCE S256, state, nonce)"):
+            check(request("GET", f"{base}/auth/oauth/google?redirect_to=https%3A%2F%2Fevil.test%2F",
+                          follow=False).status == 400, "an unlisted redirect_to is refused")
+            start = request("GET", f"{base}/auth/oauth/google?redirect_to={urllib.parse.quote(APP_CALLBACK, safe='')}",
+                            follow=False)
+            check(start.status == 302, f"start: {start.status} {start.text[:300]}")
+            authorize = start.headers["location"]
+            q = query(authorize)
+            check(authorize.startswith(f"{issuer}/authorize"), f"to the provider: {authorize}")
+            check(q.get("code_challenge_method") == "S256" and len(q.get("code_challenge", "")) == 43, f"PKCE: {q}")
+            check(q.get("client_id") == GOOGLE_CLIENT_ID and q.get("nonce"), f"client and nonce: {q}")
+            check(q.get("redirect_uri") == f"{base}/auth/oauth/google/callback", f"callback: {q}")
+
+        with self.step("oauth: the provider signs an ID token; callback -> 302 to the app with a one-time code"):
+            request("POST", f"{issuer}/_control/claims", {
+                "state": q["state"],
+                "claims": {"sub": f"google-{uuid.uuid4().hex}", "email": email, "email_verified": True,
+                           "name": "Ada Lovelace"}}).expect(200, "shape the ID token")
+            back = request("GET", authorize, follow=False)
+            check(back.status == 302, f"the provider's answer: {back.status}")
+            callback = back.headers["location"]
+            landing = request("GET", callback, follow=False)
+            check(landing.status == 302, f"callback: {landing.status} {landing.text[:300]}")
+            app = landing.headers["location"]
+            check(app.startswith(APP_CALLBACK + "?code="), f"landing: {app}")
+            check("token" not in app, f"no token in the URL: {app}")
+            code = query(app)["code"]
+            check(request("GET", f"{issuer}/_control/token?state={q['state']}").json == {"status": 200},
+                  "the provider exchanged the code (with the PKCE verifier)")
+
+        with self.step("oauth: POST /auth/oauth/exchange -> a login's tokens; the code works once"):
+            tokens = request("POST", f"{base}/auth/oauth/exchange", {"code": code}).expect(200, "exchange")
+            check(tokens["user"]["email"] == email and tokens["user"]["email_verified"], f"user: {tokens['user']}")
+            claims = self.verify(tokens["access_token"])
+            check(claims["sub"] == tokens["user"]["id"], "the access token is the new user's")
+            again = request("POST", f"{base}/auth/oauth/exchange", {"code": code})
+            check(again.status == 400 and again.json["code"] == "invalid_exchange_code", f"again: {again.text}")
+            replay = request("GET", callback, follow=False)
+            check(query(replay.headers["location"]).get("error") == "invalid_state", "the state was spent")
+
+        with self.step("oauth: GET /auth/identities; the last sign-in method cannot be unlinked"):
+            listed = request("GET", f"{base}/auth/identities", headers=bearer(tokens["access_token"])).expect(200, "identities")
+            check([i["provider"] for i in listed["identities"]] == ["google"] and not listed["has_password"], f"{listed}")
+            refused = request("DELETE", f"{base}/auth/identities/google", headers=bearer(tokens["access_token"]))
+            check(refused.status == 409 and refused.json["code"] == "last_sign_in_method", f"unlink: {refused.text}")
+
     def invoke_processor(self, function: str) -> None:
         """`cargo lambda invoke` of the SQS consumer with the batch file."""
         self.invoke(function, self.batch_file)
@@ -568,6 +664,7 @@ def main() -> int:
         run.start()
         run.flow()
         run.account_flow()
+        run.oauth_flow()
     except (StepFailed, WaitTimeout, subprocess.CalledProcessError) as e:
         for proc in run.processes:
             print(f"\n--- last lines of {proc.log_path.relative_to(REPO)} ---\n{proc.log_tail(25)}", file=sys.stderr)

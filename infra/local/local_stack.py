@@ -1,5 +1,5 @@
 """The emulated AWS side of a Tollgate stack: `moto_server`, and in it the DynamoDB table, the SQS
-FIFO queue and its DLQ, and the four Secrets Manager secrets, created with boto3 from the resource
+FIFO queue and its DLQ, and the five Secrets Manager secrets, created with boto3 from the resource
 properties in template.yaml; the secrets filled as the bootstrap command would; and the
 environment each function gets, resolved from the template's Environment sections.
 
@@ -383,10 +383,10 @@ def create_stack(endpoint: str, template_path: Path = TEMPLATE,
 
 def moto_env(endpoint: str) -> dict[str, str]:
     """This process's environment for a child process, without a developer's own AWS profile,
-    Stripe/Whop keys or Tollgate settings (they must not leak into the run), plus the AWS SDK
+    Stripe/Whop keys, identity providers' secrets or Tollgate settings (they must not leak into the run), plus the AWS SDK
     settings for moto."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "TOLLGATE_", "STRIPE_", "WHOP_"))}
+           if not k.startswith(("AWS_", "TOLLGATE_", "STRIPE_", "WHOP_", "GITHUB_", "GOOGLE_", "OIDC_"))}
     env.update(aws_env(endpoint))
     return env
 
@@ -407,12 +407,13 @@ ADMIN_BINARY = REPO / "target" / "debug" / "tollgate-admin"
 
 
 def bootstrap_secrets(stack: LocalStack, provider_secrets: dict[str, str]) -> None:
-    """Fills the template's four secrets with the project's own bootstrap command,
+    """Fills the template's five secrets with the project's own bootstrap command,
     `tollgate-admin bootstrap --stack <name>` (infra/admin; built by the caller, debug profile):
     it finds them by the `tollgate:stack` tags create_stack copied from the template, creates the
     signing key set, publishes its JWKS, and records `provider_secrets` (API key and base URL into
     the provider secret, signing secret into the webhook secret), which it reads from its
-    environment only. Its output names keys and secrets, never values."""
+    environment only (a GOOGLE_CLIENT_SECRET among them goes into the OAuth secret). Its output
+    names keys and secrets, never values."""
     if not ADMIN_BINARY.exists():
         raise RuntimeError(f"{ADMIN_BINARY} is missing: cargo build --locked -p tollgate-admin")
     env = moto_env(stack.endpoint)

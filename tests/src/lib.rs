@@ -74,6 +74,7 @@ pub fn functions() -> Vec<Function> {
         function!("signup", signup),
         function!("login", login),
         function!("account", account),
+        function!("oauth", oauth),
         function!("token-refresh", token_refresh),
         function!("jwks", jwks),
         function!("subscription-lookup", subscription_lookup),
@@ -145,6 +146,7 @@ pub fn components_at(now: i64) -> (Components, Arc<ManualClock>, Arc<EmbeddedSto
         providers: Default::default(),
         catalog,
         webhook_secrets: Default::default(),
+        identity_providers: Default::default(),
     };
     (components, clock, store)
 }
@@ -281,6 +283,62 @@ pub async fn own_moto() -> Option<String> {
         })
         .await;
     Some(endpoint.clone())
+}
+
+/// The issuer URL of this test process's own OpenID Connect server (`tests/oidc-mock/server.mjs`:
+/// oauth2-mock-server, started once on a free port; it exits when this process does), or `None`
+/// — with a message — when its npm package is not installed (`npm ci --prefix tests/oidc-mock`,
+/// which `infra/test.sh` runs).
+///
+/// # Panics
+/// When `CI=true` and the package is missing (in CI the OIDC cases must run, never skip), or if
+/// the server does not start.
+pub async fn oidc_mock() -> Option<String> {
+    static ISSUER: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+    ISSUER
+        .get_or_init(|| async {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc-mock");
+            if !dir.join("node_modules/oauth2-mock-server").is_dir() {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI=true but tests/oidc-mock is not installed (infra/test.sh runs npm ci)"
+                );
+                eprintln!("tests/oidc-mock not installed (npm ci --prefix tests/oidc-mock): skipping an OIDC case");
+                return None;
+            }
+            // Kept for the process's lifetime: the server exits when its stdin closes, which
+            // happens when this process ends.
+            static SERVER: std::sync::Mutex<Option<std::process::Child>> =
+                std::sync::Mutex::new(None);
+            let mut child = std::process::Command::new("node")
+                .arg(dir.join("server.mjs"))
+                .arg("--exit-with-stdin")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .expect("start node tests/oidc-mock/server.mjs");
+            let stdout = child.stdout.take().expect("stdout");
+            *SERVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+            let line = tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                    .map(|_| line)
+            })
+            .await
+            .expect("join")
+            .expect("read the OIDC server's address");
+            let started: serde_json::Value =
+                serde_json::from_str(&line).expect("the OIDC server prints its issuer");
+            Some(
+                started["issuer"]
+                    .as_str()
+                    .expect("issuer")
+                    .to_owned(),
+            )
+        })
+        .await
+        .clone()
 }
 
 /// The AWS SDK configuration for `endpoint` (test credentials, `AWS_REGION` or us-east-1).

@@ -4,7 +4,9 @@
 //! file name (`<case>.<status>.json`). Placeholders: `${ACCESS_TOKEN}`, `${REFRESH_TOKEN}` and
 //! `${SESSION_ID}` are a freshly signed-up `ada@example.com`'s; `${VERIFY_TOKEN}`,
 //! `${RESET_TOKEN}`, `${MAGIC_TOKEN}` and `${OTP_CODE}` are link tokens and a sign-in code minted
-//! for her; `${STRIPE_SIGNATURE}`, `${WEBHOOK_ID}`, `${TIMESTAMP}` and `${WHOP_SIGNATURE}` sign
+//! for her, `${OAUTH_STATE}` a GitHub authorization she started and `${OAUTH_CODE}` an OAuth
+//! exchange code for her (she also has a linked GitHub identity; GitHub itself is configured at
+//! an address nothing answers); `${STRIPE_SIGNATURE}`, `${WEBHOOK_ID}`, `${TIMESTAMP}` and `${WHOP_SIGNATURE}` sign
 //! the event's body now. The SQS batch of the webhook processor goes through `batch_from_sqs` and
 //! the processor; the mailer's DynamoDB stream batch through `mail_ids_from_stream` and the
 //! dispatcher.
@@ -84,6 +86,7 @@ async fn mint_secrets(
             user_id: Some(user.id),
             email: user.email().normalized().to_owned(),
             epoch: user.session_epoch,
+            note: None,
             created_at: now,
             expires_at: now + purpose.lifetime(),
         }));
@@ -101,6 +104,38 @@ async fn mint_secrets(
         expires_at: now + tollgate::domain::OTP_LIFETIME_SECONDS,
     }));
     minted.push(("${OTP_CODE}", code.to_owned()));
+    let exchange = LinkToken::generate().expect("random");
+    changes.push(Change::PutToken(OneTimeToken {
+        hash: exchange.hash.clone(),
+        purpose: TokenPurpose::OAuthExchange,
+        user_id: Some(user.id),
+        email: user.email().normalized().to_owned(),
+        epoch: user.session_epoch,
+        note: Some("github".into()),
+        created_at: now,
+        expires_at: now + TokenPurpose::OAuthExchange.lifetime(),
+    }));
+    minted.push(("${OAUTH_CODE}", exchange.token));
+    let state = LinkToken::generate().expect("random").token;
+    changes.push(Change::PutOAuthState(tollgate::domain::OAuthState {
+        hash: tollgate::auth::state_hash(&state),
+        provider: "github".into(),
+        pkce_verifier: LinkToken::generate().expect("random").token,
+        nonce: "events-nonce".into(),
+        redirect_to: "http://127.0.0.1:3000/auth/done".into(),
+        mode: tollgate::domain::OAuthMode::Login,
+        created_at: now,
+        expires_at: now + tollgate::domain::OAUTH_STATE_LIFETIME_SECONDS,
+    }));
+    minted.push(("${OAUTH_STATE}", state));
+    changes.push(Change::LinkIdentity(tollgate::domain::Identity {
+        provider: "github".into(),
+        subject: "583231".into(),
+        user_id: user.id,
+        email: Some(user.email.clone()),
+        email_verified: true,
+        created_at: now,
+    }));
     store.commit(&changes).await.expect("mint");
     minted
 }
@@ -112,7 +147,7 @@ async fn every_http_event_sample_gets_the_status_in_its_name() {
         .filter(|(f, _)| f != "webhook-processor" && f != "mailer")
         .collect();
     assert!(
-        files.len() >= 37,
+        files.len() >= 52,
         "expected the event samples, found {}",
         files.len()
     );
@@ -152,6 +187,20 @@ async fn every_http_event_sample_gets_the_status_in_its_name() {
         ]
         .into();
         components.queue = Some(Arc::new(tollgate_tests::RecordingQueue::default()));
+        components.identity_providers = tollgate::state::identity_providers_from(
+            &tollgate::config::OAuthConfig {
+                github: Some(tollgate::config::GitHubProviderConfig {
+                    client_id: "Iv1.events".into(),
+                    web_base: "http://127.0.0.1:9".into(),
+                    api_base: "http://127.0.0.1:9".into(),
+                }),
+                oidc: Vec::new(),
+            },
+            &tollgate::secrets::providers::OAuthClientSecrets::from_map(
+                &[("GITHUB_CLIENT_SECRET".to_owned(), "events".to_owned())].into(),
+            ),
+        )
+        .expect("providers");
         let seeding = AppState::assemble(&components, Needs::ALL);
         let (ada, tokens) = tollgate_tests::sign_up_as(&seeding, "ada@example.com").await;
         let minted = mint_secrets(store.as_ref(), &ada, now).await;

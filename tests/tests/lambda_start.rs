@@ -1,7 +1,8 @@
 //! What each Lambda reads at start-up, against moto (Secrets Manager, DynamoDB): every function
 //! starts with exactly the secrets its `NEEDS` implies — the private key set (functions that
 //! issue tokens), the published JWKS (functions that only verify), the provider API keys
-//! (functions that call Stripe or Whop), the webhook secrets (ingest) — and fails loudly, naming
+//! (functions that call Stripe or Whop), the webhook secrets (ingest), the identity providers'
+//! client secrets (oauth) — and fails loudly, naming
 //! the secret, when one of those is missing; a secret it does not need may be absent. The
 //! template test checks that each function's IAM role grants exactly these secrets.
 //!
@@ -13,20 +14,22 @@ use tollgate::secrets::SecretError;
 use tollgate::state::StartupError;
 use tollgate::{AppState, KeyAccess, Needs};
 
-const SECRETS: [&str; 4] = [
+const SECRETS: [&str; 5] = [
     "TOLLGATE_JWT_KEYS_SECRET_ID",
     "TOLLGATE_JWKS_SECRET_ID",
     "TOLLGATE_PROVIDER_SECRETS_ID",
     "TOLLGATE_WEBHOOK_SECRETS_ID",
+    "TOLLGATE_OAUTH_SECRETS_ID",
 ];
 
 /// Which of [`SECRETS`] a function with `needs` reads.
-fn reads(needs: Needs) -> [bool; 4] {
+fn reads(needs: Needs) -> [bool; 5] {
     [
         needs.keys == KeyAccess::Signing,
         needs.keys == KeyAccess::Public,
         needs.billing,
         needs.ingest,
+        needs.oauth,
     ]
 }
 
@@ -48,10 +51,16 @@ async fn every_function_starts_with_exactly_its_own_secrets() {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = Client::new(&aws);
     let run = uuid::Uuid::now_v7().simple().to_string();
-    let names: Vec<String> = ["jwt-keys", "jwks", "provider-secrets", "webhook-secrets"]
-        .iter()
-        .map(|n| format!("tollgate-start-{run}/{n}"))
-        .collect();
+    let names: Vec<String> = [
+        "jwt-keys",
+        "jwks",
+        "provider-secrets",
+        "webhook-secrets",
+        "oauth-secrets",
+    ]
+    .iter()
+    .map(|n| format!("tollgate-start-{run}/{n}"))
+    .collect();
     let config = tollgate::Config::default();
     let keys = SigningKeyFile::generate(tollgate_tests::now()).expect("key");
     let set = tollgate::auth::KeySet::from_file(&keys, &config.auth.issuer, &config.auth.audience)
@@ -70,6 +79,14 @@ async fn every_function_starts_with_exactly_its_own_secrets() {
     .await;
     put(&client, &names[2], "{}").await;
     put(&client, &names[3], "{}").await;
+    put(
+        &client,
+        &names[4],
+        r#"{"GITHUB_CLIENT_SECRET":"start-test"}"#,
+    )
+    .await;
+    // GitHub is configured: the oauth function builds it with the secret's client secret.
+    std::env::set_var("TOLLGATE_GITHUB_CLIENT_ID", "start-test-client");
     std::env::set_var("TOLLGATE_TABLE_NAME", tollgate_tests::TEST_TABLE);
     std::env::set_var(
         "TOLLGATE_QUEUE_URL",
@@ -81,11 +98,11 @@ async fn every_function_starts_with_exactly_its_own_secrets() {
             std::env::set_var(var, name);
         }
     };
-    let mut starts: Vec<(&str, [bool; 4])> = tollgate_tests::functions()
+    let mut starts: Vec<(&str, [bool; 5])> = tollgate_tests::functions()
         .iter()
         .map(|f| (f.name, reads(f.needs)))
         .collect();
-    starts.push(("webhook-processor", [false, false, true, false]));
+    starts.push(("webhook-processor", [false, false, true, false, false]));
     starts.push(("mailer", reads(mailer::NEEDS)));
     for (function, needed) in starts {
         let start = || async {

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [(&str, u8); 16] = [
+const LAYERS: [(&str, u8); 17] = [
     ("domain", 0),
     ("error", 0),
     ("store", 1),
@@ -23,6 +23,7 @@ const LAYERS: [(&str, u8); 16] = [
     ("secrets", 1),
     ("payments", 1),
     ("mailer", 1),
+    ("idp", 1),
     ("clock", 1),
     ("auth", 2),
     ("billing", 2),

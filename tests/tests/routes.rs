@@ -27,9 +27,15 @@ async fn declared_routes_are_served_and_unique() {
             let res = app.clone().oneshot(req).await.expect("infallible");
             let status = res.status().as_u16();
             let body = res.into_body().collect().await.expect("body").to_bytes();
-            // 500 here would be a part the function's NEEDS does not build.
+            // 500 here would be a part the function's NEEDS does not build. A handler may answer
+            // 404 itself (`unknown_provider` for `{provider}`); the router's own 404 is
+            // `not_found`.
+            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["code"].as_str().map(str::to_owned));
+            let unrouted = status == 404 && code.as_deref() == Some("not_found");
             assert!(
-                status != 404 && status != 405 && status != 500,
+                !unrouted && status != 405 && status != 500,
                 "{}: {method} {path} is declared but answered {status}: {}",
                 f.name,
                 String::from_utf8_lossy(&body)

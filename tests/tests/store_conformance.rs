@@ -1,17 +1,17 @@
 //! One store conformance suite, run against the embedded store and DynamoDB (moto_server), over
 //! every store trait: users, sessions, atomic account changes (one-time tokens, sign-in codes,
-//! the audit log, erasure), the mail outbox, billing (subscriptions, customer claims, payments)
+//! the audit log, linked identities, OAuth states, erasure), the mail outbox, billing (subscriptions, customer claims, payments)
 //! and the webhook event ledger. Each case is a plain async function over the store traits; the macro
 //! expands one `#[tokio::test]` per case and backend, so a failure names both. A store trait
 //! added later adds its cases here.
 
 use std::sync::Arc;
 use tollgate::domain::{
-    AuditAction, AuditRecord, EmailOtp, EventEffects, EventStatus, MailKind, MailStatus,
-    OneTimeToken, OutboxMail, Payment, PaymentStatus, Provider, RequestOrigin, RevokeReason,
-    Session, SessionId, SessionOrigin, SessionPolicy, Subscription, SubscriptionStatus,
-    SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, UserStatus, WebhookEvent,
-    EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
+    AuditAction, AuditRecord, EmailOtp, EventEffects, EventStatus, Identity, MailKind, MailStatus,
+    OAuthMode, OAuthState, OneTimeToken, OutboxMail, Payment, PaymentStatus, Provider,
+    RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin, SessionPolicy, Subscription,
+    SubscriptionStatus, SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, UserStatus,
+    WebhookEvent, EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
 };
 use tollgate::store::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
@@ -141,8 +141,33 @@ fn one_time_token(purpose: TokenPurpose) -> OneTimeToken {
         user_id: Some(UserId::new()),
         email: random_email(),
         epoch: 3,
+        note: Some("github".into()),
         created_at: 1_795_248_000,
         expires_at: 1_795_248_000 + purpose.lifetime(),
+    }
+}
+
+fn identity(provider: &str, user_id: UserId) -> Identity {
+    Identity {
+        provider: provider.to_owned(),
+        subject: unique("subject"),
+        user_id,
+        email: Some(random_email()),
+        email_verified: true,
+        created_at: 1_795_248_000,
+    }
+}
+
+fn oauth_state(mode: OAuthMode) -> OAuthState {
+    OAuthState {
+        hash: h(&unique("state")),
+        provider: "github".into(),
+        pkce_verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
+        nonce: "n-0S6_WzA2Mj".into(),
+        redirect_to: "https://app.example.com/auth/callback?x=1".into(),
+        mode,
+        created_at: 1_795_248_000,
+        expires_at: 1_795_248_600,
     }
 }
 
@@ -156,6 +181,33 @@ fn otp(email: &str) -> EmailOtp {
         created_at: 1_795_248_000,
         expires_at: 1_795_248_600,
     }
+}
+
+/// Commits `changes(i)` from 8 tasks at once; each must succeed or lose with `lost`. Returns how
+/// many succeeded.
+async fn concurrent_commits<S: Stores>(
+    s: &Arc<S>,
+    lost: Conflict,
+    changes: impl Fn(usize) -> Vec<Change>,
+) -> usize {
+    let tries: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            let changes = changes(i);
+            tokio::spawn(async move {
+                match s.commit(&changes).await {
+                    Ok(()) => true,
+                    Err(StoreError::Conflict(c)) if c == lost => false,
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tries {
+        wins += usize::from(t.await.expect("join"));
+    }
+    wins
 }
 
 fn audit(user_id: UserId, action: AuditAction) -> AuditRecord {
@@ -793,28 +845,13 @@ mod cases {
         s.commit(&[Change::PutToken(token.clone())])
             .await
             .expect("put");
-        let tries: Vec<_> = (0..8)
-            .map(|_| {
-                let s = s.clone();
-                let hash = token.hash.clone();
-                tokio::spawn(async move {
-                    let spend = Change::SpendToken {
-                        hash,
-                        purpose: TokenPurpose::MagicLink,
-                    };
-                    match s.commit(&[spend]).await {
-                        Ok(()) => true,
-                        Err(StoreError::Conflict(Conflict::TokenSpent)) => false,
-                        Err(e) => panic!("unexpected {e:?}"),
-                    }
-                })
-            })
-            .collect();
-        let mut wins = 0;
-        for t in tries {
-            wins += usize::from(t.await.expect("join"));
-        }
-        assert_eq!(wins, 1);
+        let spend = |_| {
+            vec![Change::SpendToken {
+                hash: token.hash.clone(),
+                purpose: TokenPurpose::MagicLink,
+            }]
+        };
+        assert_eq!(concurrent_commits(&s, Conflict::TokenSpent, spend).await, 1);
     }
 
     pub async fn a_code_counts_every_try_and_dies_after_five(s: Arc<impl Stores>) {
@@ -1050,6 +1087,10 @@ mod cases {
         s.commit(&[Change::PutToken(link.clone())])
             .await
             .expect("token");
+        let github = identity("github", u.id);
+        s.commit(&[Change::LinkIdentity(github.clone())])
+            .await
+            .expect("identity");
 
         // A live profile is never erased from under its account.
         s.erase_user_items(&u.id).await.expect("erase");
@@ -1071,6 +1112,14 @@ mod cases {
             None,
             "its links are gone"
         );
+        assert_eq!(
+            s.get_identity("github", &github.subject)
+                .await
+                .expect("read"),
+            None,
+            "its identities are gone: the GitHub account may sign up afresh"
+        );
+        assert!(s.list_identities(&u.id).await.expect("list").is_empty());
         assert_eq!(s.get_subscription(&u.id).await.expect("read"), None);
         assert_eq!(
             s.customer_of(Provider::Stripe, &u.id).await.expect("read"),
@@ -1078,6 +1127,168 @@ mod cases {
         );
         assert_eq!(s.list_payments(&u.id).await.expect("payments").len(), 1);
         assert_eq!(s.list_audit(&u.id, None, 10).await.expect("audit").len(), 1);
+    }
+
+    pub async fn an_identity_is_linked_to_one_user_and_a_user_has_one_per_provider(
+        s: Arc<impl Stores>,
+    ) {
+        let (ada, bob) = (UserId::new(), UserId::new());
+        let github = identity("github", ada);
+        // All or nothing: a link in a change that fails is not stored.
+        let missing = Change::SpendToken {
+            hash: h(&unique("missing")),
+            purpose: TokenPurpose::MagicLink,
+        };
+        assert_eq!(
+            conflict_of(
+                s.commit(&[Change::LinkIdentity(github.clone()), missing])
+                    .await
+            ),
+            Conflict::TokenSpent
+        );
+        assert_eq!(
+            s.get_identity("github", &github.subject)
+                .await
+                .expect("read"),
+            None
+        );
+        assert!(s.list_identities(&ada).await.expect("list").is_empty());
+
+        s.commit(&[Change::LinkIdentity(github.clone())])
+            .await
+            .expect("link");
+        assert_eq!(
+            s.get_identity("github", &github.subject)
+                .await
+                .expect("read"),
+            Some(github.clone())
+        );
+        assert_eq!(
+            s.get_identity("google", &github.subject)
+                .await
+                .expect("read"),
+            None,
+            "subjects are per provider"
+        );
+        let taken = Identity {
+            user_id: bob,
+            ..github.clone()
+        };
+        assert_eq!(
+            conflict_of(s.commit(&[Change::LinkIdentity(taken)]).await),
+            Conflict::IdentityTaken
+        );
+        assert_eq!(
+            conflict_of(
+                s.commit(&[Change::LinkIdentity(identity("github", ada))])
+                    .await
+            ),
+            Conflict::ProviderLinked,
+            "a second GitHub account for the same user"
+        );
+        let google = identity("google", ada);
+        s.commit(&[Change::LinkIdentity(google.clone())])
+            .await
+            .expect("link google");
+        assert_eq!(
+            s.list_identities(&ada).await.expect("list"),
+            vec![github.clone(), google.clone()],
+            "by provider name"
+        );
+        assert!(s.list_identities(&bob).await.expect("list").is_empty());
+
+        let unlink = Change::UnlinkIdentity {
+            user_id: ada,
+            provider: "github".into(),
+            subject: github.subject.clone(),
+        };
+        s.commit(std::slice::from_ref(&unlink))
+            .await
+            .expect("unlink");
+        assert_eq!(
+            conflict_of(s.commit(&[unlink]).await),
+            Conflict::IdentityNotLinked
+        );
+        assert_eq!(
+            s.get_identity("github", &github.subject)
+                .await
+                .expect("read"),
+            None
+        );
+        assert_eq!(s.list_identities(&ada).await.expect("list"), vec![google]);
+        // Unlinked, the identity is free for another user.
+        let moved = Identity {
+            user_id: bob,
+            ..github.clone()
+        };
+        s.commit(&[Change::LinkIdentity(moved.clone())])
+            .await
+            .expect("relink");
+        assert_eq!(s.list_identities(&bob).await.expect("list"), vec![moved]);
+    }
+
+    pub async fn concurrent_links_of_one_identity_have_one_winner(s: Arc<impl Stores>) {
+        let subject = unique("subject");
+        let link = |_| {
+            vec![Change::LinkIdentity(Identity {
+                subject: subject.clone(),
+                ..identity("github", UserId::new())
+            })]
+        };
+        assert_eq!(
+            concurrent_commits(&s, Conflict::IdentityTaken, link).await,
+            1
+        );
+        let linked = s
+            .get_identity("github", &subject)
+            .await
+            .expect("read")
+            .expect("linked");
+        assert_eq!(
+            s.list_identities(&linked.user_id)
+                .await
+                .expect("list")
+                .len(),
+            1,
+            "the winner's user holds it"
+        );
+    }
+
+    pub async fn an_oauth_state_round_trips_and_is_spent_once(s: Arc<impl Stores>) {
+        for mode in [
+            OAuthMode::Login,
+            OAuthMode::Link {
+                user_id: UserId::new(),
+            },
+        ] {
+            let state = oauth_state(mode);
+            s.commit(&[Change::PutOAuthState(state.clone())])
+                .await
+                .expect("put");
+            assert_eq!(
+                s.get_oauth_state(&state.hash).await.expect("read"),
+                Some(state.clone())
+            );
+            let spend = Change::SpendOAuthState {
+                hash: state.hash.clone(),
+            };
+            s.commit(std::slice::from_ref(&spend)).await.expect("spend");
+            assert_eq!(s.get_oauth_state(&state.hash).await.expect("read"), None);
+            assert_eq!(conflict_of(s.commit(&[spend]).await), Conflict::StateSpent);
+        }
+    }
+
+    pub async fn concurrent_spends_of_one_oauth_state_have_one_winner(s: Arc<impl Stores>) {
+        let state = oauth_state(OAuthMode::Login);
+        s.commit(&[Change::PutOAuthState(state.clone())])
+            .await
+            .expect("put");
+        let spend = |_| {
+            vec![Change::SpendOAuthState {
+                hash: state.hash.clone(),
+            }]
+        };
+        assert_eq!(concurrent_commits(&s, Conflict::StateSpent, spend).await, 1);
     }
 
     pub async fn a_mail_is_claimed_by_one_sender_until_its_lease_lapses(s: Arc<impl Stores>) {
@@ -1268,6 +1479,10 @@ macro_rules! all_cases {
                 a_mail_is_claimed_by_one_sender_until_its_lease_lapses,
                 concurrent_claims_of_one_mail_have_one_winner,
                 a_released_mail_is_pending_again_until_finished,
+                an_identity_is_linked_to_one_user_and_a_user_has_one_per_provider,
+                concurrent_links_of_one_identity_have_one_winner,
+                an_oauth_state_round_trips_and_is_spent_once,
+                concurrent_spends_of_one_oauth_state_have_one_winner,
             ]
         );
     };

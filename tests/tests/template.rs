@@ -47,6 +47,7 @@ fn needs_of(binary: &str) -> Option<Needs> {
             billing: true,
             ingest: false,
             mail: false,
+            oauth: false,
         });
     }
     if binary == MAILER {
@@ -63,7 +64,7 @@ type Reads = fn(&Needs) -> bool;
 
 /// The template's secrets by the variable that names them and the part of `Needs` that reads
 /// them.
-const SECRETS: [(&str, &str, Reads); 4] = [
+const SECRETS: [(&str, &str, Reads); 5] = [
     ("JwtKeysSecret", "TOLLGATE_JWT_KEYS_SECRET_ID", |n| {
         n.keys == KeyAccess::Signing
     }),
@@ -76,6 +77,7 @@ const SECRETS: [(&str, &str, Reads); 4] = [
     ("WebhookSecrets", "TOLLGATE_WEBHOOK_SECRETS_ID", |n| {
         n.ingest
     }),
+    ("OAuthSecrets", "TOLLGATE_OAUTH_SECRETS_ID", |n| n.oauth),
 ];
 
 fn workspace_root() -> PathBuf {
@@ -1200,7 +1202,8 @@ fn cargo_lambda_watch_router_is_exactly_the_functions_routes() {
 #[test]
 fn secrets_are_tagged_for_the_bootstrap_command() {
     use tollgate::secrets::aws::{
-        JWKS_ROLE, JWT_KEYS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG, WEBHOOK_SECRETS_ROLE,
+        JWKS_ROLE, JWT_KEYS_ROLE, OAUTH_SECRETS_ROLE, PROVIDER_SECRETS_ROLE, ROLE_TAG, STACK_TAG,
+        WEBHOOK_SECRETS_ROLE,
     };
     let source = template_text();
     let doc = parse(&source);
@@ -1209,6 +1212,7 @@ fn secrets_are_tagged_for_the_bootstrap_command() {
         ("JwksSecret", JWKS_ROLE),
         ("ProviderSecrets", PROVIDER_SECRETS_ROLE),
         ("WebhookSecrets", WEBHOOK_SECRETS_ROLE),
+        ("OAuthSecrets", OAUTH_SECRETS_ROLE),
     ] {
         let secret = resource(&doc, id, "AWS::SecretsManager::Secret").expect(id);
         let tags = get(secret, "Properties")
