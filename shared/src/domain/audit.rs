@@ -48,6 +48,12 @@ pub enum AuditAction {
     IdentityLinked,
     /// An identity provider's identity was unlinked (detail: the provider).
     IdentityUnlinked,
+    /// Failed logins throttled the account (detail: the failures and the delay).
+    LoginThrottled,
+    /// An API key was created (detail: its prefix and kind).
+    ApiKeyCreated,
+    /// An API key was revoked (detail: its prefix).
+    ApiKeyRevoked,
 }
 
 impl AuditAction {
@@ -71,6 +77,9 @@ impl AuditAction {
             Self::AccountDeleted => "account_deleted",
             Self::OAuthSignIn => "oauth_sign_in",
             Self::IdentityLinked => "identity_linked",
+            Self::LoginThrottled => "login_throttled",
+            Self::ApiKeyCreated => "api_key_created",
+            Self::ApiKeyRevoked => "api_key_revoked",
             Self::IdentityUnlinked => "identity_unlinked",
         }
     }

@@ -9,6 +9,7 @@
 //!   ([`billing_event`]);
 //! - [`time`]: formatting of times.
 
+pub mod api_key;
 pub mod audit;
 pub mod billing_event;
 pub mod catalog;
@@ -16,6 +17,7 @@ pub mod credentials;
 pub mod identity;
 pub mod ids;
 pub mod ledger;
+pub mod limits;
 pub mod mail;
 pub mod one_time;
 pub mod session;
@@ -23,6 +25,10 @@ pub mod subscription;
 pub mod time;
 pub mod user;
 
+pub use api_key::{
+    api_key_id, ApiKey, ApiKeyKind, KeyRefusal, API_KEY_NAME_MAX, API_KEY_PREFIX,
+    API_KEY_SECRET_BYTES, LAST_USED_RESOLUTION_SECONDS,
+};
 pub use audit::{AuditAction, AuditRecord, RequestOrigin, DEFAULT_AUDIT_RETENTION_SECONDS};
 pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts};
 pub use catalog::{Catalog, CatalogError, Entitlement, Interval, Plan, Proration, FREE_PLAN};
@@ -39,6 +45,7 @@ pub use ledger::{
     EventEffects, EventStatus, Payment, PaymentStatus, SubscriptionWrite, WebhookEvent,
     EVENT_RETENTION_SECONDS,
 };
+pub use limits::{rules, LoginFailures, RateDecision, RateLimits, RateRule, Throttled};
 pub use mail::{
     ClaimDecision, MailKind, MailStatus, OutboxMail, MAIL_LEASE_SECONDS, MAIL_MAX_ATTEMPTS,
 };

@@ -5,17 +5,18 @@
 //! processed webhook event are one `TransactWriteItems`. Reads are strongly consistent.
 //! [`table_definition`] is the one place the table's shape is written in code.
 
-use super::items::{CustomerClaim, EmailClaim, TokenRef, UserCustomer};
+use super::items::{ApiKeyOwner, CustomerClaim, EmailClaim, TokenRef, UserCustomer};
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, SessionStore, StoreError, UserStore,
+    Outbox, RateLimiter, SessionStore, StoreError, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
 };
+use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
-    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity,
-    MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session,
-    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
-    OTP_MAX_ATTEMPTS,
+    ApiKey, AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
+    Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider,
+    RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
+    TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -999,6 +1000,47 @@ impl DynamoStore {
                 Some(Condition::new("attribute_exists(PK)", vec![])),
                 Conflict::StateSpent,
             )?),
+            Change::CreateApiKey(key) => {
+                out.push(self.tx_put(
+                    &keys::api_key_owner(&key.key_id),
+                    &ApiKeyOwner {
+                        key_id: key.key_id.clone(),
+                        user_id: key.user_id,
+                        expires_at: key.expires_at,
+                    },
+                    Some((NEW, Conflict::ItemExists)),
+                )?);
+                out.push(self.tx_put(
+                    &keys::api_key(&key.user_id, &key.key_id),
+                    key,
+                    Some((NEW, Conflict::ItemExists)),
+                )?);
+            }
+            Change::RevokeApiKey {
+                user_id,
+                key_id,
+                at,
+            } => {
+                let forget = at + REVOKED_API_KEY_RETENTION_SECONDS;
+                out.push(self.tx_update(
+                    keys::api_key(user_id, key_id),
+                    "SET revoked_at = :at, expires_at = :forget",
+                    Condition::new(
+                        "attribute_exists(PK) AND attribute_not_exists(revoked_at)",
+                        vec![(":at", num(*at)), (":forget", num(forget))],
+                    ),
+                    Conflict::ApiKeyGone,
+                )?);
+                out.push(self.tx_put(
+                    &keys::api_key_owner(key_id),
+                    &ApiKeyOwner {
+                        key_id: key_id.clone(),
+                        user_id: *user_id,
+                        expires_at: Some(forget),
+                    },
+                    None,
+                )?);
+            }
         }
         Ok(())
     }
@@ -1151,6 +1193,41 @@ impl AccountStore for DynamoStore {
         self.get(keys::oauth_state(hash)).await
     }
 
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        match self.get::<ApiKeyOwner>(keys::api_key_owner(key_id)).await? {
+            Some(owner) => self.get(keys::api_key(&owner.user_id, key_id)).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn list_api_keys(&self, user_id: &UserId) -> Result<Vec<ApiKey>, StoreError> {
+        self.query_prefix(keys::user_pk(user_id), keys::API_KEY_PREFIX)
+            .await
+    }
+
+    async fn touch_api_key(
+        &self,
+        user_id: &UserId,
+        key_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let touched = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::api_key(user_id, key_id))))
+            .update_expression("SET last_used_at = :at")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", num(at))
+            .send()
+            .await
+            .map_err(classify);
+        match touched {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn erase_user_items(&self, user_id: &UserId) -> Result<usize, StoreError> {
         let pk = keys::user_pk(user_id);
         let mut doomed = Vec::new();
@@ -1197,6 +1274,9 @@ impl AccountStore for DynamoStore {
             if let Some(hash) = sk.strip_prefix(keys::TOKEN_REF_PREFIX) {
                 deletes.push(keys::one_time_token(&TokenHash(hash.to_owned())));
             }
+            if let Some(key_id) = sk.strip_prefix(keys::API_KEY_PREFIX) {
+                deletes.push(keys::api_key_owner(key_id));
+            }
             deletes.push((pk.clone(), sk.clone()));
         }
         for chunk in deletes.chunks(25) {
@@ -1236,6 +1316,115 @@ impl AccountStore for DynamoStore {
             }
         }
         Ok(count)
+    }
+}
+
+#[async_trait]
+impl RateLimiter for DynamoStore {
+    async fn hit(
+        &self,
+        name: &str,
+        rule: &RateRule,
+        key: &str,
+        now: i64,
+    ) -> Result<RateDecision, StoreError> {
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::rate_window(
+                name,
+                key,
+                rule.window_start(now),
+            ))))
+            .update_expression("ADD #c :one SET expires_at = :ttl")
+            .condition_expression("attribute_not_exists(#c) OR #c < :limit")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_values(":one", num(1))
+            .expression_attribute_values(":limit", num(rule.limit))
+            .expression_attribute_values(":ttl", num(rule.window_end(now) + 60))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(classify);
+        let count = match counted {
+            Ok(out) => match out.attributes.as_ref().and_then(|a| a.get("count")) {
+                Some(AttributeValue::N(n)) => Some(n.parse::<u64>().map_err(StoreError::internal)?),
+                _ => {
+                    return Err(StoreError::internal(crate::error::message(
+                        "rate counter update returned no count",
+                    )))
+                }
+            },
+            Err(StoreError::Conflict(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(RateDecision::from_count(rule, now, count))
+    }
+
+    async fn login_failures(&self, key: &str) -> Result<Option<LoginFailures>, StoreError> {
+        Ok(self
+            .get::<super::items::FailuresItem>(keys::login_failures(key))
+            .await?
+            .map(|f| LoginFailures {
+                count: f.count,
+                last_failed_at: f.last_failed_at,
+            }))
+    }
+
+    async fn record_login_failure(&self, key: &str, now: i64) -> Result<LoginFailures, StoreError> {
+        let item = key_of(keys::login_failures(key));
+        let ttl = now + LOGIN_FAILURES_TTL_SECONDS;
+        // A live record counts on; one past its TTL (not yet deleted) starts again from one.
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item.clone()))
+            .update_expression("ADD #c :one SET last_failed_at = :now, expires_at = :ttl")
+            .condition_expression("attribute_not_exists(PK) OR expires_at > :now")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_values(":one", num(1))
+            .expression_attribute_values(":now", num(now))
+            .expression_attribute_values(":ttl", num(ttl))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(classify);
+        let stored: super::items::FailuresItem = match counted {
+            Ok(out) => from_item(out.attributes.unwrap_or_default())?,
+            Err(StoreError::Conflict(_)) => {
+                let fresh = super::items::FailuresItem {
+                    count: 1,
+                    last_failed_at: now,
+                    expires_at: ttl,
+                };
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(to_item(&keys::login_failures(key), &fresh)?))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                fresh
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(LoginFailures {
+            count: stored.count,
+            last_failed_at: stored.last_failed_at,
+        })
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::login_failures(key))))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 

@@ -10,17 +10,20 @@
 //! durable ([`EmbeddedStore::sync`], a group commit), because a provider stops retrying an event
 //! once it is acknowledged (docs/architecture.md §7.1).
 
-use super::items::{CustomerClaim, EmailClaim, TokenRef, UserCustomer};
+use super::items::{
+    ApiKeyOwner, CustomerClaim, EmailClaim, FailuresItem, RateWindow, TokenRef, UserCustomer,
+};
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, SessionStore, StoreError, UserStore,
+    Outbox, RateLimiter, SessionStore, StoreError, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
 };
+use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
-    AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity,
-    MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session,
-    SessionId, Subscription, SubscriptionWrite, TokenHash, User, UserId, WebhookEvent,
-    OTP_MAX_ATTEMPTS,
+    ApiKey, AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
+    Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider,
+    RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
+    TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -206,6 +209,21 @@ fn exists(table: &redb::Table<'_, (&str, &str), &[u8]>, key: &Key) -> Result<boo
 
 fn read<T: DeserializeOwned>(
     table: &redb::Table<'_, (&str, &str), &[u8]>,
+    key: &Key,
+) -> Result<Option<T>, StoreError> {
+    match table
+        .get((key.0.as_str(), key.1.as_str()))
+        .map_err(internal)?
+    {
+        Some(v) => serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(internal),
+        None => Ok(None),
+    }
+}
+
+fn read_in<T: DeserializeOwned>(
+    table: &redb::ReadOnlyTable<(&str, &str), &[u8]>,
     key: &Key,
 ) -> Result<Option<T>, StoreError> {
     match table
@@ -411,6 +429,47 @@ fn apply_change(
             }
             delete(t, &key)
         }
+        Change::CreateApiKey(key) => {
+            let owner = keys::api_key_owner(&key.key_id);
+            let item = keys::api_key(&key.user_id, &key.key_id);
+            if exists(t, &owner)? || exists(t, &item)? {
+                return conflict(Conflict::ItemExists);
+            }
+            put(
+                t,
+                &owner,
+                &ApiKeyOwner {
+                    key_id: key.key_id.clone(),
+                    user_id: key.user_id,
+                    expires_at: key.expires_at,
+                },
+            )?;
+            put(t, &item, key)
+        }
+        Change::RevokeApiKey {
+            user_id,
+            key_id,
+            at,
+        } => {
+            let item = keys::api_key(user_id, key_id);
+            match read::<ApiKey>(t, &item)? {
+                Some(mut key) if key.revoked_at.is_none() => {
+                    key.revoked_at = Some(*at);
+                    key.expires_at = Some(at + REVOKED_API_KEY_RETENTION_SECONDS);
+                    put(
+                        t,
+                        &keys::api_key_owner(key_id),
+                        &ApiKeyOwner {
+                            key_id: key_id.clone(),
+                            user_id: *user_id,
+                            expires_at: key.expires_at,
+                        },
+                    )?;
+                    put(t, &item, &key)
+                }
+                _ => conflict(Conflict::ApiKeyGone),
+            }
+        }
     }
 }
 
@@ -584,6 +643,35 @@ impl AccountStore for EmbeddedStore {
         self.get(&keys::oauth_state(hash))
     }
 
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(ITEMS).map_err(internal)?;
+        match read_in::<ApiKeyOwner>(&table, &keys::api_key_owner(key_id))? {
+            Some(owner) => read_in(&table, &keys::api_key(&owner.user_id, key_id)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_api_keys(&self, user_id: &UserId) -> Result<Vec<ApiKey>, StoreError> {
+        self.list(&keys::user_pk(user_id), keys::API_KEY_PREFIX)
+    }
+
+    async fn touch_api_key(
+        &self,
+        user_id: &UserId,
+        key_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let item = keys::api_key(user_id, key_id);
+        self.write(|t| match read::<ApiKey>(t, &item)? {
+            Some(mut key) => {
+                key.last_used_at = Some(at);
+                put(t, &item, &key)
+            }
+            None => Ok(()),
+        })
+    }
+
     async fn erase_user_items(&self, user_id: &UserId) -> Result<usize, StoreError> {
         let pk = keys::user_pk(user_id);
         // (sort key, the item outside the partition it names: a token, an identity lookup)
@@ -602,6 +690,8 @@ impl AccountStore for EmbeddedStore {
                 }
                 let named = if let Some(hash) = sk.strip_prefix(keys::TOKEN_REF_PREFIX) {
                     Some(keys::one_time_token(&TokenHash(hash.to_owned())))
+                } else if let Some(key_id) = sk.strip_prefix(keys::API_KEY_PREFIX) {
+                    Some(keys::api_key_owner(key_id))
                 } else if sk.starts_with(keys::IDENTITY_PREFIX) {
                     let identity: Identity = serde_json::from_slice(v.value()).map_err(internal)?;
                     Some(keys::identity(&identity.provider, &identity.subject))
@@ -621,6 +711,69 @@ impl AccountStore for EmbeddedStore {
             }
             Ok(doomed.len())
         })
+    }
+}
+
+#[async_trait]
+impl RateLimiter for EmbeddedStore {
+    async fn hit(
+        &self,
+        name: &str,
+        rule: &RateRule,
+        key: &str,
+        now: i64,
+    ) -> Result<RateDecision, StoreError> {
+        let item = keys::rate_window(name, key, rule.window_start(now));
+        let count = self.write(|t| {
+            let count = read::<RateWindow>(t, &item)?.map_or(0, |w| w.count);
+            if count >= u64::from(rule.limit) {
+                return Ok(None);
+            }
+            put(
+                t,
+                &item,
+                &RateWindow {
+                    count: count + 1,
+                    expires_at: rule.window_end(now) + 60,
+                },
+            )?;
+            Ok(Some(count + 1))
+        })?;
+        Ok(RateDecision::from_count(rule, now, count))
+    }
+
+    async fn login_failures(&self, key: &str) -> Result<Option<LoginFailures>, StoreError> {
+        Ok(self
+            .get::<FailuresItem>(&keys::login_failures(key))?
+            .map(|f| LoginFailures {
+                count: f.count,
+                last_failed_at: f.last_failed_at,
+            }))
+    }
+
+    async fn record_login_failure(&self, key: &str, now: i64) -> Result<LoginFailures, StoreError> {
+        let item = keys::login_failures(key);
+        self.write(|t| {
+            // A record past its TTL is gone in DynamoDB (eventually): start again from one.
+            let count = read::<FailuresItem>(t, &item)?
+                .filter(|f| f.expires_at > now)
+                .map_or(0, |f| f.count);
+            let next = FailuresItem {
+                count: count.saturating_add(1),
+                last_failed_at: now,
+                expires_at: now + LOGIN_FAILURES_TTL_SECONDS,
+            };
+            put(t, &item, &next)?;
+            Ok(LoginFailures {
+                count: next.count,
+                last_failed_at: now,
+            })
+        })
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        let item = keys::login_failures(key);
+        self.write(|t| delete(t, &item))
     }
 }
 

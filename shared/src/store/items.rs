@@ -37,3 +37,35 @@ pub struct TokenRef {
     /// The token's expiry, Unix seconds (TTL attribute).
     pub expires_at: i64,
 }
+
+/// `APIKEY#<key id>` / `APIKEY`: the owner of a key id, written with the key and never changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyOwner {
+    /// The key id.
+    pub key_id: String,
+    /// Its owner.
+    pub user_id: UserId,
+    /// The key's expiry, Unix seconds (TTL attribute), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// `RATE#<rule>#<key>` / `W#<window start>`: a window's request count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateWindow {
+    /// Requests counted.
+    pub count: u64,
+    /// The window's end plus a minute, Unix seconds (TTL attribute).
+    pub expires_at: i64,
+}
+
+/// `RATE#login_failures#<key>` / `FAILURES`: an account's failed logins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailuresItem {
+    /// Consecutive failures.
+    pub count: u32,
+    /// The last one, Unix seconds.
+    pub last_failed_at: i64,
+    /// When the record is forgotten, Unix seconds (TTL attribute).
+    pub expires_at: i64,
+}

@@ -129,3 +129,28 @@ pub fn user_identity(user_id: &UserId, provider: &str) -> Key {
 pub fn oauth_state(hash: &TokenHash) -> Key {
     (format!("OAUTH#{}", hash.0), "OAUTH".to_owned())
 }
+
+/// `RATE#<rule>#<key>` / `W#<window start>`: one fixed window's request count for a rule and a
+/// key (already hashed by the caller: no email or IP in clear in the table). TTL just past the
+/// window.
+pub fn rate_window(rule: &str, key: &str, window_start: i64) -> Key {
+    (format!("RATE#{rule}#{key}"), format!("W#{window_start}"))
+}
+
+/// `RATE#login_failures#<key>` / `FAILURES`: an account's consecutive failed logins.
+pub fn login_failures(key: &str) -> Key {
+    (format!("RATE#login_failures#{key}"), "FAILURES".to_owned())
+}
+
+/// Sort-key prefix of a user's API keys.
+pub const API_KEY_PREFIX: &str = "APIKEY#";
+
+/// `USER#<id>` / `APIKEY#<key id>`: an API key, under its owner (listing, erasure).
+pub fn api_key(user_id: &UserId, key_id: &str) -> Key {
+    (user_pk(user_id), format!("{API_KEY_PREFIX}{key_id}"))
+}
+
+/// `APIKEY#<key id>` / `APIKEY`: who owns a key id (the lookup a presented key starts with).
+pub fn api_key_owner(key_id: &str) -> Key {
+    (format!("{API_KEY_PREFIX}{key_id}"), "APIKEY".to_owned())
+}

@@ -1,6 +1,6 @@
 //! Storage: one trait per aggregate — [`UserStore`], [`SessionStore`], [`AccountStore`] (the
 //! atomic account writes of [`Change`]s, one-time secrets, the audit log), [`Outbox`] (the mail
-//! outbox), [`BillingStore`], [`EventLedger`] — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
+//! outbox), [`BillingStore`], [`EventLedger`], [`RateLimiter`] (request counters) — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
 //! embedded store ([`embedded`], feature `embedded`). Both keep the same items ([`items`]) under
 //! the same keys ([`keys`]) and honour the same conditions; one conformance suite
 //! (`tests/tests/store_conformance.rs`) runs every case against both.
@@ -13,9 +13,10 @@ pub mod items;
 pub mod keys;
 
 use crate::domain::{
-    AuditRecord, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity, MailStatus,
-    OAuthState, OneTimeToken, OutboxMail, Payment, Provider, RevokeReason, Session, SessionId,
-    Subscription, SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, WebhookEvent,
+    ApiKey, AuditRecord, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity,
+    LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider,
+    RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
+    TokenHash, TokenPurpose, User, UserId, WebhookEvent,
 };
 use crate::error::BoxError;
 use async_trait::async_trait;
@@ -64,6 +65,9 @@ pub enum Conflict {
     /// The authorization state is gone (spent, or never existed).
     #[error("authorization state already spent")]
     StateSpent,
+    /// The API key is gone or revoked already.
+    #[error("API key not found or revoked")]
+    ApiKeyGone,
 }
 
 /// A storage failure, classified so callers know whether to retry.
@@ -411,7 +415,25 @@ pub enum Change {
         /// SHA-256 of the `state` parameter.
         hash: TokenHash,
     },
+    /// Stores a new API key under its owner and the key id's owner lookup.
+    /// [`Conflict::ItemExists`] if the key id is taken.
+    CreateApiKey(ApiKey),
+    /// Marks the user's key revoked at `at` (Unix seconds) and lets the table forget it and its
+    /// owner lookup [`REVOKED_API_KEY_RETENTION_SECONDS`] later (TTL), if it exists and is not
+    /// revoked. [`Conflict::ApiKeyGone`] otherwise.
+    RevokeApiKey {
+        /// The owner.
+        user_id: UserId,
+        /// The key id.
+        key_id: String,
+        /// When, Unix seconds.
+        at: i64,
+    },
 }
+
+/// How long a revoked API key's item is kept (for the audit trail) before the TTL deletes it:
+/// 30 days, seconds.
+pub const REVOKED_API_KEY_RETENTION_SECONDS: i64 = 30 * 86_400;
 
 /// Account writes that must happen together, and the account items besides users and sessions:
 /// one-time tokens (`TOKEN#…`), sign-in codes (`OTP#…`), the audit log (`USER#<id>` /
@@ -475,9 +497,36 @@ pub trait AccountStore: Send + Sync {
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
     async fn get_oauth_state(&self, hash: &TokenHash) -> Result<Option<OAuthState>, StoreError>;
 
+    /// An API key by its key id: the owner lookup, then the key under the owner (strongly
+    /// consistent). Revoked and expired keys are returned as stored: check
+    /// [`ApiKey::check`](crate::domain::ApiKey::check).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// The user's API keys, revoked ones included, by key id.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn list_api_keys(&self, user_id: &UserId) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Records that the key was used at `at` (Unix seconds), if the key still exists. Callers
+    /// write at most once a minute ([`ApiKey::touch_due`](crate::domain::ApiKey::touch_due)).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure; a key deleted
+    /// meanwhile is not an error.
+    async fn touch_api_key(
+        &self,
+        user_id: &UserId,
+        key_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
+
     /// Deletes every item of the user's partition except payments and audit records (sessions,
-    /// subscription, customer links, token references, identities) and the one-time tokens and
-    /// identity lookups those name: the clean-up after [`Change::DeleteUser`]. Returns how many items of the partition
+    /// subscription, customer links, token references, identities, API keys) and the one-time
+    /// tokens, identity lookups and key lookups those name: the clean-up after [`Change::DeleteUser`]. Returns how many items of the partition
     /// it deleted. Idempotent.
     ///
     /// # Errors
@@ -492,6 +541,48 @@ pub fn kept_after_erase(sort_key: &str) -> bool {
     sort_key.starts_with(keys::PAYMENT_PREFIX)
         || sort_key.starts_with(keys::AUDIT_PREFIX)
         || sort_key == keys::PROFILE
+}
+
+/// Request counters and failed-login records (`RATE#…`), shared by every instance: the only
+/// rate state there is (never process memory, which Lambda's many instances would split).
+/// Callers pass keys already hashed.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request for `key` under rule `name` in the fixed window holding `now` — only
+    /// if the window's count is below the limit (DynamoDB: `UpdateItem ADD` with a condition, so
+    /// concurrent callers on any instance never pass the limit together). A refused request is
+    /// not counted.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn hit(
+        &self,
+        name: &str,
+        rule: &RateRule,
+        key: &str,
+        now: i64,
+    ) -> Result<RateDecision, StoreError>;
+
+    /// The failed logins recorded for `key`, if any (strongly consistent). Records older than
+    /// [`LOGIN_FAILURES_TTL_SECONDS`](crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS) may
+    /// still be returned until the TTL deletes them; callers treat them as absent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn login_failures(&self, key: &str) -> Result<Option<LoginFailures>, StoreError>;
+
+    /// Adds one failed login for `key` at `now` (atomic increment; a record past its TTL starts
+    /// again from one) and returns the record as it now stands.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn record_login_failure(&self, key: &str, now: i64) -> Result<LoginFailures, StoreError>;
+
+    /// Forgets `key`'s failed logins (a successful login). Idempotent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// The result of trying to claim an outbox item.
