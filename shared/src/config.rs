@@ -38,6 +38,8 @@
 //! | `TOLLGATE_GITHUB_WEB_BASE`, `TOLLGATE_GITHUB_API_BASE` | `https://github.com`, `https://api.github.com` | GitHub's endpoints (for doubles) |
 //! | `TOLLGATE_GOOGLE_CLIENT_ID` | unset | enables Google sign-in (secret `GOOGLE_CLIENT_SECRET`) |
 //! | `TOLLGATE_GOOGLE_ISSUER` | `https://accounts.google.com` | Google's OIDC issuer (for doubles) |
+//! | `TOLLGATE_RATE_LIMITS` | the defaults of `domain::limits::DEFAULT_RULES` | `off`, or comma-separated `rule=limit/window` (seconds) or `rule=off`, e.g. `login.ip=10/60,refresh.ip=off` |
+//! | `TOLLGATE_MAX_API_KEYS` | `10` | most live API keys per user |
 //! | `TOLLGATE_OIDC_PROVIDERS` | unset | comma-separated names of other OpenID Connect providers, each with `TOLLGATE_OIDC_<NAME>_ISSUER`, `TOLLGATE_OIDC_<NAME>_CLIENT_ID`, optional `TOLLGATE_OIDC_<NAME>_SCOPES` (default `email profile`) and secret `OIDC_<NAME>_CLIENT_SECRET` |
 
 pub use crate::auth::AuthSettings;
@@ -124,6 +126,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// Secrets Manager id of the identity providers' client secrets JSON.
     pub oauth_secrets_id: String,
+    /// The rate rules (`TOLLGATE_RATE_LIMITS` over the defaults).
+    pub rate_limits: crate::domain::RateLimits,
 }
 
 impl Default for Config {
@@ -144,6 +148,7 @@ impl Default for Config {
             mail: mail_defaults(&AuthSettings::default().issuer),
             oauth: OAuthConfig::default(),
             oauth_secrets_id: "tollgate/oauth-secrets".to_owned(),
+            rate_limits: crate::domain::RateLimits::default(),
         }
     }
 }
@@ -257,6 +262,7 @@ impl Config {
             1,
             3_650,
         );
+        let max_api_keys = seconds("TOLLGATE_MAX_API_KEYS", 10, 1, 1_000);
         let mut flag = |name: &str, default: bool| -> bool {
             let raw = text(name, if default { "true" } else { "false" });
             match raw.to_ascii_lowercase().as_str() {
@@ -374,7 +380,19 @@ impl Config {
                 .unwrap_or(defaults.portal_return_url),
             past_due_grace: grace,
         };
+        let rate_limits = match optional("TOLLGATE_RATE_LIMITS") {
+            Some(spec) => crate::domain::RateLimits::parse(&spec).unwrap_or_else(|errors| {
+                problems.extend(
+                    errors
+                        .into_iter()
+                        .map(|e| format!("TOLLGATE_RATE_LIMITS: {e}")),
+                );
+                crate::domain::RateLimits::default()
+            }),
+            None => crate::domain::RateLimits::default(),
+        };
         let config = Self {
+            rate_limits,
             queue_url: optional("TOLLGATE_QUEUE_URL"),
             plans_file: optional("TOLLGATE_PLANS_FILE"),
             billing,
@@ -392,6 +410,7 @@ impl Config {
                 reauth_window,
                 audit_retention: audit_days * 86_400,
                 oauth_redirects,
+                max_api_keys: usize::try_from(max_api_keys).unwrap_or(d.auth.max_api_keys),
             },
             mail,
             oauth: OAuthConfig { github, oidc },

@@ -1,6 +1,7 @@
 //! The Lambda entry helpers: every function's `main.rs` is one call to [`run_http`] (or
 //! [`run_sqs`] for the webhook processor).
 
+use crate::auth::authorizer::AuthorizerContext;
 use crate::error::Chain;
 use crate::http::{ClientIp, RequestId};
 use crate::state::{AppState, Needs};
@@ -25,16 +26,28 @@ pub async fn run_http(routes: Router<AppState>, needs: Needs) -> Result<(), lamb
 /// The app a Lambda serves: [`crate::http::app`], with API Gateway's
 /// `requestContext.requestId` (which `lambda_http` leaves in the request's extensions) as each
 /// request's id, so logs, `x-request-id` and 5xx problem bodies carry the id API Gateway logs,
-/// and `requestContext.http.sourceIp` as the [`ClientIp`].
+/// `requestContext.http.sourceIp` as the [`ClientIp`], and a Lambda authorizer's
+/// `requestContext.authorizer.lambda` as the [`AuthorizerContext`] (routes behind the Tollgate
+/// authorizer).
 pub fn app(routes: Router<AppState>, state: AppState) -> Router {
     crate::http::app(routes, state).layer(axum::middleware::map_request(
         |mut req: axum::extract::Request| async move {
             use lambda_http::RequestExt as _;
-            let (id, ip) = match req.request_context_ref() {
-                Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
-                    (ctx.request_id.clone(), ctx.http.source_ip.clone())
-                }
-                _ => (None, None),
+            let (id, ip, authorized) = match req.request_context_ref() {
+                Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => (
+                    ctx.request_id.clone(),
+                    ctx.http.source_ip.clone(),
+                    ctx.authorizer
+                        .as_ref()
+                        .map(|a| &a.fields)
+                        .filter(|fields| !fields.is_empty())
+                        .and_then(|fields| {
+                            serde_json::to_value(fields)
+                                .and_then(serde_json::from_value::<AuthorizerContext>)
+                                .ok()
+                        }),
+                ),
+                _ => (None, None, None),
             };
             if let Some(id) = id {
                 req.extensions_mut().insert(RequestId(id));
@@ -42,9 +55,70 @@ pub fn app(routes: Router<AppState>, state: AppState) -> Router {
             if let Some(ip) = ip {
                 req.extensions_mut().insert(ClientIp(ip));
             }
+            if let Some(context) = authorized {
+                req.extensions_mut().insert(context);
+            }
             req
         },
     ))
+}
+
+/// The entry point of the `authorizer` function (an API Gateway HTTP API Lambda authorizer,
+/// payload 2.0, simple responses): builds [`AppState::from_env`] for `needs` once, then answers
+/// each request event with [`authorize_event`].
+///
+/// # Errors
+/// Start-up errors end the init phase with the error logged.
+pub async fn run_authorizer(needs: Needs) -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+    init_tracing();
+    let state = AppState::from_env(needs)
+        .await
+        .inspect_err(|e| tracing::error!(error = %Chain(e), "start-up failed"))?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
+            let state = state.clone();
+            async move { Ok::<_, lambda_runtime::Error>(authorize_event(&state, event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// Answers one authorizer request: the bearer credential of its `Authorization` header (the
+/// identity source) through [`Auth::authorize`](crate::auth::Auth::authorize). Authorized:
+/// `isAuthorized: true` with the [`AuthorizerContext`]; refused: `isAuthorized: false` (API
+/// Gateway answers 403), with the reason — `no_credential`, `invalid_token`, `invalid_api_key`,
+/// `account_disabled`, `rate_limited`, `store_unavailable` — in the log, never the credential.
+/// A function built without accounts or keys refuses everything (logged as a start-up bug).
+pub async fn authorize_event(
+    state: &AppState,
+    event: aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request,
+) -> aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerSimpleResponse<
+    Option<AuthorizerContext>,
+> {
+    let mut response = aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerSimpleResponse::<
+        Option<AuthorizerContext>,
+    >::default();
+    let credential = crate::http::bearer(&event.headers).ok();
+    let route = event.route_key.as_deref().unwrap_or_default();
+    let (auth, verifier) = match (state.auth(), state.verifier()) {
+        (Ok(auth), Ok(verifier)) => (auth, verifier),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "the authorizer was built without accounts or keys");
+            return response;
+        }
+    };
+    match auth.authorize(verifier, credential).await {
+        Ok(authorized) => {
+            tracing::info!(route, user_id = %authorized.user_id, key_id = authorized.key_id.as_deref().unwrap_or("-"), "authorized");
+            response.is_authorized = true;
+            response.context = Some(AuthorizerContext::from(&authorized));
+        }
+        Err(refusal) => {
+            tracing::info!(route, reason = refusal.reason(), detail = %refusal, "refused");
+        }
+    }
+    response
 }
 
 /// The SQS entry point of the webhook processor: builds

@@ -9,7 +9,7 @@
 //!   embedded store with [`embedded_components`]); [`AppState::assemble`] keeps what `needs` asks
 //!   for.
 
-use crate::auth::{AccessVerifier, AccountStores, Auth, KeySet, KeySetError};
+use crate::auth::{AccessVerifier, AccountStores, Auth, KeySet, KeySetError, Limiter};
 use crate::billing::{Billing, PlanAccess};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -21,7 +21,8 @@ use crate::queue::EventQueue;
 use crate::secrets::providers::{OAuthClientSecrets, ProviderKeys, WebhookSigningSecrets};
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
-    AccountStore, BillingStore, EventLedger, Outbox, SessionStore, StoreError, UserStore,
+    AccountStore, BillingStore, EventLedger, Outbox, RateLimiter, SessionStore, StoreError,
+    UserStore,
 };
 use crate::webhooks::{Ingest, Processor};
 use secrecy::ExposeSecret;
@@ -111,6 +112,7 @@ struct Parts {
     auth: Option<Auth>,
     billing: Option<Billing>,
     ingest: Option<Ingest>,
+    limiter: Option<Limiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -154,6 +156,12 @@ impl AppState {
         self.0.billing.as_ref().ok_or(NotBuilt("billing"))
     }
 
+    /// The rate limiter: built for every function that uses the table; `None` without one (or
+    /// with every rule off and no accounts).
+    pub fn limiter(&self) -> Option<&Limiter> {
+        self.0.limiter.as_ref()
+    }
+
     /// Webhook ingest.
     ///
     /// # Errors
@@ -175,6 +183,13 @@ impl AppState {
             c.catalog.clone(),
             c.config.billing.past_due_grace,
         );
+        let limiter = needs.table().then(|| {
+            Limiter::new(
+                c.rate_limiter.clone(),
+                c.config.rate_limits.clone(),
+                c.clock.clone(),
+            )
+        });
         let auth = needs.accounts.then(|| {
             let auth = Auth::new(
                 AccountStores {
@@ -187,6 +202,10 @@ impl AppState {
                 c.config.auth.clone(),
                 access.clone(),
             );
+            let auth = match &limiter {
+                Some(limiter) => auth.with_limiter(limiter.clone()),
+                None => auth,
+            };
             if needs.oauth {
                 auth.with_identity_providers(c.identity_providers.clone())
             } else {
@@ -218,6 +237,7 @@ impl AppState {
             auth,
             billing,
             ingest,
+            limiter,
         }))
     }
 }
@@ -285,6 +305,8 @@ pub struct Components {
     pub billing_store: Arc<dyn BillingStore>,
     /// The webhook ledger.
     pub ledger: Arc<dyn EventLedger>,
+    /// Request counters and failed-login records.
+    pub rate_limiter: Arc<dyn RateLimiter>,
     /// The webhook queue (without one, ingest is not built).
     pub queue: Option<Arc<dyn EventQueue>>,
     /// Signing keys (and their public half).
@@ -607,7 +629,8 @@ pub async fn embedded_components(
             accounts: shared.clone(),
             outbox: shared.clone(),
             billing_store: shared.clone(),
-            ledger: shared,
+            ledger: shared.clone(),
+            rate_limiter: shared,
             queue: None,
             keys,
             clock: Arc::new(SystemClock),
@@ -791,6 +814,9 @@ mod aws {
                 )),
                 _ => None,
             };
+            let limiter = store.as_ref().map(|store| {
+                Limiter::new(store.clone(), config.rate_limits.clone(), clock.clone())
+            });
             let auth = match (&store, &access) {
                 (Some(store), Some(access)) if needs.accounts => Some(
                     Auth::new(
@@ -804,7 +830,12 @@ mod aws {
                         config.auth.clone(),
                         access.clone(),
                     )
-                    .with_identity_providers(identity_providers.unwrap_or_default()),
+                    .with_identity_providers(identity_providers.unwrap_or_default())
+                    .with_limiter(Limiter::new(
+                        store.clone(),
+                        config.rate_limits.clone(),
+                        clock.clone(),
+                    )),
                 ),
                 _ => None,
             };
@@ -835,6 +866,7 @@ mod aws {
                 auth,
                 billing,
                 ingest,
+                limiter,
             })))
         }
     }

@@ -6,7 +6,7 @@ use super::one_time::link_token_hash;
 use super::service::{Auth, AuthError, AuthenticatedUser, MapAudit};
 use crate::billing::Billing;
 use crate::domain::{
-    AuditAction, AuditRecord, DisplayName, MailKind, OutboxMail, Password, RequestOrigin,
+    rules, AuditAction, AuditRecord, DisplayName, MailKind, OutboxMail, Password, RequestOrigin,
     RevokeReason, Session, SessionId, TokenPurpose, User,
 };
 use crate::store::{Change, Conflict, StoreError};
@@ -113,6 +113,8 @@ impl Auth {
         if user.email_verified {
             return Err(AuthError::EmailAlreadyVerified);
         }
+        self.limit(rules::CODE_ACCOUNT, &user.email.trim().to_lowercase())
+            .await?;
         let now = self.clock.now();
         let changes = [
             Change::QueueMail(OutboxMail::new(
@@ -143,6 +145,12 @@ impl Auth {
     pub(super) async fn queue_request(&self, kind: MailKind, email: &str) -> Result<(), AuthError> {
         let email =
             crate::domain::Email::parse(email).map_err(|e| AuthError::Validation(vec![e]))?;
+        // Per address, whether or not it has an account: nobody floods one inbox.
+        let rule = match kind {
+            MailKind::PasswordReset => rules::FORGOT_ACCOUNT,
+            _ => rules::CODE_ACCOUNT,
+        };
+        self.limit(rule, email.normalized()).await?;
         let mail = OutboxMail::new(kind, email.as_str(), None, self.clock.now());
         Ok(self.accounts.commit(&[Change::QueueMail(mail)]).await?)
     }

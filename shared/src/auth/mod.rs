@@ -6,7 +6,10 @@
 //! ([`AccessVerifier`]).
 
 mod account;
+mod api_keys;
+pub mod authorizer;
 pub mod keys;
+pub mod limits;
 mod oauth;
 pub mod one_time;
 pub mod password;
@@ -16,11 +19,13 @@ mod service;
 pub mod tokens;
 
 pub use account::{Reauthentication, SessionView};
+pub use api_keys::{Caller, CreatedKey, KeyPrincipal};
+pub use limits::{Counted, Limiter};
 pub use oauth::{state_hash, CallbackError, CallbackParams};
 pub use password::{PasswordHasher, Verification};
 pub use refresh::RefreshToken;
 pub use service::{
     AccessVerifier, AccountStores, Auth, AuthError, AuthSettings, AuthenticatedUser, IssuedTokens,
-    Me, SignupOutcome,
+    Me, PlanClaims, SignupOutcome,
 };
 pub use tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, SigningKeyFile, LEEWAY_SECONDS};

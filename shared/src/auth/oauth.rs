@@ -8,16 +8,14 @@
 //! outcome is a redirect, to the authorization's `redirect_to` (or, without a usable state, the
 //! allowlist's first entry) with `error=<code>`.
 
-use super::one_time::{link_token_hash, LinkToken};
-use super::service::{random_failed, Auth, AuthError, AuthenticatedUser, IssuedTokens, MapAudit};
+use super::one_time::{link_token_hash, random_b64, LinkToken};
+use super::service::{Auth, AuthError, AuthenticatedUser, IssuedTokens, MapAudit};
 use crate::domain::{
     resolve, AuditAction, Identity, OAuthMode, OAuthState, OneTimeToken, RequestOrigin, Resolution,
     SignInMethod, TokenHash, TokenPurpose, User, UserId, UserStatus, OAUTH_STATE_LIFETIME_SECONDS,
 };
 use crate::idp::{Authorization, IdpError};
 use crate::store::{Change, Conflict, StoreError};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 
 /// The callback's query parameters.
 #[derive(Clone, Debug, Default)]
@@ -72,12 +70,6 @@ impl CallbackError {
             Self::ServerError => "server_error",
         }
     }
-}
-
-fn random_b64(bytes: usize) -> Result<String, AuthError> {
-    let mut buf = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut buf).map_err(|_| random_failed())?;
-    Ok(B64.encode(buf))
 }
 
 /// The stored key of an authorization's `state`: its SHA-256 (the state itself never rests in

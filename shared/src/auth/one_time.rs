@@ -87,6 +87,16 @@ pub fn code_hash(normalized_email: &str, code: &str) -> Option<TokenHash> {
     })
 }
 
+/// `bytes` random bytes (the OS generator), base64url without padding.
+///
+/// # Errors
+/// `Internal` if the generator fails.
+pub(super) fn random_b64(bytes: usize) -> Result<String, super::AuthError> {
+    let mut buf = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| super::service::random_failed())?;
+    Ok(B64.encode(buf))
+}
+
 /// SHA-256 of `text`, base64url without padding: how every presented secret (link tokens, OAuth
 /// states) is stored.
 pub fn hash_text(text: &str) -> TokenHash {

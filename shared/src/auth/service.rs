@@ -12,9 +12,10 @@ use super::tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, TokenError};
 use crate::billing::{BillingError, PlanAccess};
 use crate::clock::Clock;
 use crate::domain::{
-    AuditAction, AuditRecord, Email, Entitlement, MailKind, OutboxMail, Password, RefreshDecision,
-    RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin, SessionPolicy, SignInMethod,
-    User, UserId, UserStatus, ValidationError, DEFAULT_AUDIT_RETENTION_SECONDS,
+    rules, AuditAction, AuditRecord, Email, Entitlement, LoginFailures, MailKind, OutboxMail,
+    Password, RefreshDecision, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
+    SessionPolicy, SignInMethod, Throttled, User, UserId, UserStatus, ValidationError,
+    DEFAULT_AUDIT_RETENTION_SECONDS,
 };
 use crate::error::BoxError;
 use crate::store::{AccountStore, Change, Conflict, SessionStore, StoreError, UserStore};
@@ -93,6 +94,22 @@ pub enum AuthError {
     /// The user has no identity at this provider (404 `identity_not_found`).
     #[error("identity not found")]
     IdentityNotFound,
+    /// Too many requests, or failed logins throttle the account (429 `rate_limited` with
+    /// `Retry-After`).
+    #[error("rate limited")]
+    RateLimited(crate::domain::Throttled),
+    /// The presented API key is not a key, unknown, revoked or expired (401 `invalid_api_key`).
+    #[error("invalid API key")]
+    InvalidApiKey,
+    /// No live API key of this id belongs to the user (404 `api_key_not_found`).
+    #[error("API key not found")]
+    ApiKeyNotFound,
+    /// The user has `TOLLGATE_MAX_API_KEYS` live keys (409 `api_key_limit_reached`).
+    #[error("too many API keys")]
+    ApiKeyLimitReached,
+    /// A service key was presented where only a user can act (403 `forbidden_for_key`).
+    #[error("service keys cannot act here")]
+    ForbiddenForKey,
     /// Unlinking would leave no way to sign in (409 `last_sign_in_method`).
     #[error("the last way to sign in cannot be removed")]
     LastSignInMethod,
@@ -140,6 +157,8 @@ pub struct AuthSettings {
     /// Where identity-provider sign-ins may return to (`TOLLGATE_OAUTH_REDIRECT_ALLOWLIST`,
     /// default the app URL).
     pub oauth_redirects: crate::domain::RedirectAllowlist,
+    /// Most live API keys per user (`TOLLGATE_MAX_API_KEYS`, default 10).
+    pub max_api_keys: usize,
 }
 
 impl Default for AuthSettings {
@@ -155,6 +174,7 @@ impl Default for AuthSettings {
             audit_retention: DEFAULT_AUDIT_RETENTION_SECONDS,
             oauth_redirects: crate::domain::RedirectAllowlist::parse(["http://127.0.0.1:3000"])
                 .unwrap_or_default(),
+            max_api_keys: 10,
         }
     }
 }
@@ -182,12 +202,16 @@ pub struct Me {
     pub plan: String,
 }
 
-/// The plan facts copied into an access token at issue time.
+/// The plan facts copied into an access token at issue time, and computed afresh for each use
+/// of an API key.
 #[derive(Debug, Clone, PartialEq)]
-struct PlanClaims {
-    plan: String,
-    tier: u32,
-    entitlements: BTreeMap<String, serde_json::Value>,
+pub struct PlanClaims {
+    /// The plan in effect (`free` without access).
+    pub plan: String,
+    /// The plan's tier rank.
+    pub tier: u32,
+    /// Flags (booleans) and limits (numbers) of the plan.
+    pub entitlements: BTreeMap<String, serde_json::Value>,
 }
 
 /// The subject of a verified access token: its user and session, and every claim.
@@ -276,6 +300,7 @@ pub struct Auth {
     pub(super) settings: AuthSettings,
     access: PlanAccess,
     pub(super) identity_providers: crate::idp::IdentityProviders,
+    pub(super) limiter: Option<super::limits::Limiter>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -317,6 +342,37 @@ impl Auth {
             settings,
             access,
             identity_providers: Default::default(),
+            limiter: None,
+        }
+    }
+
+    /// The same service, counting requests and failed logins with `limiter`.
+    pub fn with_limiter(mut self, limiter: super::limits::Limiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// The limiter, if limits are on.
+    pub fn limiter(&self) -> Option<&super::limits::Limiter> {
+        self.limiter.as_ref()
+    }
+
+    /// Counts one request of `key` under the account rule `name` (no-op without a limiter or
+    /// with the rule off; fails open when the counters are unreachable).
+    ///
+    /// # Errors
+    /// [`AuthError::RateLimited`] over the limit.
+    pub(super) async fn limit(&self, name: &'static str, key: &str) -> Result<(), AuthError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        match limiter
+            .count_or_pass(name, key)
+            .await
+            .and_then(|c| c.refusal())
+        {
+            Some(refusal) => Err(AuthError::RateLimited(refusal)),
+            None => Ok(()),
         }
     }
 
@@ -425,14 +481,37 @@ impl Auth {
         password: String,
         origin: &RequestOrigin,
     ) -> Result<(User, IssuedTokens), AuthError> {
-        let user = match Email::parse(email) {
-            Ok(email) => self.user_by_email(email.normalized()).await?,
-            Err(_) => None,
+        // One account key whether or not the email parses or exists: the same counters, the
+        // same answers, the same store round trips (a claim read, then a profile read — of a
+        // random id when the email has no account — then one failure write).
+        let account = Email::parse(email)
+            .map(|e| e.normalized().to_owned())
+            .unwrap_or_else(|_| email.trim().to_lowercase());
+        self.limit(rules::LOGIN_ACCOUNT, &account).await?;
+        let (claim, throttle) = tokio::join!(
+            self.users.find_user_id_by_email(&account),
+            self.login_wait(&account)
+        );
+        let user = match claim? {
+            Some(id) => self.users.get_user(&id).await?,
+            None => {
+                self.users.get_user(&UserId::new()).await?;
+                None
+            }
         };
+        let (failures, wait) = throttle;
+        if let Some(wait) = wait {
+            return Err(AuthError::RateLimited(Throttled {
+                retry_after: wait,
+                limit: None,
+            }));
+        }
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let (Some(mut user), Some(stored)) = (user, stored) else {
             let hasher = self.hasher.clone();
             blocking(move || hasher.verify_dummy(password.as_bytes())).await?;
+            self.login_failed(&account, failures, None, origin, "unknown email")
+                .await;
             return Err(AuthError::InvalidCredentials);
         };
         let hasher = self.hasher.clone();
@@ -453,11 +532,16 @@ impl Auth {
             _ => None,
         };
         if let Some((error, why)) = refused {
-            let record = self
-                .audit(user.id, AuditAction::LoginFailed, origin, now)
-                .map_audit(|r| r.with_detail(why));
-            if let Err(e) = self.accounts.commit(&[record]).await {
-                tracing::warn!(user_id = %user.id, error = %crate::error::Chain(&e), "failed login not audited");
+            if verification == Verification::Mismatch {
+                self.login_failed(&account, failures, Some(&user), origin, why)
+                    .await;
+            } else {
+                let record = self
+                    .audit(user.id, AuditAction::LoginFailed, origin, now)
+                    .map_audit(|r| r.with_detail(why));
+                if let Err(e) = self.accounts.commit(&[record]).await {
+                    tracing::warn!(user_id = %user.id, error = %crate::error::Chain(&e), "failed login not audited");
+                }
             }
             return Err(error);
         }
@@ -477,7 +561,74 @@ impl Auth {
         let tokens = self
             .sign_in(&user, SignInMethod::Password, origin, Vec::new(), None)
             .await?;
+        if failures.is_some_and(|f| f.count > 0) {
+            if let Some(limiter) = &self.limiter {
+                if let Err(e) = limiter.login_succeeded(&account).await {
+                    tracing::warn!(user_id = %user.id, error = %crate::error::Chain(&e), "failed logins not reset");
+                }
+            }
+        }
         Ok((user, tokens))
+    }
+
+    /// The wait owed by earlier failures of `account` (none without a limiter; fails open).
+    async fn login_wait(&self, account: &str) -> (Option<LoginFailures>, Option<i64>) {
+        let Some(limiter) = &self.limiter else {
+            return (None, None);
+        };
+        limiter.login_wait(account).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %crate::error::Chain(&e), "failed logins unreadable; login not throttled");
+            (None, None)
+        })
+    }
+
+    /// Records a failed password login of `account` and, for an existing `user`, audits it
+    /// (with `login_throttled` when this failure, the one after `previous`, starts or lengthens a
+    /// delay) — both writes at once, so a known and an unknown email wait the same one round
+    /// trip.
+    async fn login_failed(
+        &self,
+        account: &str,
+        previous: Option<LoginFailures>,
+        user: Option<&User>,
+        origin: &RequestOrigin,
+        why: &str,
+    ) {
+        let now = self.clock.now();
+        let count = async {
+            match &self.limiter {
+                Some(l) => l.login_failed(account).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        let audit = async {
+            let Some(user) = user else {
+                return Ok(());
+            };
+            let mut records = vec![self
+                .audit(user.id, AuditAction::LoginFailed, origin, now)
+                .map_audit(|r| r.with_detail(why))];
+            let failures = previous.map_or(1, |f| f.count.saturating_add(1));
+            let delay = LoginFailures::delay(failures);
+            if self.limiter.is_some() && delay > 0 {
+                records.push(
+                    self.audit(user.id, AuditAction::LoginThrottled, origin, now)
+                        .map_audit(|r| {
+                            r.with_detail(format!(
+                                "{failures} failed logins; next attempt in {delay} s"
+                            ))
+                        }),
+                );
+            }
+            self.accounts.commit(&records).await
+        };
+        let (counted, audited) = tokio::join!(count, audit);
+        if let Err(e) = audited {
+            tracing::warn!(error = %crate::error::Chain(&e), "failed login not audited");
+        }
+        if let Err(e) = counted {
+            tracing::warn!(error = %crate::error::Chain(&e), "failed login not counted");
+        }
     }
 
     /// Exchanges a refresh token for a new access token and a rotated refresh token.
@@ -497,6 +648,8 @@ impl Auth {
         origin: &RequestOrigin,
     ) -> Result<IssuedTokens, AuthError> {
         let token = RefreshToken::parse(raw).ok_or(AuthError::InvalidRefreshToken)?;
+        self.limit(rules::REFRESH_ACCOUNT, &token.user_id.to_string())
+            .await?;
         let presented = token.hash();
         let (session, user) = tokio::join!(
             self.sessions.get_session(&token.user_id, &token.session_id),
@@ -657,7 +810,7 @@ impl Auth {
 
     /// The plan, tier and entitlements the user has access to now, copied into access tokens at
     /// issue time.
-    async fn plan_claims(&self, user_id: &UserId) -> Result<PlanClaims, AuthError> {
+    pub(super) async fn plan_claims(&self, user_id: &UserId) -> Result<PlanClaims, AuthError> {
         let access = self.access.of(user_id, self.clock.now()).await?;
         Ok(PlanClaims {
             plan: access.plan,

@@ -107,6 +107,20 @@ pub enum ProblemCode {
     IdentityNotFound,
     /// 409: the identity is the account's last way to sign in.
     LastSignInMethod,
+    /// 403: the authorizer refused the credential (invalid, expired, revoked, or its user is
+    /// disabled).
+    NotAuthorized,
+    /// 429: too many requests, or failed logins throttle the account; retry after
+    /// `Retry-After` seconds.
+    RateLimited,
+    /// 401: the API key is unknown, revoked or expired.
+    InvalidApiKey,
+    /// 404: no such API key of this user.
+    ApiKeyNotFound,
+    /// 409: the user has as many API keys as allowed; revoke one first.
+    ApiKeyLimitReached,
+    /// 403: the route needs an access token or a user key (a service key cannot act here).
+    ForbiddenForKey,
     /// 409: the user already has access to a paid plan.
     SubscriptionExists,
     /// 404: there is no subscription to act on.
@@ -170,6 +184,13 @@ pub enum ApiError {
     /// Route exists, method does not (405 `method_not_allowed`).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The authorizer refused the credential (403 `not_authorized`).
+    #[error("not authorized")]
+    NotAuthorized,
+    /// A rate rule refused the request (429 `rate_limited`, with `Retry-After` and the
+    /// `RateLimit-*` headers).
+    #[error("rate limited")]
+    RateLimited(crate::domain::Throttled),
 }
 
 type Mapped = (StatusCode, ProblemCode, String);
@@ -331,6 +352,34 @@ fn auth(e: &AuthError) -> Mapped {
             C::LastSignInMethod,
             "this is the account's only way to sign in: set a password or link another provider first".into(),
         ),
+        A::RateLimited(t) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            C::RateLimited,
+            format!(
+                "too many requests; retry in {} s",
+                t.retry_after
+            ),
+        ),
+        A::InvalidApiKey => (
+            StatusCode::UNAUTHORIZED,
+            C::InvalidApiKey,
+            "the API key is unknown, revoked or expired".into(),
+        ),
+        A::ApiKeyNotFound => (
+            StatusCode::NOT_FOUND,
+            C::ApiKeyNotFound,
+            "no such API key".into(),
+        ),
+        A::ApiKeyLimitReached => (
+            StatusCode::CONFLICT,
+            C::ApiKeyLimitReached,
+            "you have as many API keys as allowed; revoke one first".into(),
+        ),
+        A::ForbiddenForKey => (
+            StatusCode::FORBIDDEN,
+            C::ForbiddenForKey,
+            "a service key cannot act here; use a user's access token or key".into(),
+        ),
         A::Billing(e) => billing(e),
         A::Store(e) => store(e),
         A::NoSigningKey | A::Internal(_) => internal(),
@@ -427,6 +476,13 @@ impl ApiError {
                 "send the body as application/json".into(),
             ),
             Self::MissingBearer => invalid_token(),
+            Self::RateLimited(t) => auth(&AuthError::RateLimited(*t)),
+            Self::NotAuthorized => (
+                StatusCode::FORBIDDEN,
+                C::NotAuthorized,
+                "the credential was refused: invalid, expired or revoked, or its user is disabled"
+                    .into(),
+            ),
             Self::NotFound => (StatusCode::NOT_FOUND, C::NotFound, "no such route".into()),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -471,6 +527,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::RateLimited(t) | Self::Auth(AuthError::RateLimited(t)) = &self {
+            super::limit::refusal_headers(headers, t);
         }
         response
     }

@@ -3,8 +3,10 @@
 //! client IP and `User-Agent`, for audit records and the sessions list).
 
 use super::ApiError;
-use crate::auth::AuthenticatedUser;
+use crate::auth::authorizer::AuthorizerContext;
+use crate::auth::{AuthError, AuthenticatedUser, Caller};
 use crate::domain::RequestOrigin;
+use crate::domain::{api_key_id, ApiKeyKind};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -118,9 +120,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// The bearer credential of `headers` (`Authorization: Bearer <credential>`).
+///
+/// # Errors
+/// [`ApiError::MissingBearer`] when the header is missing or not `Bearer`.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::MissingBearer)?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(ApiError::MissingBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::MissingBearer);
+    }
+    Ok(token.trim())
+}
+
+/// The subject of the bearer access token in `headers`, verified with the public keys.
+///
+/// # Errors
+/// [`ApiError::MissingBearer`], or `invalid_token` when the token is invalid or expired.
+pub(crate) fn bearer_user(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<AuthenticatedUser, ApiError> {
+    let token = bearer(headers)?;
+    Ok(state.verifier()?.verify(token)?)
+}
+
 /// The subject of the request's `Authorization: Bearer <access token>`, verified with the public
 /// keys: rejects with 401 `invalid_token` when the header is missing, not `Bearer`, or the token
-/// is invalid or expired. Records the user id in the request span.
+/// is invalid or expired. Records the user id in the request span. A subject a route layer
+/// verified already ([`super::limit::per_user`]) is taken from the request's extensions.
 impl FromRequestParts<AppState> for AuthenticatedUser {
     type Rejection = ApiError;
 
@@ -128,21 +162,52 @@ impl FromRequestParts<AppState> for AuthenticatedUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::MissingBearer)?;
-        let (scheme, token) = value
-            .trim()
-            .split_once(' ')
-            .ok_or(ApiError::MissingBearer)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::MissingBearer);
-        }
-        let who = state.verifier()?.verify(token.trim())?;
+        let who = match parts.extensions.remove::<AuthenticatedUser>() {
+            Some(who) => who,
+            None => bearer_user(&parts.headers, state)?,
+        };
         tracing::Span::current().record("user_id", tracing::field::display(&who.user_id));
         Ok(who)
+    }
+}
+
+/// The caller of a read route: `Authorization: Bearer` with an access token (verified with the
+/// public keys) or a user's API key (`tg_…`: looked up, checked, its owner active, with the
+/// owner's current plan). A service key is refused with 403 `forbidden_for_key`.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)?;
+        let caller = if api_key_id(token).is_some() {
+            let principal = state.auth()?.authenticate_key(token).await?;
+            if principal.key.kind != ApiKeyKind::User {
+                return Err(AuthError::ForbiddenForKey.into());
+            }
+            Caller::Key(Box::new(principal))
+        } else {
+            Caller::Token(Box::new(state.verifier()?.verify(token)?))
+        };
+        tracing::Span::current().record("user_id", tracing::field::display(&caller.user_id()));
+        Ok(caller)
+    }
+}
+
+/// The Lambda authorizer's context of a route behind the Tollgate authorizer (API Gateway's
+/// `requestContext.authorizer.lambda`; on the dev server, set by [`super::authorizer`]'s
+/// emulation). Rejects with 401 `invalid_token` when the request did not pass the authorizer.
+impl<S: Send + Sync> FromRequestParts<S> for AuthorizerContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AuthorizerContext>()
+            .cloned()
+            .ok_or(ApiError::MissingBearer)
     }
 }
 

@@ -2,14 +2,18 @@
 //! body and bearer-token extractors, the token response with the refresh cookie, request
 //! telemetry, and the pieces of the OpenAPI document every function's routes share.
 
+pub mod authorizer;
 mod error;
 mod extract;
+pub mod limit;
 pub mod openapi;
 pub mod telemetry;
 mod tokens;
 
 pub use error::{method_not_allowed, not_found, ApiError, FieldError, Problem, ProblemCode};
-pub use extract::{client_ip_from_socket, ClientIp, JsonBody, OptionalJsonBody, QueryParams};
+pub use extract::{
+    bearer, client_ip_from_socket, ClientIp, JsonBody, OptionalJsonBody, QueryParams,
+};
 pub use telemetry::{current_request_id, RequestId, REQUEST_ID_HEADER};
 pub use tokens::{
     clear_refresh_cookie, refresh_token_from_cookie, token_response, TokenBody, UserBody,
@@ -26,7 +30,9 @@ pub fn app(
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        // The route layers of `limit` find the limiter here.
+        .layer(axum::Extension(state))
         .layer(axum::middleware::from_fn(telemetry::request_span))
         .layer(axum::middleware::from_fn(client_ip_from_socket))
 }

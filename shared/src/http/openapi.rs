@@ -80,6 +80,20 @@ pub struct Tokens(pub super::TokenBody);
 #[response(content_type = "application/problem+json", headers(("www-authenticate" = String, description = "`Bearer`")))]
 pub struct Unauthenticated(pub Problem);
 
+/// 429 `rate_limited`: too many requests for this client IP, account or user, or failed logins
+/// throttle the account; retry after `Retry-After` seconds.
+#[derive(Debug, utoipa::ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(
+        ("retry-after" = u32, description = "Seconds to wait before retrying."),
+        ("ratelimit-limit" = u32, description = "Requests allowed per window (absent for the login throttle)."),
+        ("ratelimit-remaining" = u32, description = "Requests left in this window: 0."),
+        ("ratelimit-reset" = u32, description = "Seconds until the window ends."),
+    )
+)]
+pub struct RateLimited(pub Problem);
+
 /// 413 `payload_too_large`: the body is larger than the limit (`TOLLGATE_MAX_BODY_BYTES`).
 #[derive(Debug, utoipa::ToResponse)]
 #[response(content_type = "application/problem+json")]
@@ -161,7 +175,7 @@ pub enum IntervalName {
     ),
     components(
         schemas(super::Problem, super::ProblemCode, super::FieldError, super::TokenBody, super::UserBody, ProviderName, IntervalName),
-        responses(Tokens, MalformedBody, Unauthenticated, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, Internal, Unavailable),
+        responses(Tokens, MalformedBody, Unauthenticated, RateLimited, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, Internal, Unavailable),
     ),
     modifiers(&SecuritySchemes),
 )]
