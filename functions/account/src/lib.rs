@@ -14,10 +14,15 @@
 //! | `PATCH /auth/me {name}` | bearer | 200 the user |
 //! | `DELETE /auth/me {password?, code?}` | bearer + recent login | 204; subscription cancelled at the provider |
 //! | `GET /auth/audit?limit&before` | bearer | 200 a page of the audit log, newest first |
+//! | `POST /auth/api-keys {name, expires_at?}` | bearer | 201 the key, shown once |
+//! | `GET /auth/api-keys` | bearer | 200 the live keys (never the keys themselves) |
+//! | `DELETE /auth/api-keys/{id}` | bearer | 204; the key is refused from then on |
 //!
 //! Signing in with the code or the link is `login`'s (it holds the signing keys); this function
 //! reads only the published JWKS. Mail is queued in the same write as the change that owes it;
 //! the `mailer` function sends it.
+
+mod api_keys;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -26,9 +31,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tollgate::auth::{AuthError, AuthenticatedUser, Reauthentication};
+use tollgate::domain::rules;
 use tollgate::domain::{rfc3339, RequestOrigin, SessionId};
+use tollgate::http::limit::{by_ip, by_user};
 use tollgate::http::openapi::{
-    BodyProblems, ServerProblems, Unauthenticated, ValidationFailed, PROBLEM_JSON,
+    BodyProblems, RateLimited, ServerProblems, Unauthenticated, ValidationFailed, PROBLEM_JSON,
 };
 use tollgate::http::{
     clear_refresh_cookie, ApiError, JsonBody, OptionalJsonBody, Problem, QueryParams, UserBody,
@@ -74,6 +81,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", ME_PATH),
     ("DELETE", ME_PATH),
     ("GET", AUDIT_PATH),
+    ("POST", api_keys::API_KEYS_PATH),
+    ("GET", api_keys::API_KEYS_PATH),
+    ("DELETE", api_keys::API_KEY_PATH),
 ];
 
 /// What this function builds at start-up: the published JWKS (it verifies tokens, issues
@@ -91,25 +101,44 @@ pub const NEEDS: Needs = Needs {
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(VERIFY_EMAIL_PATH, post(verify_email))
-        .route(RESEND_PATH, post(resend_verification))
-        .route(FORGOT_PATH, post(forgot_password))
-        .route(RESET_PATH, post(reset_password))
-        .route(CHANGE_PATH, post(change_password))
-        .route(OTP_REQUEST_PATH, post(request_code))
+        .route(
+            VERIFY_EMAIL_PATH,
+            by_ip(rules::VERIFY_IP, post(verify_email)),
+        )
+        .route(
+            RESEND_PATH,
+            by_ip(rules::CODE_IP, post(resend_verification)),
+        )
+        .route(FORGOT_PATH, by_ip(rules::FORGOT_IP, post(forgot_password)))
+        .route(RESET_PATH, by_ip(rules::VERIFY_IP, post(reset_password)))
+        .route(
+            CHANGE_PATH,
+            by_user(rules::LOGIN_ACCOUNT, post(change_password)),
+        )
+        .route(OTP_REQUEST_PATH, by_ip(rules::CODE_IP, post(request_code)))
         .route(SESSIONS_PATH, get(list_sessions))
         .route(SESSION_PATH, delete(revoke_session))
         .route(LOGOUT_ALL_PATH, post(logout_all))
         .route(
             ME_PATH,
-            axum::routing::patch(update_profile).delete(delete_account),
+            by_user(
+                rules::LOGIN_ACCOUNT,
+                axum::routing::patch(update_profile).delete(delete_account),
+            ),
         )
         .route(AUDIT_PATH, get(audit_log))
+        .route(
+            api_keys::API_KEYS_PATH,
+            by_user(rules::API_KEYS_USER, post(api_keys::create)).get(api_keys::list),
+        )
+        .route(api_keys::API_KEY_PATH, delete(api_keys::revoke))
 }
 
 /// This function's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    Doc::openapi()
+    let mut doc = Doc::openapi();
+    doc.merge(api_keys::openapi());
+    doc
 }
 
 #[derive(utoipa::OpenApi)]
@@ -166,6 +195,7 @@ pub struct TokenRequest {
         (status = 200, description = "The email is verified; the next access token carries `email_verified: true`.", body = UserBody),
         (status = 400, description = "`invalid_link`: unknown, expired or already used.", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -188,6 +218,7 @@ async fn verify_email(
         (status = 202, description = "A new link is on its way."),
         (status = 401, response = Unauthenticated),
         (status = 409, description = "`email_already_verified`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -220,6 +251,7 @@ pub struct EmailRequest {
         (status = 202, description = "If the email has an account, a reset link is on its way."),
         (status = 422, response = ValidationFailed),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -258,6 +290,7 @@ pub struct ResetRequest {
         (status = 400, description = "`invalid_link`: unknown, expired, already used, or superseded by a later password change.", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "`validation_failed`: the password's length, or a common password (`errors` says why).", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -302,6 +335,7 @@ pub struct ChangeRequest {
         (status = 403, description = "`wrong_password`: the current password is wrong.", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "`validation_failed` on `new_password`: its length, or a common password.", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -330,6 +364,7 @@ async fn change_password(
         (status = 202, description = "If the email can sign in, a code and a link are on their way; any earlier code stops working."),
         (status = 422, response = ValidationFailed),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -496,6 +531,7 @@ pub struct ProfileRequest {
         (status = 401, response = Unauthenticated),
         (status = 422, response = ValidationFailed),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -541,6 +577,7 @@ pub struct DeleteRequest {
         (status = 403, description = "`reauthentication_required`: no recent login and no proof; `wrong_password`: the password given is wrong.", body = Problem, content_type = PROBLEM_JSON),
         (status = 502, description = "`provider_error`: the payment provider refused to cancel the subscription; nothing was deleted.", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]

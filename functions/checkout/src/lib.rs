@@ -16,10 +16,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tollgate::auth::AuthenticatedUser;
+use tollgate::domain::rules;
 use tollgate::domain::{Interval, Provider};
+use tollgate::http::limit::by_user;
 use tollgate::http::openapi::{
-    BodyProblems, Internal, IntervalName, ProviderName, ServerProblems, Unauthenticated,
-    ValidationFailed, PROBLEM_JSON,
+    BodyProblems, Internal, IntervalName, ProviderName, RateLimited, ServerProblems,
+    Unauthenticated, ValidationFailed, PROBLEM_JSON,
 };
 use tollgate::http::{ApiError, JsonBody, OptionalJsonBody, Problem};
 use tollgate::{AppState, KeyAccess, Needs};
@@ -60,11 +62,11 @@ pub const NEEDS: Needs = Needs {
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(CHECKOUT_PATH, post(checkout))
-        .route(PORTAL_PATH, post(portal))
-        .route(CANCEL_PATH, post(cancel))
-        .route(RESUME_PATH, post(resume))
-        .route(CHANGE_PATH, post(change))
+        .route(CHECKOUT_PATH, by_user(rules::BILLING_USER, post(checkout)))
+        .route(PORTAL_PATH, by_user(rules::BILLING_USER, post(portal)))
+        .route(CANCEL_PATH, by_user(rules::BILLING_USER, post(cancel)))
+        .route(RESUME_PATH, by_user(rules::BILLING_USER, post(resume)))
+        .route(CHANGE_PATH, by_user(rules::BILLING_USER, post(change)))
 }
 
 /// This function's part of the OpenAPI document.
@@ -156,6 +158,7 @@ struct Pending {
     request_body = CheckoutBody,
     security(("bearer" = [])),
     responses(
+        (status = 429, response = RateLimited),
         (status = 200, description = "The checkout URL at the provider.", body = CheckoutStarted),
         (status = 401, response = Unauthenticated),
         (status = 409, description = "`subscription_exists`: the user already has access to a paid plan.", body = Problem, content_type = PROBLEM_JSON),
@@ -189,6 +192,7 @@ async fn checkout(
     tag = "billing",
     security(("bearer" = [])),
     responses(
+        (status = 429, response = RateLimited),
         (status = 200, description = "The portal URL.", body = PortalBody),
         (status = 401, response = Unauthenticated),
         (status = 404, description = "`no_subscription`: there is no subscription to manage.", body = Problem, content_type = PROBLEM_JSON),
@@ -217,6 +221,8 @@ fn pending() -> Response {
     security(("bearer" = [])),
     responses(
         SubscriptionChange,
+        (status = 429, response = RateLimited),
+        SubscriptionChange,
         (status = 401, response = Unauthenticated),
         BodyProblems,
         ServerProblems,
@@ -240,6 +246,8 @@ async fn cancel(
     security(("bearer" = [])),
     responses(
         SubscriptionChange,
+        (status = 429, response = RateLimited),
+        SubscriptionChange,
         (status = 401, response = Unauthenticated),
         BodyProblems,
         ServerProblems,
@@ -262,6 +270,8 @@ async fn resume(
     request_body = ChangeBody,
     security(("bearer" = [])),
     responses(
+        SubscriptionChange,
+        (status = 429, response = RateLimited),
         SubscriptionChange,
         (status = 401, response = Unauthenticated),
         (status = 422, response = ValidationFailed),

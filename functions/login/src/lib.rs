@@ -14,8 +14,10 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
+use tollgate::domain::rules;
 use tollgate::domain::RequestOrigin;
-use tollgate::http::openapi::{BodyProblems, ServerProblems, Tokens, PROBLEM_JSON};
+use tollgate::http::limit::by_ip;
+use tollgate::http::openapi::{BodyProblems, RateLimited, ServerProblems, Tokens, PROBLEM_JSON};
 use tollgate::http::{token_response, ApiError, JsonBody, Problem};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
@@ -48,9 +50,12 @@ pub const NEEDS: Needs = Needs {
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(PATH, post(login))
-        .route(OTP_VERIFY_PATH, post(verify_code))
-        .route(MAGIC_LINK_PATH, post(verify_magic_link))
+        .route(PATH, by_ip(rules::LOGIN_IP, post(login)))
+        .route(OTP_VERIFY_PATH, by_ip(rules::VERIFY_IP, post(verify_code)))
+        .route(
+            MAGIC_LINK_PATH,
+            by_ip(rules::VERIFY_IP, post(verify_magic_link)),
+        )
 }
 
 /// This function's part of the OpenAPI document.
@@ -87,6 +92,7 @@ pub struct LoginRequest {
         (status = 401, description = "`invalid_credentials`: unknown email or wrong password (indistinguishable).", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "`account_disabled`: the account is disabled; `email_not_verified`: login needs a verified email (`TOLLGATE_REQUIRE_VERIFIED_EMAIL`).", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -130,6 +136,7 @@ pub struct CodeRequest {
         (status = 401, description = "`invalid_code`: wrong, expired, already used, or 5 wrong tries made (then even the right code is refused: ask for a new one).", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "`account_disabled`.", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]
@@ -171,6 +178,7 @@ pub struct LinkRequest {
         (status = 400, description = "`invalid_link`: unknown, expired (15 min) or already used.", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "`account_disabled`.", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]

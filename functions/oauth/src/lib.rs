@@ -21,8 +21,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tollgate::auth::{AuthenticatedUser, CallbackParams};
+use tollgate::domain::rules;
 use tollgate::domain::{rfc3339, Identity, RequestOrigin};
-use tollgate::http::openapi::{BodyProblems, ServerProblems, Unauthenticated, PROBLEM_JSON};
+use tollgate::http::limit::by_ip;
+use tollgate::http::openapi::{
+    BodyProblems, RateLimited, ServerProblems, Unauthenticated, PROBLEM_JSON,
+};
 use tollgate::http::{token_response, ApiError, JsonBody, Problem, QueryParams};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
@@ -66,9 +70,9 @@ pub const NEEDS: Needs = Needs {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(PROVIDERS_PATH, get(providers))
-        .route(START_PATH, get(start))
+        .route(START_PATH, by_ip(rules::OAUTH_IP, get(start)))
         .route(CALLBACK_PATH, get(callback))
-        .route(EXCHANGE_PATH, post(exchange))
+        .route(EXCHANGE_PATH, by_ip(rules::VERIFY_IP, post(exchange)))
         .route(IDENTITIES_PATH, get(identities))
         .route(IDENTITY_PATH, delete(unlink))
 }
@@ -190,6 +194,7 @@ pub struct AuthorizationBody {
         StartQuery,
     ),
     responses(
+        (status = 429, response = RateLimited),
         (status = 302, description = "To the provider's authorization page.", headers(("Location" = String, description = "The authorization URL."))),
         (status = 200, description = "With `Accept: application/json`: the authorization URL.", body = AuthorizationBody),
         (status = 400, description = "`redirect_not_allowed`: `redirect_to` is not on the allowlist.", body = Problem, content_type = PROBLEM_JSON),
@@ -294,6 +299,7 @@ pub struct ExchangeRequest {
     tag = "oauth",
     request_body = ExchangeRequest,
     responses(
+        (status = 429, response = RateLimited),
         (status = 200, response = tollgate::http::openapi::Tokens),
         (status = 400, description = "`invalid_exchange_code`: unknown, expired or already used.", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "`account_disabled`.", body = Problem, content_type = PROBLEM_JSON),

@@ -14,8 +14,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tollgate::auth::SignupOutcome;
+use tollgate::domain::rules;
 use tollgate::domain::RequestOrigin;
-use tollgate::http::openapi::{BodyProblems, ServerProblems, Tokens, PROBLEM_JSON};
+use tollgate::http::limit::by_ip;
+use tollgate::http::openapi::{BodyProblems, RateLimited, ServerProblems, Tokens, PROBLEM_JSON};
 use tollgate::http::{token_response, ApiError, JsonBody, Problem, UserBody};
 use tollgate::{AppState, KeyAccess, Needs};
 use utoipa::OpenApi as _;
@@ -40,7 +42,7 @@ pub const NEEDS: Needs = Needs {
 
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
-    Router::new().route(PATH, post(signup))
+    Router::new().route(PATH, by_ip(rules::SIGNUP_IP, post(signup)))
 }
 
 /// This function's part of the OpenAPI document.
@@ -92,6 +94,7 @@ struct VerificationRequired {
         (status = 409, description = "`email_taken`: an account with this email exists.", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "`validation_failed`: the email is not an address, or the password is shorter than 8 or longer than 128 characters, or is one of the most common passwords (`errors` says which).", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]

@@ -9,6 +9,11 @@
 //! `GET /auth/me` with `Authorization: Bearer <access token>` → 200
 //! `{id, email, email_verified, name, created_at, plan}`; a missing, invalid or expired token, or a token whose
 //! session was revoked → 401 `invalid_token`.
+//!
+//! Both routes also take a user's API key as the bearer (`Authorization: Bearer tg_…`): the key
+//! acts as its user with the user's plan at this moment; an unknown, revoked or expired key → 401
+//! `invalid_api_key`, a service key → 403 `forbidden_for_key`, a disabled owner → 403
+//! `account_disabled`.
 
 use axum::extract::State;
 use axum::http::header;
@@ -17,7 +22,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tollgate::auth::AuthenticatedUser;
+use tollgate::auth::Caller;
 use tollgate::domain::{rfc3339, CheckoutSessionId, Entitlement};
 use tollgate::http::openapi::{ServerProblems, Unauthenticated, ValidationFailed, PROBLEM_JSON};
 use tollgate::http::{ApiError, Problem, QueryParams, UserBody};
@@ -70,8 +75,9 @@ struct MeBody {
     plan: String,
 }
 
-/// The current user behind the bearer token; also checks the token's session, so a logged-out
-/// session stops working here at once.
+/// The current user behind the bearer — an access token (its session is checked too, so a
+/// logged-out session stops working here at once) or a user's API key (`tg_…`, with the owner's
+/// plan now).
 #[utoipa::path(
     get,
     path = ME_PATH,
@@ -80,14 +86,24 @@ struct MeBody {
     responses(
         (status = 200, description = "The user and the plan they have access to now.", body = MeBody),
         (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden_for_key`: a service key cannot act as a user; `account_disabled`: the key's owner is disabled.", body = Problem, content_type = PROBLEM_JSON),
         ServerProblems,
     ),
 )]
-async fn me(State(state): State<AppState>, who: AuthenticatedUser) -> Result<Response, ApiError> {
-    let me = state.auth()?.me(&who).await?;
-    let body = MeBody {
-        user: UserBody::from(&me.user),
-        plan: me.plan,
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let body = match caller {
+        Caller::Token(who) => {
+            let me = state.auth()?.me(&who).await?;
+            MeBody {
+                user: UserBody::from(&me.user),
+                plan: me.plan,
+            }
+        }
+        // The key was checked and its owner read just now, with the owner's plan now.
+        Caller::Key(principal) => MeBody {
+            user: UserBody::from(&principal.user),
+            plan: principal.plan.plan,
+        },
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
@@ -140,6 +156,7 @@ struct SubscriptionBody {
     responses(
         (status = 200, description = "The billing state.", body = SubscriptionBody),
         (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden_for_key`: a service key cannot act as a user; `account_disabled`: the key's owner is disabled.", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, response = ValidationFailed),
         (status = 502, description = "`provider_error`: the payment provider refused the lookup.", body = Problem, content_type = PROBLEM_JSON),
         ServerProblems,
@@ -147,7 +164,7 @@ struct SubscriptionBody {
 )]
 async fn subscription(
     State(state): State<AppState>,
-    who: AuthenticatedUser,
+    caller: Caller,
     QueryParams(query): QueryParams<SubscriptionQuery>,
 ) -> Result<Response, ApiError> {
     let session = query
@@ -167,7 +184,7 @@ async fn subscription(
         .transpose()?;
     let view = state
         .billing()?
-        .subscription(&who.user_id, session.as_ref())
+        .subscription(&caller.user_id(), session.as_ref())
         .await?;
     let sub = view.subscription.as_ref();
     let body = SubscriptionBody {

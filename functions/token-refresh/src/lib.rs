@@ -12,8 +12,10 @@ use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
 use tollgate::auth::AuthError;
+use tollgate::domain::rules;
 use tollgate::domain::RequestOrigin;
-use tollgate::http::openapi::{BodyProblems, ServerProblems, Tokens, PROBLEM_JSON};
+use tollgate::http::limit::by_ip;
+use tollgate::http::openapi::{BodyProblems, RateLimited, ServerProblems, Tokens, PROBLEM_JSON};
 use tollgate::http::{
     clear_refresh_cookie, refresh_token_from_cookie, token_response, ApiError, OptionalJsonBody,
     Problem,
@@ -44,7 +46,7 @@ pub const NEEDS: Needs = Needs {
 /// This function's routes, with full public paths.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(REFRESH_PATH, post(refresh))
+        .route(REFRESH_PATH, by_ip(rules::REFRESH_IP, post(refresh)))
         .route(LOGOUT_PATH, post(logout))
 }
 
@@ -82,6 +84,7 @@ fn presented(headers: &HeaderMap, body: Option<RefreshRequest>) -> Result<String
         (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused` (the session is now revoked), `session_revoked` or `session_expired`.", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "`account_disabled`: the account is disabled.", body = Problem, content_type = PROBLEM_JSON),
         BodyProblems,
+        (status = 429, response = RateLimited),
         ServerProblems,
     ),
 )]

@@ -35,6 +35,11 @@ pub fn routes() -> Router<AppState> {
         .merge(checkout::routes())
         .merge(webhook_ingest::routes())
         .merge(web::routes())
+        // The example route behind the Tollgate authorizer, with API Gateway's authorizer step
+        // played in-process by the same use case.
+        .merge(whoami::routes().route_layer(axum::middleware::from_fn(
+            tollgate::http::authorizer::emulate,
+        )))
 }
 
 /// The whole local app with `state`: every route, problem+json fallbacks, request spans.

@@ -20,6 +20,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         checkout::openapi(),
         webhook_ingest::openapi(),
         web::openapi(),
+        whoami::openapi(),
     ] {
         doc.merge(part);
     }
