@@ -11,6 +11,9 @@ use tollgate::domain::{
 use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
 use tollgate::state::Components;
 use tollgate::store::embedded::EmbeddedStore;
+use tollgate::store::{
+    AccountStore, BillingStore, EventLedger, Outbox, RateLimiter, SessionStore, UserStore,
+};
 use tollgate::{AppState, Clock, Config, Needs};
 
 /// A clock that only moves when told to: for tests of expiry and grace windows. Its microsecond
@@ -81,6 +84,7 @@ pub fn functions() -> Vec<Function> {
         function!("checkout", checkout),
         function!("webhook-ingest", webhook_ingest),
         function!("web", web),
+        function!("whoami", whoami),
     ]
 }
 
@@ -132,7 +136,30 @@ pub fn components_at(now: i64) -> (Components, Arc<ManualClock>, Arc<EmbeddedSto
         KeySet::from_file(&KEYS, &config.auth.issuer, &config.auth.audience).expect("keys"),
     );
     let catalog = tollgate::state::load_catalog(&config).expect("catalog");
-    let components = Components {
+    let mut components = components_on(store.clone(), config, keys, catalog);
+    components.clock = clock.clone() as Arc<dyn Clock>;
+    (components, clock, store)
+}
+
+/// Every part of a state on one `store` (both backends implement every store trait), with the
+/// system clock, no payment or identity provider, and a recording webhook queue.
+pub fn components_on<S>(
+    store: Arc<S>,
+    config: Config,
+    keys: Arc<KeySet>,
+    catalog: Arc<tollgate::domain::Catalog>,
+) -> Components
+where
+    S: UserStore
+        + SessionStore
+        + AccountStore
+        + Outbox
+        + BillingStore
+        + EventLedger
+        + RateLimiter
+        + 'static,
+{
+    Components {
         config,
         users: store.clone(),
         sessions: store.clone(),
@@ -140,15 +167,36 @@ pub fn components_at(now: i64) -> (Components, Arc<ManualClock>, Arc<EmbeddedSto
         outbox: store.clone(),
         billing_store: store.clone(),
         ledger: store.clone(),
+        rate_limiter: store,
         queue: Some(Arc::new(RecordingQueue::default())),
         keys,
-        clock: clock.clone() as Arc<dyn Clock>,
+        clock: Arc::new(tollgate::SystemClock),
         providers: Default::default(),
         catalog,
         webhook_secrets: Default::default(),
         identity_providers: Default::default(),
-    };
-    (components, clock, store)
+    }
+}
+
+/// Points every store of `components` at `store`.
+pub fn use_store<S>(components: &mut Components, store: Arc<S>)
+where
+    S: UserStore
+        + SessionStore
+        + AccountStore
+        + Outbox
+        + BillingStore
+        + EventLedger
+        + RateLimiter
+        + 'static,
+{
+    components.users = store.clone();
+    components.sessions = store.clone();
+    components.accounts = store.clone();
+    components.outbox = store.clone();
+    components.billing_store = store.clone();
+    components.ledger = store.clone();
+    components.rate_limiter = store;
 }
 
 /// The current Unix time in seconds.

@@ -62,6 +62,39 @@ fn sign_placeholders(raw: &str, now: i64) -> String {
         )
 }
 
+/// `${API_KEY}` (with `${API_KEY_ID}`) and `${REVOKED_API_KEY}`: a live and a revoked user key
+/// of `user`.
+async fn mint_api_keys(
+    state: &AppState,
+    store: &(impl tollgate::store::AccountStore + ?Sized),
+    user: &tollgate::domain::User,
+) -> Vec<(&'static str, String)> {
+    let auth = state.auth().expect("accounts");
+    let origin = tollgate::domain::RequestOrigin::default();
+    let kind = tollgate::domain::ApiKeyKind::User;
+    let live = auth
+        .create_api_key(&user.id, kind, "events", None, &origin)
+        .await
+        .expect("key");
+    let revoked = auth
+        .create_api_key(&user.id, kind, "revoked", None, &origin)
+        .await
+        .expect("key");
+    store
+        .commit(&[tollgate::store::Change::RevokeApiKey {
+            user_id: user.id,
+            key_id: revoked.key.key_id.clone(),
+            at: tollgate_tests::now(),
+        }])
+        .await
+        .expect("revoke");
+    vec![
+        ("${API_KEY_ID}", live.key.key_id.clone()),
+        ("${API_KEY}", live.secret),
+        ("${REVOKED_API_KEY}", revoked.secret),
+    ]
+}
+
 /// Link tokens of every purpose and a sign-in code for `user`, stored as the mailer stores them:
 /// `(placeholder, value)`.
 async fn mint_secrets(
@@ -144,7 +177,7 @@ async fn mint_secrets(
 async fn every_http_event_sample_gets_the_status_in_its_name() {
     let files: Vec<_> = event_files()
         .into_iter()
-        .filter(|(f, _)| f != "webhook-processor" && f != "mailer")
+        .filter(|(f, _)| f != "webhook-processor" && f != "mailer" && f != "authorizer")
         .collect();
     assert!(
         files.len() >= 52,
@@ -203,7 +236,9 @@ async fn every_http_event_sample_gets_the_status_in_its_name() {
         .expect("providers");
         let seeding = AppState::assemble(&components, Needs::ALL);
         let (ada, tokens) = tollgate_tests::sign_up_as(&seeding, "ada@example.com").await;
-        let minted = mint_secrets(store.as_ref(), &ada, now).await;
+        let mut minted = mint_secrets(store.as_ref(), &ada, now).await;
+        minted.extend(mint_api_keys(&seeding, store.as_ref(), &ada).await);
+        minted.push(("${USER_ID}", ada.id.to_string()));
         let session_id = tokens.refresh_token.split('.').nth(1).expect("session id");
         let mut raw = std::fs::read_to_string(path)
             .expect("read event")
@@ -218,7 +253,8 @@ async fn every_http_event_sample_gets_the_status_in_its_name() {
             .unwrap_or_else(|e| panic!("{}: not an API Gateway event: {e}", path.display()));
         let f = tollgate_tests::function(function);
         let state = AppState::assemble(&components, f.needs);
-        let app = tollgate::http_app((f.router)(), state);
+        // As in Lambda: API Gateway's request id, source IP and authorizer context from the event.
+        let app = tollgate::lambda::app((f.router)(), state);
         let response = app.oneshot(request).await.expect("infallible");
         let status = response.status().as_u16();
         let body = response
@@ -366,4 +402,90 @@ async fn the_mailer_stream_sample_delivers_its_two_new_mails() {
     }
     assert_eq!(mailer.list().len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `events/authorizer/*.{allow,deny}.json`: API Gateway authorizer requests (payload 2.0) through
+/// `tollgate::lambda::authorize_event`, on DynamoDB (moto) when available, else the embedded
+/// store, on a state built from the authorizer's own `NEEDS`. Placeholders: `${ACCESS_TOKEN}` is
+/// ada's, `${API_KEY}` / `${REVOKED_API_KEY}` a live and a revoked key of hers,
+/// `${EXPIRED_ACCESS_TOKEN}` one issued 20 minutes ago, `${DISABLED_ACCESS_TOKEN}` a disabled
+/// user's, `${RATE_USED_ACCESS_TOKEN}` a user who has made the free plan's 60 requests this
+/// minute (sent first, each allowed).
+#[tokio::test]
+async fn the_authorizer_samples_allow_or_deny_as_named() {
+    let files: Vec<_> = event_files()
+        .into_iter()
+        .filter(|(f, _)| f == "authorizer")
+        .collect();
+    assert!(files.len() >= 7, "authorizer samples: {}", files.len());
+    for (_, path) in &files {
+        let name = path.file_stem().and_then(|n| n.to_str()).expect("stem");
+        let allow = match name.rsplit('.').next() {
+            Some("allow") => true,
+            Some("deny") => false,
+            other => panic!("{name}: ends in {other:?}, not allow or deny"),
+        };
+        let now = tollgate_tests::now();
+        let (mut components, clock, embedded) = tollgate_tests::components_at(now);
+        let accounts: Arc<dyn tollgate::store::AccountStore> =
+            match tollgate_tests::dynamo_store().await {
+                Some(store) => {
+                    let store = Arc::new(store);
+                    tollgate_tests::use_store(&mut components, store.clone());
+                    store
+                }
+                None => embedded,
+            };
+        let seeding = AppState::assemble(&components, Needs::ALL);
+        clock.advance(-20 * 60);
+        let (_, expired) = tollgate_tests::sign_up(&seeding).await;
+        clock.advance(20 * 60);
+        let (ada, tokens) = tollgate_tests::sign_up(&seeding).await;
+        let keys = mint_api_keys(&seeding, accounts.as_ref(), &ada).await;
+        let (bob, disabled) = tollgate_tests::sign_up(&seeding).await;
+        let bob_now = components
+            .users
+            .get_user(&bob.id)
+            .await
+            .expect("read")
+            .expect("bob");
+        let off = bob_now.updated(now, |u| u.status = tollgate::domain::UserStatus::Disabled);
+        components
+            .users
+            .update_user(&off, bob_now.version)
+            .await
+            .expect("disable");
+        let (_, busy) = tollgate_tests::sign_up(&seeding).await;
+        let mut raw = std::fs::read_to_string(path)
+            .expect("read event")
+            .replace("${ACCESS_TOKEN}", &tokens.access_token)
+            .replace("${EXPIRED_ACCESS_TOKEN}", &expired.access_token)
+            .replace("${DISABLED_ACCESS_TOKEN}", &disabled.access_token)
+            .replace("${RATE_USED_ACCESS_TOKEN}", &busy.access_token);
+        for (placeholder, value) in &keys {
+            raw = raw.replace(placeholder, value);
+        }
+        let state = AppState::assemble(&components, authorizer::NEEDS);
+        let event = || serde_json::from_str(&raw).expect("an authorizer request event");
+        if raw.contains(&busy.access_token) {
+            for i in 0..60 {
+                let warm = tollgate::lambda::authorize_event(&state, event()).await;
+                assert!(
+                    warm.is_authorized,
+                    "{name}: request {i} of the minute's 60 refused"
+                );
+            }
+        }
+        let response = tollgate::lambda::authorize_event(&state, event()).await;
+        assert_eq!(response.is_authorized, allow, "{}", path.display());
+        match response.context {
+            Some(context) if allow => {
+                assert_eq!(context.plan, "free");
+                assert!(context.entitlements.contains("requests_per_minute"));
+                assert_eq!(context.key_id.is_some(), raw.contains("tg_"), "{name}");
+            }
+            None if !allow => {}
+            other => panic!("{name}: context {other:?}"),
+        }
+    }
 }

@@ -53,12 +53,7 @@ async fn rig(backend: Backend) -> Option<Rig> {
     let (mut components, clock, _) = components_at_now();
     if let Backend::Dynamo = backend {
         let store = Arc::new(tollgate_tests::dynamo_store().await?);
-        components.users = store.clone();
-        components.sessions = store.clone();
-        components.accounts = store.clone();
-        components.outbox = store.clone();
-        components.billing_store = store.clone();
-        components.ledger = store;
+        tollgate_tests::use_store(&mut components, store);
     }
     let github = MockServer::start().await;
     let github_user = Arc::new(std::sync::Mutex::new((json!({}), json!([]))));

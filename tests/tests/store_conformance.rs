@@ -1,30 +1,44 @@
 //! One store conformance suite, run against the embedded store and DynamoDB (moto_server), over
 //! every store trait: users, sessions, atomic account changes (one-time tokens, sign-in codes,
-//! the audit log, linked identities, OAuth states, erasure), the mail outbox, billing (subscriptions, customer claims, payments)
-//! and the webhook event ledger. Each case is a plain async function over the store traits; the macro
+//! the audit log, linked identities, OAuth states, API keys, erasure), the mail outbox, billing
+//! (subscriptions, customer claims, payments), the webhook event ledger and the rate counters. Each case is a plain async function over the store traits; the macro
 //! expands one `#[tokio::test]` per case and backend, so a failure names both. A store trait
 //! added later adds its cases here.
 
 use std::sync::Arc;
 use tollgate::domain::{
-    AuditAction, AuditRecord, EmailOtp, EventEffects, EventStatus, Identity, MailKind, MailStatus,
-    OAuthMode, OAuthState, OneTimeToken, OutboxMail, Payment, PaymentStatus, Provider,
-    RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin, SessionPolicy, Subscription,
-    SubscriptionStatus, SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, UserStatus,
-    WebhookEvent, EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
+    ApiKey, ApiKeyKind, AuditAction, AuditRecord, EmailOtp, EventEffects, EventStatus, Identity,
+    MailKind, MailStatus, OAuthMode, OAuthState, OneTimeToken, OutboxMail, Payment, PaymentStatus,
+    Provider, RateRule, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
+    SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite, TokenHash, TokenPurpose,
+    User, UserId, UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
 };
 use tollgate::store::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, SessionStore, StoreError, UserStore,
+    Outbox, RateLimiter, SessionStore, StoreError, UserStore,
 };
 use tollgate_tests::random_email;
 
 trait Stores:
-    UserStore + SessionStore + AccountStore + Outbox + BillingStore + EventLedger + 'static
+    UserStore
+    + SessionStore
+    + AccountStore
+    + Outbox
+    + BillingStore
+    + EventLedger
+    + RateLimiter
+    + 'static
 {
 }
 impl<T> Stores for T where
-    T: UserStore + SessionStore + AccountStore + Outbox + BillingStore + EventLedger + 'static
+    T: UserStore
+        + SessionStore
+        + AccountStore
+        + Outbox
+        + BillingStore
+        + EventLedger
+        + RateLimiter
+        + 'static
 {
 }
 
@@ -1424,6 +1438,201 @@ mod cases {
             .expect("pending")
             .contains(&m.id));
     }
+
+    /// A fixed window counts every instance's requests together and never lets more than the
+    /// limit through, however many arrive at once; a refused request is not counted; the next
+    /// window starts from zero; rules and keys count apart.
+    pub async fn a_rate_window_never_passes_its_limit_under_concurrency<S: Stores>(s: Arc<S>) {
+        let rule = RateRule {
+            limit: 7,
+            window: 60,
+        };
+        let key = unique("ip");
+        let now = 1_795_248_030;
+        let tries: Vec<_> = (0..20)
+            .map(|_| {
+                let (s, key) = (s.clone(), key.clone());
+                tokio::spawn(async move { s.hit("test.rule", &rule, &key, now).await })
+            })
+            .collect();
+        let mut allowed = Vec::new();
+        for t in tries {
+            let d = t.await.expect("join").expect("hit");
+            assert_eq!(d.limit, 7);
+            assert_eq!(d.reset_at, 1_795_248_060, "the window's end");
+            if d.allowed {
+                allowed.push(d.remaining);
+            } else {
+                assert_eq!(d.remaining, 0);
+            }
+        }
+        allowed.sort_unstable();
+        assert_eq!(
+            allowed,
+            (0..7).collect::<Vec<u32>>(),
+            "exactly the limit, each count once"
+        );
+        let refused = s
+            .hit("test.rule", &rule, &key, now + 29)
+            .await
+            .expect("hit");
+        assert!(!refused.allowed, "still the same window");
+        let next = s
+            .hit("test.rule", &rule, &key, now + 30)
+            .await
+            .expect("hit");
+        assert!(
+            next.allowed && next.remaining == 6,
+            "a new window: {next:?}"
+        );
+        let other_rule = s.hit("test.other", &rule, &key, now).await.expect("hit");
+        let other_key = s
+            .hit("test.rule", &rule, &unique("ip"), now)
+            .await
+            .expect("hit");
+        assert!(other_rule.allowed && other_key.allowed);
+    }
+
+    /// Failed logins count up atomically, are read back, restart from one past their TTL, and
+    /// are cleared by a success.
+    pub async fn failed_logins_count_up_and_clear<S: Stores>(s: Arc<S>) {
+        let key = unique("account");
+        assert_eq!(s.login_failures(&key).await.expect("read"), None);
+        let now = 1_795_248_000;
+        let tries: Vec<_> = (0..6)
+            .map(|i| {
+                let (s, key) = (s.clone(), key.clone());
+                tokio::spawn(async move { s.record_login_failure(&key, now + i).await })
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for t in tries {
+            counts.push(t.await.expect("join").expect("record").count);
+        }
+        counts.sort_unstable();
+        assert_eq!(counts, [1, 2, 3, 4, 5, 6], "each failure counted once");
+        let read = s
+            .login_failures(&key)
+            .await
+            .expect("read")
+            .expect("recorded");
+        assert_eq!(read.count, 6);
+        let later = now + tollgate::domain::limits::LOGIN_FAILURES_TTL_SECONDS + 10;
+        let fresh = s.record_login_failure(&key, later).await.expect("record");
+        assert_eq!(
+            (fresh.count, fresh.last_failed_at),
+            (1, later),
+            "a record past its TTL starts again"
+        );
+        s.clear_login_failures(&key).await.expect("clear");
+        assert_eq!(s.login_failures(&key).await.expect("read"), None);
+        s.clear_login_failures(&key)
+            .await
+            .expect("clearing twice is fine");
+    }
+
+    fn api_key(owner: UserId) -> ApiKey {
+        let id = format!("{:016x}", rand_u64());
+        ApiKey {
+            key_id: id,
+            user_id: owner,
+            kind: ApiKeyKind::User,
+            name: "ci".into(),
+            hash: TokenHash(unique("hash")),
+            created_at: 1_795_248_000,
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+        }
+    }
+
+    fn rand_u64() -> u64 {
+        let id = uuid::Uuid::now_v7();
+        let b = id.as_bytes();
+        u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]])
+    }
+
+    /// An API key is stored with its owner lookup (a key id is taken once), found by key id,
+    /// listed under its owner, touched, revoked once, and erased with its owner.
+    pub async fn an_api_key_is_found_by_id_listed_touched_revoked_once_and_erased<S: Stores>(
+        s: Arc<S>,
+    ) {
+        let owner = UserId::new();
+        let key = api_key(owner);
+        s.commit(&[Change::CreateApiKey(key.clone())])
+            .await
+            .expect("create");
+        let again = api_key(UserId::new());
+        let taken = ApiKey {
+            key_id: key.key_id.clone(),
+            ..again
+        };
+        assert_eq!(
+            conflict_of(s.commit(&[Change::CreateApiKey(taken)]).await),
+            Conflict::ItemExists
+        );
+        assert_eq!(
+            s.get_api_key(&key.key_id).await.expect("get"),
+            Some(key.clone())
+        );
+        assert_eq!(s.get_api_key("0000000000000000").await.expect("get"), None);
+        let second = api_key(owner);
+        s.commit(&[Change::CreateApiKey(second.clone())])
+            .await
+            .expect("create");
+        let mut listed: Vec<String> = s
+            .list_api_keys(&owner)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
+        listed.sort();
+        let mut expected = vec![key.key_id.clone(), second.key_id.clone()];
+        expected.sort();
+        assert_eq!(listed, expected);
+        s.touch_api_key(&owner, &key.key_id, 1_795_248_100)
+            .await
+            .expect("touch");
+        s.touch_api_key(&owner, "ffffffffffffffff", 1_795_248_100)
+            .await
+            .expect("touching a missing key is not an error");
+        let touched = s.get_api_key(&key.key_id).await.expect("get").expect("key");
+        assert_eq!(touched.last_used_at, Some(1_795_248_100));
+        let revoke = || Change::RevokeApiKey {
+            user_id: owner,
+            key_id: key.key_id.clone(),
+            at: 1_795_248_200,
+        };
+        s.commit(&[revoke()]).await.expect("revoke");
+        assert_eq!(
+            conflict_of(s.commit(&[revoke()]).await),
+            Conflict::ApiKeyGone,
+            "revoked once"
+        );
+        let revoked = s.get_api_key(&key.key_id).await.expect("get").expect("key");
+        assert_eq!(revoked.revoked_at, Some(1_795_248_200));
+        assert_eq!(
+            revoked.expires_at,
+            Some(1_795_248_200 + tollgate::store::REVOKED_API_KEY_RETENTION_SECONDS),
+            "the table forgets it later"
+        );
+        assert_eq!(
+            conflict_of(
+                s.commit(&[Change::RevokeApiKey {
+                    user_id: UserId::new(),
+                    key_id: second.key_id.clone(),
+                    at: 1_795_248_200,
+                }])
+                .await
+            ),
+            Conflict::ApiKeyGone,
+            "only the owner's key"
+        );
+        s.erase_user_items(&owner).await.expect("erase");
+        assert_eq!(s.get_api_key(&second.key_id).await.expect("get"), None);
+        assert!(s.list_api_keys(&owner).await.expect("list").is_empty());
+    }
 }
 
 macro_rules! conformance {
@@ -1483,6 +1692,9 @@ macro_rules! all_cases {
                 concurrent_links_of_one_identity_have_one_winner,
                 an_oauth_state_round_trips_and_is_spent_once,
                 concurrent_spends_of_one_oauth_state_have_one_winner,
+                a_rate_window_never_passes_its_limit_under_concurrency,
+                failed_logins_count_up_and_clear,
+                an_api_key_is_found_by_id_listed_touched_revoked_once_and_erased,
             ]
         );
     };

@@ -22,6 +22,8 @@ type Route = (String, String);
 /// The SQS consumer: it has no HTTP routes, and its event source is checked instead.
 const PROCESSOR: &str = "webhook-processor";
 const MAILER: &str = "mailer";
+/// The API Gateway authorizer (no route of its own).
+const AUTHORIZER: &str = "authorizer";
 /// The sender of the processor's queue (`TOLLGATE_QUEUE_URL`, shared/src/config.rs).
 const INGEST: &str = "webhook-ingest";
 
@@ -34,6 +36,7 @@ fn crates() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
         .collect();
     all.push((PROCESSOR, &[]));
     all.push((MAILER, &[]));
+    all.push((AUTHORIZER, &[]));
     all
 }
 
@@ -52,6 +55,9 @@ fn needs_of(binary: &str) -> Option<Needs> {
     }
     if binary == MAILER {
         return Some(mailer::NEEDS);
+    }
+    if binary == AUTHORIZER {
+        return Some(authorizer::NEEDS);
     }
     tollgate_tests::functions()
         .into_iter()
