@@ -27,7 +27,13 @@ base="http://127.0.0.1:$port"
 # deliveries are verified (and refused) rather than answered 503 "not configured". GitHub sign-in
 # configured (at an address nothing answers: starting an authorization calls no one, and no
 # generated callback carries a state Tollgate issued), so the OAuth routes reach their logic.
-env -u STRIPE_SECRET_KEY -u WHOP_API_KEY WHOP_WEBHOOK_SECRET=ws_schemathesis \
+# Rate rules on (every limited answer carries its RateLimit headers, checked against the
+# document) but far above what one run sends, so generated cases reach the handlers; the
+# failed-login throttle stays as it is (its 429 is documented too).
+limits=login.ip=100000/60,login.account=100000/60,signup.ip=100000/60,code.ip=100000/60,code.account=100000/60
+limits=$limits,forgot.ip=100000/60,forgot.account=100000/60,verify.ip=100000/60,refresh.ip=100000/60
+limits=$limits,refresh.account=100000/60,billing.user=100000/60,oauth.ip=100000/60,api_keys.user=100000/60
+env -u STRIPE_SECRET_KEY -u WHOP_API_KEY WHOP_WEBHOOK_SECRET=ws_schemathesis TOLLGATE_RATE_LIMITS=$limits \
   TOLLGATE_GITHUB_CLIENT_ID=Iv1.schemathesis GITHUB_CLIENT_SECRET=schemathesis \
   TOLLGATE_GITHUB_WEB_BASE=http://127.0.0.1:9 TOLLGATE_GITHUB_API_BASE=http://127.0.0.1:9 \
   target/debug/dev-server --addr "127.0.0.1:$port" --data-dir "$data" >target/schemathesis-dev-server.log 2>&1 &

@@ -269,7 +269,14 @@ class Run:
             check("d" not in keys[0], "the JWKS must not carry private key material")
 
         with self.step("web: GET /openapi.json lists every route"):
-            doc = request("GET", f"{base}/openapi.json").expect(200, "openapi")
+            first = request("GET", f"{base}/openapi.json")
+            if first.status == 500 and "httpstatuses.com" in first.text:
+                # cargo lambda watch's own 500 (not Tollgate's problem+json): seen once when the
+                # function's process was spawned right after the build; asked again once.
+                print("     cargo lambda watch answered its own 500; asking again", flush=True)
+                time.sleep(1)
+                first = request("GET", f"{base}/openapi.json")
+            doc = first.expect(200, "openapi")
             check(doc.get("openapi") == "3.1.0", f"openapi {doc.get('openapi')}")
             for path in ("/auth/signup", "/webhooks/stripe", "/openapi.json"):
                 check(path in doc.get("paths", {}), f"{path} missing from /openapi.json")
@@ -634,6 +641,68 @@ class Run:
             refused = request("DELETE", f"{base}/auth/identities/google", headers=bearer(tokens["access_token"]))
             check(refused.status == 409 and refused.json["code"] == "last_sign_in_method", f"unlink: {refused.text}")
 
+    def lambda_invoke(self, function: str, event: dict) -> dict:
+        """One event into `function` through the Lambda Invoke API `cargo lambda watch` serves
+        (what `cargo lambda invoke` calls); returns the function's JSON answer."""
+        url = f"{self.base}/2015-03-31/functions/{function}/invocations"
+        answer = request("POST", url, json.dumps(event).encode())
+        check(answer.status == 200, f"invoke {function}: {answer.status} {answer.text[:300]}")
+        return answer.json
+
+    def authorizer_flow(self) -> None:
+        base = self.base
+        sample = json.loads((REPO / "events" / "authorizer" / "access-token.allow.json").read_text())
+        whoami_sample = json.loads((REPO / "events" / "whoami" / "whoami.200.json").read_text())
+
+        def authorize(credential: str | None) -> dict:
+            event = json.loads(json.dumps(sample))
+            event["headers"].pop("authorization", None)
+            event["identitySource"] = []
+            if credential:
+                event["headers"]["authorization"] = f"Bearer {credential}"
+                event["identitySource"] = [f"Bearer {credential}"]
+            return self.lambda_invoke("authorizer", event)
+
+        with self.step("account: POST /auth/api-keys -> a key shown once; GET /auth/me with the key"):
+            user = self.signup_user(f"kay-{uuid.uuid4().hex[:12]}@example.com")
+            at = user["access_token"]
+            created = request("POST", f"{base}/auth/api-keys", {"name": "local"}, headers=bearer(at)).expect(201, "create key")
+            key = created["key"]
+            check(key.startswith(f"tg_{created['id']}_"), f"key shape: {created['prefix']}")
+            me = request("GET", f"{base}/auth/me", headers=bearer(key)).expect(200, "me with the key")
+            check(me["id"] == user["user"]["id"] and me["plan"] == "free", f"me: {me}")
+            listed = request("GET", f"{base}/auth/api-keys", headers=bearer(at)).expect(200, "list keys")
+            check(key not in json.dumps(listed), "the list never shows the key")
+
+        with self.step("authorizer: an access token and an API key are authorized, with the plan in the context"):
+            by_token = authorize(at)
+            check(by_token.get("isAuthorized") is True, f"token: {by_token}")
+            context = by_token["context"]
+            check(context["user_id"] == user["user"]["id"] and context["plan"] == "free", f"context: {context}")
+            check(json.loads(context["entitlements"]).get("requests_per_minute") == 60, f"entitlements: {context}")
+            by_key = authorize(key)
+            check(by_key.get("isAuthorized") is True and by_key["context"].get("key_id") == created["id"], f"key: {by_key}")
+            check(authorize(None).get("isAuthorized") is False, "no credential")
+            check(authorize(at[:-4] + "AAAA").get("isAuthorized") is False, "a forged token")
+
+        with self.step("whoami: the example route gets the authorizer's context (as API Gateway passes it)"):
+            event = json.loads(json.dumps(whoami_sample))
+            event["requestContext"]["authorizer"] = {"lambda": by_key["context"]}
+            answer = self.lambda_invoke("whoami", event)
+            check(answer.get("statusCode") == 200, f"whoami: {answer}")
+            body = json.loads(answer["body"])
+            check(body["user_id"] == user["user"]["id"] and body["key_id"] == created["id"], f"whoami: {body}")
+
+        with self.step("authorizer: a revoked key is refused at once; the free plan's 60 requests a minute hold"):
+            request("DELETE", f"{base}/auth/api-keys/{created['id']}", headers=bearer(at)).expect(204, "revoke")
+            check(authorize(key).get("isAuthorized") is False, "the revoked key")
+            other = self.signup_user(f"rate-{uuid.uuid4().hex[:12]}@example.com")["access_token"]
+            # The 61 requests within one minute window (windows are aligned to the minute).
+            if time.time() % 60 > 45:
+                time.sleep(61 - time.time() % 60)
+            answers = [authorize(other).get("isAuthorized") for _ in range(61)]
+            check(answers[:60] == [True] * 60 and answers[60] is False, f"rate: {answers.count(True)} allowed")
+
     def invoke_processor(self, function: str) -> None:
         """`cargo lambda invoke` of the SQS consumer with the batch file."""
         self.invoke(function, self.batch_file)
@@ -665,6 +734,7 @@ def main() -> int:
         run.flow()
         run.account_flow()
         run.oauth_flow()
+        run.authorizer_flow()
     except (StepFailed, WaitTimeout, subprocess.CalledProcessError) as e:
         for proc in run.processes:
             print(f"\n--- last lines of {proc.log_path.relative_to(REPO)} ---\n{proc.log_tail(25)}", file=sys.stderr)

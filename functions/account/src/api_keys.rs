@@ -11,7 +11,7 @@ use tollgate::auth::{AuthError, AuthenticatedUser};
 use tollgate::domain::time::unix_of_rfc3339;
 use tollgate::domain::{rfc3339, ApiKey, ApiKeyKind, RequestOrigin, ValidationError};
 use tollgate::http::openapi::{
-    BodyProblems, RateLimited, ServerProblems, Unauthenticated, PROBLEM_JSON,
+    BodyProblems, RateLimited, ServerProblems, Unauthenticated, ValidationFailed, PROBLEM_JSON,
 };
 use tollgate::http::{ApiError, JsonBody, Problem};
 use tollgate::AppState;
@@ -126,6 +126,7 @@ fn parse_expiry(value: Option<String>) -> Result<Option<i64>, ApiError> {
         (status = 201, description = "The key, shown once.", body = CreatedBody),
         (status = 401, response = Unauthenticated),
         (status = 409, description = "`api_key_limit_reached`: as many live keys as allowed (`TOLLGATE_MAX_API_KEYS`); revoke one.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, response = ValidationFailed),
         (status = 429, response = RateLimited),
         BodyProblems,
         ServerProblems,
