@@ -8,7 +8,9 @@
 # lifecycle with real mail: the table's stream read and filtered as the mailer's event source
 # mapping would, the records invoked into the mailer, which sends through SES in moto; then
 # sign-in with Google through the oauth function, Google played by a real OpenID Connect server
-# (tests/oidc-mock, oauth2-mock-server from npm).
+# (tests/oidc-mock, oauth2-mock-server from npm); then an API key, the authorizer invoked with API
+# Gateway authorizer events (token, key, revoked key, the free plan's per-minute rate) and the
+# example route `whoami` with the authorizer's context.
 # The steps are described in infra/local/flow.py.
 #
 # Usage: infra/local-lambda.sh [--no-build]

@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the hot paths: argon2id hash and verify, access-token sign and
 //! verify, RSA key parsing (what `jsonwebtoken::encode` does per signature), and a full refresh
-//! rotation on the in-memory embedded store. Run: `cargo bench -p tollgate-tests --bench auth`.
+//! rotation and the authorizer with an API key on the in-memory embedded store. Run: `cargo bench -p tollgate-tests --bench auth`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::collections::BTreeMap;
@@ -102,5 +102,51 @@ fn refresh(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, password, tokens, refresh);
+/// The authorizer on a warm instance, embedded store: a user's API key through
+/// `tollgate::lambda::authorize_event` — key lookup and hash check, owner and plan reads, the
+/// plan's per-minute counter (the clock moves a minute every 50 calls, so the free plan's 60
+/// never runs out and `last_used_at` is written once per simulated minute).
+fn authorizer(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (components, clock, _) = tollgate_tests::components_at(SystemClock.now());
+    let seeding = tollgate::AppState::assemble(&components, tollgate::Needs::ALL);
+    let (user, _) = rt.block_on(tollgate_tests::sign_up(&seeding));
+    let key = rt
+        .block_on(seeding.auth().expect("accounts").create_api_key(
+            &user.id,
+            tollgate::domain::ApiKeyKind::User,
+            "bench",
+            None,
+            &Default::default(),
+        ))
+        .expect("key");
+    let state = tollgate::AppState::assemble(&components, authorizer::NEEDS);
+    let raw = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../events/authorizer/api-key.allow.json"),
+    )
+    .expect("event")
+    .replace("${API_KEY}", &key.secret);
+    let event: aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request =
+        serde_json::from_str(&raw).expect("authorizer event");
+    let mut calls = 0u64;
+    let mut g = c.benchmark_group("authorizer");
+    g.bench_function("api_key_warm_embedded", |b| {
+        b.iter(|| {
+            calls += 1;
+            if calls.is_multiple_of(50) {
+                clock.advance(60);
+            }
+            let answer = rt.block_on(tollgate::lambda::authorize_event(&state, event.clone()));
+            assert!(answer.is_authorized);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, password, tokens, refresh, authorizer);
 criterion_main!(benches);

@@ -141,6 +141,31 @@ pub fn components_at(now: i64) -> (Components, Arc<ManualClock>, Arc<EmbeddedSto
     (components, clock, store)
 }
 
+/// Every store trait at once: what each backend implements (the conformance suite's bound).
+pub trait AllStores:
+    UserStore
+    + SessionStore
+    + AccountStore
+    + Outbox
+    + BillingStore
+    + EventLedger
+    + RateLimiter
+    + 'static
+{
+}
+
+impl<T> AllStores for T where
+    T: UserStore
+        + SessionStore
+        + AccountStore
+        + Outbox
+        + BillingStore
+        + EventLedger
+        + RateLimiter
+        + 'static
+{
+}
+
 /// Every part of a state on one `store` (both backends implement every store trait), with the
 /// system clock, no payment or identity provider, and a recording webhook queue.
 pub fn components_on<S>(

@@ -14,33 +14,9 @@ use tollgate::domain::{
     User, UserId, UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
 };
 use tollgate::store::{
-    AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, RateLimiter, SessionStore, StoreError, UserStore,
+    Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome, StoreError,
 };
-use tollgate_tests::random_email;
-
-trait Stores:
-    UserStore
-    + SessionStore
-    + AccountStore
-    + Outbox
-    + BillingStore
-    + EventLedger
-    + RateLimiter
-    + 'static
-{
-}
-impl<T> Stores for T where
-    T: UserStore
-        + SessionStore
-        + AccountStore
-        + Outbox
-        + BillingStore
-        + EventLedger
-        + RateLimiter
-        + 'static
-{
-}
+use tollgate_tests::{random_email, AllStores as Stores};
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

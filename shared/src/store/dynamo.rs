@@ -1366,10 +1366,7 @@ impl RateLimiter for DynamoStore {
         Ok(self
             .get::<super::items::FailuresItem>(keys::login_failures(key))
             .await?
-            .map(|f| LoginFailures {
-                count: f.count,
-                last_failed_at: f.last_failed_at,
-            }))
+            .map(LoginFailures::from))
     }
 
     async fn record_login_failure(&self, key: &str, now: i64) -> Result<LoginFailures, StoreError> {
@@ -1410,10 +1407,7 @@ impl RateLimiter for DynamoStore {
             }
             Err(e) => return Err(e),
         };
-        Ok(LoginFailures {
-            count: stored.count,
-            last_failed_at: stored.last_failed_at,
-        })
+        Ok(LoginFailures::from(stored))
     }
 
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {

@@ -10,9 +10,7 @@
 //! durable ([`EmbeddedStore::sync`], a group commit), because a provider stops retrying an event
 //! once it is acknowledged (docs/architecture.md §7.1).
 
-use super::items::{
-    ApiKeyOwner, CustomerClaim, EmailClaim, FailuresItem, RateWindow, TokenRef, UserCustomer,
-};
+use super::items::{ApiKeyOwner, CustomerClaim, EmailClaim, FailuresItem, TokenRef, UserCustomer};
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
@@ -28,6 +26,7 @@ use crate::domain::{
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,7 +43,20 @@ pub struct EmbeddedStore {
     durable: Arc<AtomicU64>,
     /// One durable commit at a time; callers queued behind it usually find their commit covered.
     syncing: Arc<tokio::sync::Mutex<()>>,
+    /// The rate windows ([`RateLimiter::hit`]), in this process's memory: see the impl.
+    windows: Arc<std::sync::Mutex<HashMap<(String, String), RateCount>>>,
 }
+
+/// One rule and key's current window.
+#[derive(Clone, Copy, Debug)]
+struct RateCount {
+    start: i64,
+    end: i64,
+    count: u64,
+}
+
+/// Past this many (rule, key) windows, ended ones are dropped on the next count.
+const WINDOWS_BEFORE_SWEEP: usize = 10_000;
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +101,7 @@ impl EmbeddedStore {
             written: Arc::default(),
             durable: Arc::default(),
             syncing: Arc::default(),
+            windows: Arc::default(),
         })
     }
 
@@ -156,15 +169,7 @@ impl EmbeddedStore {
     fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let table = txn.open_table(ITEMS).map_err(internal)?;
-        match table
-            .get((key.0.as_str(), key.1.as_str()))
-            .map_err(internal)?
-        {
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(internal),
-            None => Ok(None),
-        }
+        read(&table, key)
     }
 
     /// Every item of partition `pk` whose sort key starts with `prefix`, in sort-key order.
@@ -208,22 +213,7 @@ fn exists(table: &redb::Table<'_, (&str, &str), &[u8]>, key: &Key) -> Result<boo
 }
 
 fn read<T: DeserializeOwned>(
-    table: &redb::Table<'_, (&str, &str), &[u8]>,
-    key: &Key,
-) -> Result<Option<T>, StoreError> {
-    match table
-        .get((key.0.as_str(), key.1.as_str()))
-        .map_err(internal)?
-    {
-        Some(v) => serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(internal),
-        None => Ok(None),
-    }
-}
-
-fn read_in<T: DeserializeOwned>(
-    table: &redb::ReadOnlyTable<(&str, &str), &[u8]>,
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
     key: &Key,
 ) -> Result<Option<T>, StoreError> {
     match table
@@ -646,8 +636,8 @@ impl AccountStore for EmbeddedStore {
     async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let table = txn.open_table(ITEMS).map_err(internal)?;
-        match read_in::<ApiKeyOwner>(&table, &keys::api_key_owner(key_id))? {
-            Some(owner) => read_in(&table, &keys::api_key(&owner.user_id, key_id)),
+        match read::<ApiKeyOwner>(&table, &keys::api_key_owner(key_id))? {
+            Some(owner) => read(&table, &keys::api_key(&owner.user_id, key_id)),
             None => Ok(None),
         }
     }
@@ -714,6 +704,11 @@ impl AccountStore for EmbeddedStore {
     }
 }
 
+/// Rate windows are counted in this process's memory under one lock: the embedded store is one
+/// process by construction (redb holds its file's lock), so the count is exact — the same
+/// semantics as DynamoDB's conditional `ADD` — at a fraction of a write transaction's cost. They
+/// are not persisted (a restart starts every window afresh, as DynamoDB's TTL would a little
+/// later). Failed-login records are items in the file like every other.
 #[async_trait]
 impl RateLimiter for EmbeddedStore {
     async fn hit(
@@ -723,32 +718,41 @@ impl RateLimiter for EmbeddedStore {
         key: &str,
         now: i64,
     ) -> Result<RateDecision, StoreError> {
-        let item = keys::rate_window(name, key, rule.window_start(now));
-        let count = self.write(|t| {
-            let count = read::<RateWindow>(t, &item)?.map_or(0, |w| w.count);
-            if count >= u64::from(rule.limit) {
-                return Ok(None);
-            }
-            put(
-                t,
-                &item,
-                &RateWindow {
-                    count: count + 1,
-                    expires_at: rule.window_end(now) + 60,
-                },
-            )?;
-            Ok(Some(count + 1))
-        })?;
+        let (start, end) = (rule.window_start(now), rule.window_end(now));
+        let mut windows = self
+            .windows
+            .lock()
+            .map_err(|_| internal(crate::error::message("rate windows lock poisoned")))?;
+        if windows.len() > WINDOWS_BEFORE_SWEEP {
+            windows.retain(|_, w| w.end > now);
+        }
+        let window = windows
+            .entry((name.to_owned(), key.to_owned()))
+            .or_insert(RateCount {
+                start,
+                end,
+                count: 0,
+            });
+        if window.start != start {
+            *window = RateCount {
+                start,
+                end,
+                count: 0,
+            };
+        }
+        let count = if window.count >= u64::from(rule.limit) {
+            None
+        } else {
+            window.count += 1;
+            Some(window.count)
+        };
         Ok(RateDecision::from_count(rule, now, count))
     }
 
     async fn login_failures(&self, key: &str) -> Result<Option<LoginFailures>, StoreError> {
         Ok(self
             .get::<FailuresItem>(&keys::login_failures(key))?
-            .map(|f| LoginFailures {
-                count: f.count,
-                last_failed_at: f.last_failed_at,
-            }))
+            .map(LoginFailures::from))
     }
 
     async fn record_login_failure(&self, key: &str, now: i64) -> Result<LoginFailures, StoreError> {

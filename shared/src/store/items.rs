@@ -50,15 +50,6 @@ pub struct ApiKeyOwner {
     pub expires_at: Option<i64>,
 }
 
-/// `RATE#<rule>#<key>` / `W#<window start>`: a window's request count.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RateWindow {
-    /// Requests counted.
-    pub count: u64,
-    /// The window's end plus a minute, Unix seconds (TTL attribute).
-    pub expires_at: i64,
-}
-
 /// `RATE#login_failures#<key>` / `FAILURES`: an account's failed logins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailuresItem {
@@ -68,4 +59,13 @@ pub struct FailuresItem {
     pub last_failed_at: i64,
     /// When the record is forgotten, Unix seconds (TTL attribute).
     pub expires_at: i64,
+}
+
+impl From<FailuresItem> for crate::domain::LoginFailures {
+    fn from(f: FailuresItem) -> Self {
+        Self {
+            count: f.count,
+            last_failed_at: f.last_failed_at,
+        }
+    }
 }
