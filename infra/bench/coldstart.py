@@ -164,7 +164,9 @@ class RuntimeApi:
 class BenchEvent:
     description: str
     payload: dict
-    expect_status: int | None  # HTTP status for API Gateway events; None for the SQS consumer
+    expect_status: int | None  # HTTP status for API Gateway events; None for event consumers
+    # The whole answer of a consumer (default: no partial batch failure).
+    expect_answer: dict | None = None
 
 
 def _sample(path: str) -> BenchEvent:
@@ -220,6 +222,14 @@ def bench_events(stack: local_stack.LocalStack, webhook_secret: str) -> dict[str
                                               "ApproximateCreationDateTime": int(time.time())},
                                  "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/bench/stream/x",
                              }]), None),
+        # An authorizer request with an API key that does not exist: the key's owner lookup
+        # (GetItem) finds nothing, isAuthorized false.
+        "authorizer": BenchEvent("events/authorizer/api-key.allow.json with an unknown key (deny)",
+                                 json.loads((REPO / "events/authorizer/api-key.allow.json").read_text()
+                                            .replace("${API_KEY}", "tg_0123456789abcdef_bench")), None,
+                                 {"isAuthorized": False, "context": None}),
+        # 401: no authorizer context (API Gateway would not have called it).
+        "whoami": _sample("events/whoami/whoami-no-authorizer.401.json"),
         # A pointer to an event not in the ledger: GetItem, logged and dropped, no failure.
         "webhook-processor": BenchEvent("SQS event: 1 received message (pointer to an unknown event)",
                                         lambda_events.sqs_event(messages, trigger["queue_arn"]), None),
@@ -233,7 +243,8 @@ def check_answer(event: BenchEvent, response: bytes) -> str | None:
     except json.JSONDecodeError:
         return f"not JSON: {response[:200]!r}"
     if event.expect_status is None:
-        return None if answer == {"batchItemFailures": []} else f"answered {answer}"
+        expected = event.expect_answer or {"batchItemFailures": []}
+        return None if answer == expected else f"answered {answer}"
     status = answer.get("statusCode")
     return None if status == event.expect_status else f"status {status}, expected {event.expect_status}: {answer.get('body', '')[:200]}"
 
@@ -391,7 +402,18 @@ def main() -> int:
             print(f"{fn.binary}: 1 untimed + {args.runs} cold starts ...", file=sys.stderr, flush=True)
             with open(LOG_DIR / f"{fn.binary}.log", "wb") as log:
                 for i in range(args.runs + 1):
-                    inv = Invocation(request_id=secrets.token_hex(16), event=json.dumps(event.payload).encode(),
+                    payload = event.payload
+                    if "http" in payload.get("requestContext", {}):
+                        # Each start from its own client IP: the per-IP rate rules count every
+                        # request, and 21 from one address would pass signup's 20 an hour.
+                        payload = json.loads(json.dumps(payload))
+                        payload["requestContext"]["http"]["sourceIp"] = f"198.51.100.{i + 1}"
+                        # And for its own email: five failed logins of one would throttle it.
+                        if '"email"' in (payload.get("body") or ""):
+                            body = json.loads(payload["body"])
+                            body["email"] = f"bench-{i}-{body['email']}"
+                            payload["body"] = json.dumps(body)
+                    inv = Invocation(request_id=secrets.token_hex(16), event=json.dumps(payload).encode(),
                                      function_arn=f"arn:aws:lambda:{local_stack.REGION}:{local_stack.ACCOUNT_ID}:"
                                                   f"function:{env['AWS_LAMBDA_FUNCTION_NAME']}",
                                      timeout_s=int(fn.timeout or 3))

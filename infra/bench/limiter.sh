@@ -8,7 +8,9 @@
 #
 # Usage: infra/bench/limiter.sh <old dev-server binary> <new dev-server binary> [rounds]
 #   e.g. git worktree add /tmp/old <commit before the limiter>
-#        (cd /tmp/old && cargo build --release -p dev-server --target-dir "$PWD/target") && cp target/release/dev-server /tmp/dev-server-old
+#        (cd /tmp/old && cargo build --release -p dev-server --target-dir /tmp/old/target) && cp /tmp/old/target/release/dev-server /tmp/dev-server-old
+#        (its own target dir: cargo hashes workspace crates by their path relative to the workspace
+#        root, so two checkouts sharing one target dir overwrite each other's artifacts)
 #        cargo build --release -p dev-server && cp target/release/dev-server /tmp/dev-server-new
 #        infra/bench/limiter.sh /tmp/dev-server-old /tmp/dev-server-new 5
 # Results: /tmp/bench-limiter/<old|new>-r<round>/summary*, medians printed at the end.
