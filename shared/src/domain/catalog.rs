@@ -98,6 +98,9 @@ pub struct Plan {
     /// Flags and limits granted while the plan is accessible.
     #[serde(default)]
     pub entitlements: BTreeMap<String, Entitlement>,
+    /// Metered features: units allowed per period (`POST /usage/track`).
+    #[serde(default)]
+    pub metered: BTreeMap<String, super::usage::Metered>,
     /// Stripe prices.
     #[serde(default)]
     pub stripe: Option<StripePrices>,
@@ -152,6 +155,19 @@ impl Catalog {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
             if !valid_id {
                 problems.push(format!("plan {:?}: id must be 1-64 of [a-z0-9_-]", plan.id));
+            }
+            for feature in plan.metered.keys() {
+                let valid = !feature.is_empty()
+                    && feature.len() <= 64
+                    && feature
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    problems.push(format!(
+                        "plan {:?}: metered feature {feature:?} must be 1-64 of [a-z0-9_]",
+                        plan.id
+                    ));
+                }
             }
             if by_id.insert(plan.id.clone(), i).is_some() {
                 problems.push(format!("plan {:?}: duplicate plan id", plan.id));
@@ -212,6 +228,18 @@ impl Catalog {
             by_stripe_price,
             by_whop_plan,
         })
+    }
+
+    /// Every metered feature some plan names, sorted.
+    pub fn metered_features(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = self
+            .plans
+            .iter()
+            .flat_map(|p| p.metered.keys().map(String::as_str))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// A plan by id.

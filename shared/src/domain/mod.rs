@@ -23,6 +23,7 @@ pub mod one_time;
 pub mod session;
 pub mod subscription;
 pub mod time;
+pub mod usage;
 pub mod user;
 
 pub use api_key::{
@@ -60,4 +61,8 @@ pub use subscription::{
     DEFAULT_PAST_DUE_GRACE_SECONDS,
 };
 pub use time::rfc3339;
+pub use usage::{
+    calendar_month, usage_period, Metered, Period, UsageLimit, UsageState, IDEMPOTENCY_TTL_SECONDS,
+    USAGE_RETENTION_SECONDS,
+};
 pub use user::{User, UserStatus};

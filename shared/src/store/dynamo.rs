@@ -5,11 +5,14 @@
 //! processed webhook event are one `TransactWriteItems`. Reads are strongly consistent.
 //! [`table_definition`] is the one place the table's shape is written in code.
 
-use super::items::{ApiKeyOwner, CustomerClaim, EmailClaim, TokenRef, UserCustomer};
+use super::items::{
+    ApiKeyOwner, CustomerClaim, EmailClaim, IdempotencyRecord, TokenRef, UsageCounter, UserCustomer,
+};
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, RateLimiter, SessionStore, StoreError, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
+    Outbox, RateLimiter, SessionStore, StoreError, TrackRequest, Tracked, UsageStore, UserStore,
+    REVOKED_API_KEY_RETENTION_SECONDS,
 };
 use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
@@ -18,6 +21,7 @@ use crate::domain::{
     RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
     TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
+use crate::domain::{IDEMPOTENCY_TTL_SECONDS, USAGE_RETENTION_SECONDS};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -1419,6 +1423,92 @@ impl RateLimiter for DynamoStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl UsageStore for DynamoStore {
+    async fn track(&self, r: &TrackRequest<'_>) -> Result<Tracked, StoreError> {
+        let counter = keys::usage(&r.user_id, r.feature, r.period.start);
+        let idem = keys::usage_idempotency(&r.user_id, r.idempotency_key);
+        let remember = self.tx_put(
+            &idem,
+            &IdempotencyRecord {
+                feature: r.feature.to_owned(),
+                quantity: r.quantity,
+                created_at: r.now,
+                expires_at: r.now + IDEMPOTENCY_TTL_SECONDS,
+            },
+            Some(("attribute_not_exists(PK)", Conflict::ItemExists)),
+        )?;
+        let mut values = vec![
+            (":q", num(r.quantity)),
+            (":f", text(r.feature)),
+            (":ps", num(r.period.start)),
+            (":ttl", num(r.period.end + USAGE_RETENTION_SECONDS)),
+        ];
+        let condition = match r.ceiling {
+            Some(ceiling) if ceiling >= r.quantity => {
+                values.push((":max", num(ceiling - r.quantity)));
+                "attribute_not_exists(#u) OR #u <= :max"
+            }
+            // More than the ceiling in one track: refused without writing.
+            Some(_) => {
+                return Ok(Tracked::LimitReached {
+                    used: self.used(&r.user_id, r.feature, r.period.start).await?,
+                })
+            }
+            None => "attribute_not_exists(#u) OR attribute_exists(#u)",
+        };
+        let count = self.tx_update(
+            counter,
+            "ADD #u :q SET feature = :f, period_start = :ps, expires_at = :ttl",
+            Condition::new(condition, values).named(vec![("#u", "used")]),
+            Conflict::UsageLimit,
+        )?;
+        let conflicts = [remember.conflict, count.conflict];
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(remember.item)
+            .transact_items(count.item)
+            .send()
+            .await
+            .map_err(|e| transaction_error(e, &conflicts));
+        let used = || self.used(&r.user_id, r.feature, r.period.start);
+        match written {
+            // TransactWriteItems returns no values: the count is read just after (under
+            // concurrency it may already include other tracks).
+            Ok(_) => Ok(Tracked::Counted {
+                used: used().await?,
+            }),
+            Err(StoreError::Conflict(Conflict::UsageLimit)) => Ok(Tracked::LimitReached {
+                used: used().await?,
+            }),
+            Err(StoreError::Conflict(Conflict::ItemExists)) => {
+                match self.get::<IdempotencyRecord>(idem).await? {
+                    Some(seen) if seen.feature == r.feature && seen.quantity == r.quantity => {
+                        Ok(Tracked::Replayed {
+                            used: used().await?,
+                        })
+                    }
+                    _ => Err(StoreError::Conflict(Conflict::IdempotencyMismatch)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn used(
+        &self,
+        user_id: &UserId,
+        feature: &str,
+        period_start: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .get::<UsageCounter>(keys::usage(user_id, feature, period_start))
+            .await?
+            .map_or(0, |c| c.used))
     }
 }
 

@@ -10,11 +10,15 @@
 //! durable ([`EmbeddedStore::sync`], a group commit), because a provider stops retrying an event
 //! once it is acknowledged (docs/architecture.md §7.1).
 
-use super::items::{ApiKeyOwner, CustomerClaim, EmailClaim, FailuresItem, TokenRef, UserCustomer};
+use super::items::{
+    ApiKeyOwner, CustomerClaim, EmailClaim, FailuresItem, IdempotencyRecord, TokenRef,
+    UsageCounter, UserCustomer,
+};
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, RateLimiter, SessionStore, StoreError, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
+    Outbox, RateLimiter, SessionStore, StoreError, TrackRequest, Tracked, UsageStore, UserStore,
+    REVOKED_API_KEY_RETENTION_SECONDS,
 };
 use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
@@ -23,6 +27,7 @@ use crate::domain::{
     RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
     TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
+use crate::domain::{IDEMPOTENCY_TTL_SECONDS, USAGE_RETENTION_SECONDS};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
@@ -778,6 +783,62 @@ impl RateLimiter for EmbeddedStore {
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
         let item = keys::login_failures(key);
         self.write(|t| delete(t, &item))
+    }
+}
+
+#[async_trait]
+impl UsageStore for EmbeddedStore {
+    async fn track(&self, r: &TrackRequest<'_>) -> Result<Tracked, StoreError> {
+        let counter = keys::usage(&r.user_id, r.feature, r.period.start);
+        let idem = keys::usage_idempotency(&r.user_id, r.idempotency_key);
+        self.write(|t| {
+            let used = read::<UsageCounter>(t, &counter)?.map_or(0, |c| c.used);
+            // A key past its TTL is gone in DynamoDB (eventually): not seen.
+            if let Some(seen) =
+                read::<IdempotencyRecord>(t, &idem)?.filter(|k| k.expires_at > r.now)
+            {
+                if seen.feature != r.feature || seen.quantity != r.quantity {
+                    return Err(StoreError::Conflict(Conflict::IdempotencyMismatch));
+                }
+                return Ok(Tracked::Replayed { used });
+            }
+            let next = used.saturating_add(r.quantity);
+            if r.ceiling.is_some_and(|c| next > c) {
+                return Ok(Tracked::LimitReached { used });
+            }
+            put(
+                t,
+                &counter,
+                &UsageCounter {
+                    feature: r.feature.to_owned(),
+                    period_start: r.period.start,
+                    used: next,
+                    expires_at: r.period.end + USAGE_RETENTION_SECONDS,
+                },
+            )?;
+            put(
+                t,
+                &idem,
+                &IdempotencyRecord {
+                    feature: r.feature.to_owned(),
+                    quantity: r.quantity,
+                    created_at: r.now,
+                    expires_at: r.now + IDEMPOTENCY_TTL_SECONDS,
+                },
+            )?;
+            Ok(Tracked::Counted { used: next })
+        })
+    }
+
+    async fn used(
+        &self,
+        user_id: &UserId,
+        feature: &str,
+        period_start: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .get::<UsageCounter>(&keys::usage(user_id, feature, period_start))?
+            .map_or(0, |c| c.used))
     }
 }
 

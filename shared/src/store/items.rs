@@ -69,3 +69,29 @@ impl From<FailuresItem> for crate::domain::LoginFailures {
         }
     }
 }
+
+/// `USER#<id>` / `USAGE#<feature>#<period start>`: a feature's count in one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCounter {
+    /// The metered feature.
+    pub feature: String,
+    /// The period's start, Unix seconds.
+    pub period_start: i64,
+    /// Units counted.
+    pub used: u64,
+    /// The period's end plus the retention, Unix seconds (TTL attribute).
+    pub expires_at: i64,
+}
+
+/// `IDEM#usage#<user id>#<key>` / `IDEM`: what a track with this key counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// The feature tracked.
+    pub feature: String,
+    /// The units tracked.
+    pub quantity: u64,
+    /// When, Unix seconds.
+    pub created_at: i64,
+    /// When the key is forgotten, Unix seconds (TTL attribute).
+    pub expires_at: i64,
+}

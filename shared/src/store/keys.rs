@@ -154,3 +154,19 @@ pub fn api_key(user_id: &UserId, key_id: &str) -> Key {
 pub fn api_key_owner(key_id: &str) -> Key {
     (format!("{API_KEY_PREFIX}{key_id}"), "APIKEY".to_owned())
 }
+
+/// Sort-key prefix of usage counters.
+pub const USAGE_PREFIX: &str = "USAGE#";
+
+/// `USER#<id>` / `USAGE#<feature>#<period start, 10 digits>`: a feature's count in one period.
+pub fn usage(user_id: &UserId, feature: &str, period_start: i64) -> Key {
+    (
+        user_pk(user_id),
+        format!("{USAGE_PREFIX}{feature}#{period_start:010}"),
+    )
+}
+
+/// `IDEM#usage#<user id>#<key>` / `IDEM`: a track's idempotency key, per user.
+pub fn usage_idempotency(user_id: &UserId, key: &str) -> Key {
+    (format!("IDEM#usage#{user_id}#{key}"), "IDEM".to_owned())
+}

@@ -1,6 +1,7 @@
 //! Storage: one trait per aggregate — [`UserStore`], [`SessionStore`], [`AccountStore`] (the
 //! atomic account writes of [`Change`]s, one-time secrets, the audit log), [`Outbox`] (the mail
-//! outbox), [`BillingStore`], [`EventLedger`], [`RateLimiter`] (request counters) — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
+//! outbox), [`BillingStore`], [`EventLedger`], [`RateLimiter`] (request counters), [`UsageStore`]
+//! (metered usage) — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
 //! embedded store ([`embedded`], feature `embedded`). Both keep the same items ([`items`]) under
 //! the same keys ([`keys`]) and honour the same conditions; one conformance suite
 //! (`tests/tests/store_conformance.rs`) runs every case against both.
@@ -14,7 +15,7 @@ pub mod keys;
 
 use crate::domain::{
     ApiKey, AuditRecord, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity,
-    LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider,
+    LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Period, Provider,
     RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
     TokenHash, TokenPurpose, User, UserId, WebhookEvent,
 };
@@ -68,6 +69,12 @@ pub enum Conflict {
     /// The API key is gone or revoked already.
     #[error("API key not found or revoked")]
     ApiKeyGone,
+    /// Counting would pass the usage ceiling.
+    #[error("usage limit reached")]
+    UsageLimit,
+    /// The idempotency key was used for another feature or quantity.
+    #[error("idempotency key reused with other parameters")]
+    IdempotencyMismatch,
 }
 
 /// A storage failure, classified so callers know whether to retry.
@@ -583,6 +590,75 @@ pub trait RateLimiter: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// One track of a metered feature ([`UsageStore::track`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TrackRequest<'a> {
+    /// The user counted.
+    pub user_id: UserId,
+    /// The metered feature (`[a-z0-9_]`, from the catalog).
+    pub feature: &'a str,
+    /// The period the count belongs to (its start names the counter; its end plus
+    /// [`USAGE_RETENTION_SECONDS`](crate::domain::USAGE_RETENTION_SECONDS) is the counter's TTL).
+    pub period: Period,
+    /// Units to add (at least 1).
+    pub quantity: u64,
+    /// The count may not pass this (`None`: no ceiling — unlimited, or overage allowed).
+    pub ceiling: Option<u64>,
+    /// The caller's idempotency key, scoped to the user.
+    pub idempotency_key: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+}
+
+/// What a track did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracked {
+    /// Counted; the count after it.
+    Counted {
+        /// Units counted this period, this track included.
+        used: u64,
+    },
+    /// The idempotency key was used before for the same feature and quantity: nothing counted
+    /// again; the count as it stands.
+    Replayed {
+        /// Units counted this period.
+        used: u64,
+    },
+    /// Counting would pass the ceiling: nothing changed (and the key is not remembered, so a
+    /// retry after an upgrade can count).
+    LimitReached {
+        /// Units counted this period.
+        used: u64,
+    },
+}
+
+/// Usage counters (`USER#<id>` / `USAGE#<feature>#<period start>`) and the idempotency keys of
+/// tracks (`IDEM#usage#<user id>#<key>` / `IDEM`).
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Counts `quantity` units in one atomic write with the idempotency key: the count never
+    /// passes the ceiling (DynamoDB: `ADD` with the condition `used <= ceiling - quantity`, in
+    /// the same `TransactWriteItems` as the key's conditional put), and a key seen before counts
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`Conflict::IdempotencyMismatch`] if the key was used for another feature or quantity;
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn track(&self, request: &TrackRequest<'_>) -> Result<Tracked, StoreError>;
+
+    /// Units of `feature` counted for the user in the period starting at `period_start`
+    /// (strongly consistent; 0 when nothing was counted).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn used(
+        &self,
+        user_id: &UserId,
+        feature: &str,
+        period_start: i64,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The result of trying to claim an outbox item.
