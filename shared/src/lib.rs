@@ -33,6 +33,7 @@ pub mod queue;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod usage;
 pub mod webhooks;
 
 pub use clock::{Clock, SystemClock};

@@ -22,8 +22,9 @@ use crate::secrets::providers::{OAuthClientSecrets, ProviderKeys, WebhookSigning
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
     AccountStore, BillingStore, EventLedger, Outbox, RateLimiter, SessionStore, StoreError,
-    UserStore,
+    UsageStore, UserStore,
 };
+use crate::usage::Usage;
 use crate::webhooks::{Ingest, Processor};
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
@@ -113,6 +114,7 @@ struct Parts {
     billing: Option<Billing>,
     ingest: Option<Ingest>,
     limiter: Option<Limiter>,
+    usage: Option<Usage>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -160,6 +162,14 @@ impl AppState {
     /// with every rule off and no accounts).
     pub fn limiter(&self) -> Option<&Limiter> {
         self.0.limiter.as_ref()
+    }
+
+    /// Usage metering (built with accounts).
+    ///
+    /// # Errors
+    /// [`NotBuilt`] for a function without accounts.
+    pub fn usage(&self) -> Result<&Usage, NotBuilt> {
+        self.0.usage.as_ref().ok_or(NotBuilt("accounts"))
     }
 
     /// Webhook ingest.
@@ -222,6 +232,15 @@ impl AppState {
                 c.config.billing.clone(),
             )
         });
+        let usage = needs.accounts.then(|| {
+            Usage::new(
+                c.usage_store.clone(),
+                c.billing_store.clone(),
+                c.catalog.clone(),
+                c.clock.clone(),
+                c.config.billing.past_due_grace,
+            )
+        });
         let ingest = match (&c.queue, needs.ingest) {
             (Some(queue), true) => Some(Ingest::new(
                 c.ledger.clone(),
@@ -238,6 +257,7 @@ impl AppState {
             billing,
             ingest,
             limiter,
+            usage,
         }))
     }
 }
@@ -307,6 +327,8 @@ pub struct Components {
     pub ledger: Arc<dyn EventLedger>,
     /// Request counters and failed-login records.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Usage counters and track idempotency keys.
+    pub usage_store: Arc<dyn UsageStore>,
     /// The webhook queue (without one, ingest is not built).
     pub queue: Option<Arc<dyn EventQueue>>,
     /// Signing keys (and their public half).
@@ -630,7 +652,8 @@ pub async fn embedded_components(
             outbox: shared.clone(),
             billing_store: shared.clone(),
             ledger: shared.clone(),
-            rate_limiter: shared,
+            rate_limiter: shared.clone(),
+            usage_store: shared,
             queue: None,
             keys,
             clock: Arc::new(SystemClock),
@@ -817,6 +840,16 @@ mod aws {
             let limiter = store.as_ref().map(|store| {
                 Limiter::new(store.clone(), config.rate_limits.clone(), clock.clone())
             });
+            let usage = match (&store, &catalog) {
+                (Some(store), Some(catalog)) if needs.accounts => Some(Usage::new(
+                    store.clone(),
+                    store.clone(),
+                    catalog.clone(),
+                    clock.clone(),
+                    config.billing.past_due_grace,
+                )),
+                _ => None,
+            };
             let auth = match (&store, &access) {
                 (Some(store), Some(access)) if needs.accounts => Some(
                     Auth::new(
@@ -867,6 +900,7 @@ mod aws {
                 billing,
                 ingest,
                 limiter,
+                usage,
             })))
         }
     }

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [(&str, u8); 17] = [
+const LAYERS: [(&str, u8); 18] = [
     ("domain", 0),
     ("error", 0),
     ("store", 1),
@@ -29,6 +29,7 @@ const LAYERS: [(&str, u8); 17] = [
     ("billing", 2),
     ("webhooks", 2),
     ("mail", 2),
+    ("usage", 2),
     ("config", 3),
     ("state", 3),
     ("http", 3),

@@ -204,6 +204,11 @@ pub enum Caller {
     Key(Box<KeyPrincipal>),
 }
 
+/// Like [`Caller`], but a service key is accepted too (the usage API: a service key acts for
+/// any user it names).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnyCaller(pub Caller);
+
 impl Caller {
     /// The user acted for.
     pub fn user_id(&self) -> UserId {

@@ -19,7 +19,7 @@ mod service;
 pub mod tokens;
 
 pub use account::{Reauthentication, SessionView};
-pub use api_keys::{Caller, CreatedKey, KeyPrincipal};
+pub use api_keys::{AnyCaller, Caller, CreatedKey, KeyPrincipal};
 pub use limits::{Counted, Limiter};
 pub use oauth::{state_hash, CallbackError, CallbackParams};
 pub use password::{PasswordHasher, Verification};

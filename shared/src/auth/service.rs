@@ -829,6 +829,15 @@ impl Auth {
         })
     }
 
+    /// The id of the user with `email` (any case), if any: for operator commands.
+    ///
+    /// # Errors
+    /// `Validation` (not an address), `Store`.
+    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<UserId>, AuthError> {
+        let email = Email::parse(email).map_err(|e| AuthError::Validation(vec![e]))?;
+        Ok(self.users.find_user_id_by_email(email.normalized()).await?)
+    }
+
     /// The user owning a normalized email, if any (claim, then profile).
     pub(super) async fn user_by_email(
         &self,

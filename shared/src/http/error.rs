@@ -10,6 +10,7 @@ use crate::error::Chain;
 use crate::payments::{ProviderError, WebhookError};
 use crate::state::NotBuilt;
 use crate::store::StoreError;
+use crate::usage::UsageError;
 use crate::webhooks::IngestError;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
@@ -57,6 +58,22 @@ pub struct Problem {
     /// the cause in the logs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The counts of a `usage_limit_reached` problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageCounts>,
+}
+
+/// A feature's counts in a `usage_limit_reached` problem.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct UsageCounts {
+    /// The feature.
+    pub feature: String,
+    /// Units counted this period.
+    pub used: u64,
+    /// The plan's limit per period.
+    pub limit: Option<u64>,
+    /// When the count resets, RFC 3339.
+    pub resets_at: String,
 }
 
 /// Every problem `code` Tollgate answers with.
@@ -121,6 +138,10 @@ pub enum ProblemCode {
     ApiKeyLimitReached,
     /// 403: the route needs an access token or a user key (a service key cannot act here).
     ForbiddenForKey,
+    /// 402: the plan's limit of a metered feature is reached this period (see `usage`).
+    UsageLimitReached,
+    /// 422: the idempotency key was used before for another feature or quantity.
+    IdempotencyKeyReused,
     /// 409: the user already has access to a paid plan.
     SubscriptionExists,
     /// 404: there is no subscription to act on.
@@ -160,6 +181,9 @@ pub enum ApiError {
     /// A webhook was refused.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// A usage use case failed.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
     /// The handler's function was built without a part it uses (a bug; 500).
     #[error(transparent)]
     NotBuilt(#[from] NotBuilt),
@@ -417,6 +441,33 @@ fn billing(e: &BillingError) -> Mapped {
     }
 }
 
+fn usage(e: &UsageError) -> Mapped {
+    use ProblemCode as C;
+    match e {
+        UsageError::Invalid(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            C::ValidationFailed,
+            "the request has invalid fields".into(),
+        ),
+        UsageError::LimitReached(r) => (
+            StatusCode::PAYMENT_REQUIRED,
+            C::UsageLimitReached,
+            format!(
+                "the plan's limit of {} for {} is reached for this period; it resets at {}",
+                r.limit.unwrap_or_default(),
+                r.feature,
+                crate::domain::rfc3339(r.resets_at)
+            ),
+        ),
+        UsageError::IdempotencyMismatch => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            C::IdempotencyKeyReused,
+            "this idempotency key was used for another feature or quantity".into(),
+        ),
+        UsageError::Store(e) => store(e),
+    }
+}
+
 fn ingest(e: &IngestError) -> Mapped {
     use ProblemCode as C;
     match e {
@@ -454,6 +505,7 @@ impl ApiError {
             Self::Auth(e) => auth(e),
             Self::Billing(e) => billing(e),
             Self::Ingest(e) => ingest(e),
+            Self::Usage(e) => usage(e),
             Self::NotBuilt(_) => internal(),
             Self::InvalidQuery(m) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -491,7 +543,8 @@ impl ApiError {
             ),
         };
         let errors = match self {
-            Self::Auth(AuthError::Validation(errors)) => {
+            Self::Auth(AuthError::Validation(errors))
+            | Self::Usage(UsageError::Invalid(errors)) => {
                 errors.iter().cloned().map(FieldError::from).collect()
             }
             _ => Vec::new(),
@@ -504,6 +557,15 @@ impl ApiError {
             code,
             errors,
             request_id: status.is_server_error().then(current_request_id).flatten(),
+            usage: match self {
+                Self::Usage(UsageError::LimitReached(r)) => Some(UsageCounts {
+                    feature: r.feature.clone(),
+                    used: r.used,
+                    limit: r.limit,
+                    resets_at: crate::domain::rfc3339(r.resets_at),
+                }),
+                _ => None,
+            },
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::ApiError;
 use crate::auth::authorizer::AuthorizerContext;
-use crate::auth::{AuthError, AuthenticatedUser, Caller};
+use crate::auth::{AnyCaller, AuthError, AuthenticatedUser, Caller};
 use crate::domain::RequestOrigin;
 use crate::domain::{api_key_id, ApiKeyKind};
 use crate::state::AppState;
@@ -181,19 +181,35 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)?;
-        let caller = if api_key_id(token).is_some() {
-            let principal = state.auth()?.authenticate_key(token).await?;
-            if principal.key.kind != ApiKeyKind::User {
-                return Err(AuthError::ForbiddenForKey.into());
-            }
-            Caller::Key(Box::new(principal))
-        } else {
-            Caller::Token(Box::new(state.verifier()?.verify(token)?))
-        };
-        tracing::Span::current().record("user_id", tracing::field::display(&caller.user_id()));
-        Ok(caller)
+        caller(parts, state, false).await
     }
+}
+
+/// Like [`Caller`], also accepting a service key (the usage API).
+impl FromRequestParts<AppState> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        caller(parts, state, true).await.map(AnyCaller)
+    }
+}
+
+async fn caller(parts: &Parts, state: &AppState, service: bool) -> Result<Caller, ApiError> {
+    let token = bearer(&parts.headers)?;
+    let caller = if api_key_id(token).is_some() {
+        let principal = state.auth()?.authenticate_key(token).await?;
+        if principal.key.kind != ApiKeyKind::User && !service {
+            return Err(AuthError::ForbiddenForKey.into());
+        }
+        Caller::Key(Box::new(principal))
+    } else {
+        Caller::Token(Box::new(state.verifier()?.verify(token)?))
+    };
+    tracing::Span::current().record("user_id", tracing::field::display(&caller.user_id()));
+    Ok(caller)
 }
 
 /// The Lambda authorizer's context of a route behind the Tollgate authorizer (API Gateway's

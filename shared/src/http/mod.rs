@@ -10,7 +10,9 @@ pub mod openapi;
 pub mod telemetry;
 mod tokens;
 
-pub use error::{method_not_allowed, not_found, ApiError, FieldError, Problem, ProblemCode};
+pub use error::{
+    method_not_allowed, not_found, ApiError, FieldError, Problem, ProblemCode, UsageCounts,
+};
 pub use extract::{
     bearer, client_ip_from_socket, ClientIp, JsonBody, OptionalJsonBody, QueryParams,
 };
