@@ -25,6 +25,14 @@
 //!   cargo run -p tollgate-admin -- mail drain [--limit 1000]
 //! ```
 //!
+//! **Create a service key** — an API key for the customer's backend that may track usage for any
+//! user (`POST /usage/track` with `user_id`); the key is printed once, on standard output:
+//!
+//! ```text
+//! TOLLGATE_TABLE_NAME=<table> cargo run -p tollgate-admin -- api-key create-service \
+//!   --owner ops@example.com --name "billing backend"
+//! ```
+//!
 //! It claims each item as the mailer does, so it never sends a mail the mailer is sending or has
 //! sent; it prints what it did (sent, skipped, failed, left for later).
 
@@ -65,6 +73,25 @@ enum Command {
     },
     /// Create or rotate the JWT signing key set and record provider secrets from the environment.
     Bootstrap(BootstrapArgs),
+    /// Operate on API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a service key owned by an existing user (an operator's account); prints the key
+    /// once. Audited on the owner's account (`api_key_created`).
+    CreateService {
+        /// The owner's email.
+        #[arg(long)]
+        owner: String,
+        /// A name to tell keys apart.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// The bootstrap's arguments.
@@ -118,6 +145,9 @@ async fn main() -> ExitCode {
             command: MailCommand::Drain { limit },
         } => drain_mail(limit).await,
         Command::Bootstrap(args) => bootstrap(args).await,
+        Command::ApiKey {
+            command: ApiKeyCommand::CreateService { owner, name },
+        } => create_service_key(&owner, &name).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,6 +167,38 @@ async fn drain_mail(limit: usize) -> Result<(), Failure> {
         "mail outbox: {} sent, {} skipped (nothing to send), {} failed for good, {} left for a later attempt",
         report.sent, report.skipped, report.failed, report.retry
     );
+    Ok(())
+}
+
+async fn create_service_key(owner: &str, name: &str) -> Result<(), Failure> {
+    let state = tollgate::AppState::from_env(tollgate::Needs {
+        accounts: true,
+        ..tollgate::Needs::NOTHING
+    })
+    .await?;
+    let auth = state.auth()?;
+    let user = auth
+        .user_id_by_email(owner)
+        .await?
+        .ok_or_else(|| format!("no user with the email {owner:?}"))?;
+    let origin = tollgate::domain::RequestOrigin {
+        ip: None,
+        user_agent: Some("tollgate-admin".to_owned()),
+    };
+    let created = auth
+        .create_api_key(
+            &user,
+            tollgate::domain::ApiKeyKind::Service,
+            name,
+            None,
+            &origin,
+        )
+        .await?;
+    eprintln!(
+        "service key {} ({name}) owned by {owner}: shown once, below",
+        created.key.prefix()
+    );
+    println!("{}", created.secret);
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         webhook_ingest::openapi(),
         web::openapi(),
         whoami::openapi(),
+        usage::openapi(),
     ] {
         doc.merge(part);
     }
