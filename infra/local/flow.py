@@ -703,6 +703,24 @@ class Run:
             answers = [authorize(other).get("isAuthorized") for _ in range(61)]
             check(answers[:60] == [True] * 60 and answers[60] is False, f"rate: {answers.count(True)} allowed")
 
+    def usage_flow(self) -> None:
+        base = self.base
+        with self.step("usage: five exports on the free plan count, a retried key counts once, the sixth is 402"):
+            at = self.signup_user(f"meter-{uuid.uuid4().hex[:12]}@example.com")["access_token"]
+            for i in range(1, 6):
+                body = request("POST", f"{base}/usage/track", {"feature": "exports", "idempotency_key": f"x{i}"},
+                               headers=bearer(at)).expect(200, f"track {i}")
+                check(body["used"] == i and body["limit"] == 5 and not body["replayed"], f"track {i}: {body}")
+            again = request("POST", f"{base}/usage/track", {"feature": "exports", "idempotency_key": "x5"},
+                            headers=bearer(at)).expect(200, "retry")
+            check(again["replayed"] and again["used"] == 5, f"retry: {again}")
+            over = request("POST", f"{base}/usage/track", {"feature": "exports", "idempotency_key": "x6"},
+                           headers=bearer(at))
+            check(over.status == 402 and over.json["code"] == "usage_limit_reached"
+                  and over.json["usage"]["used"] == 5, f"sixth: {over.status} {over.text[:300]}")
+            listed = request("GET", f"{base}/usage", headers=bearer(at)).expect(200, "usage")
+            check(listed["usage"][0]["remaining"] == 0, f"usage: {listed}")
+
     def invoke_processor(self, function: str) -> None:
         """`cargo lambda invoke` of the SQS consumer with the batch file."""
         self.invoke(function, self.batch_file)
@@ -735,6 +753,7 @@ def main() -> int:
         run.account_flow()
         run.oauth_flow()
         run.authorizer_flow()
+        run.usage_flow()
     except (StepFailed, WaitTimeout, subprocess.CalledProcessError) as e:
         for proc in run.processes:
             print(f"\n--- last lines of {proc.log_path.relative_to(REPO)} ---\n{proc.log_tail(25)}", file=sys.stderr)

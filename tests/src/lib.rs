@@ -12,7 +12,8 @@ use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, Prov
 use tollgate::state::Components;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::store::{
-    AccountStore, BillingStore, EventLedger, Outbox, RateLimiter, SessionStore, UserStore,
+    AccountStore, BillingStore, EventLedger, Outbox, RateLimiter, SessionStore, UsageStore,
+    UserStore,
 };
 use tollgate::{AppState, Clock, Config, Needs};
 
@@ -85,6 +86,7 @@ pub fn functions() -> Vec<Function> {
         function!("webhook-ingest", webhook_ingest),
         function!("web", web),
         function!("whoami", whoami),
+        function!("usage", usage),
     ]
 }
 
@@ -150,6 +152,7 @@ pub trait AllStores:
     + BillingStore
     + EventLedger
     + RateLimiter
+    + UsageStore
     + 'static
 {
 }
@@ -162,6 +165,7 @@ impl<T> AllStores for T where
         + BillingStore
         + EventLedger
         + RateLimiter
+        + UsageStore
         + 'static
 {
 }
@@ -175,14 +179,7 @@ pub fn components_on<S>(
     catalog: Arc<tollgate::domain::Catalog>,
 ) -> Components
 where
-    S: UserStore
-        + SessionStore
-        + AccountStore
-        + Outbox
-        + BillingStore
-        + EventLedger
-        + RateLimiter
-        + 'static,
+    S: AllStores,
 {
     Components {
         config,
@@ -192,7 +189,8 @@ where
         outbox: store.clone(),
         billing_store: store.clone(),
         ledger: store.clone(),
-        rate_limiter: store,
+        rate_limiter: store.clone(),
+        usage_store: store,
         queue: Some(Arc::new(RecordingQueue::default())),
         keys,
         clock: Arc::new(tollgate::SystemClock),
@@ -206,14 +204,7 @@ where
 /// Points every store of `components` at `store`.
 pub fn use_store<S>(components: &mut Components, store: Arc<S>)
 where
-    S: UserStore
-        + SessionStore
-        + AccountStore
-        + Outbox
-        + BillingStore
-        + EventLedger
-        + RateLimiter
-        + 'static,
+    S: AllStores,
 {
     components.users = store.clone();
     components.sessions = store.clone();
@@ -221,7 +212,8 @@ where
     components.outbox = store.clone();
     components.billing_store = store.clone();
     components.ledger = store.clone();
-    components.rate_limiter = store;
+    components.rate_limiter = store.clone();
+    components.usage_store = store;
 }
 
 /// The current Unix time in seconds.

@@ -1,7 +1,8 @@
 //! One store conformance suite, run against the embedded store and DynamoDB (moto_server), over
 //! every store trait: users, sessions, atomic account changes (one-time tokens, sign-in codes,
 //! the audit log, linked identities, OAuth states, API keys, erasure), the mail outbox, billing
-//! (subscriptions, customer claims, payments), the webhook event ledger and the rate counters. Each case is a plain async function over the store traits; the macro
+//! (subscriptions, customer claims, payments), the webhook event ledger, the rate counters and
+//! the usage counters. Each case is a plain async function over the store traits; the macro
 //! expands one `#[tokio::test]` per case and backend, so a failure names both. A store trait
 //! added later adds its cases here.
 
@@ -9,12 +10,13 @@ use std::sync::Arc;
 use tollgate::domain::{
     ApiKey, ApiKeyKind, AuditAction, AuditRecord, EmailOtp, EventEffects, EventStatus, Identity,
     MailKind, MailStatus, OAuthMode, OAuthState, OneTimeToken, OutboxMail, Payment, PaymentStatus,
-    Provider, RateRule, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
+    Period, Provider, RateRule, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
     SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite, TokenHash, TokenPurpose,
     User, UserId, UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
 };
 use tollgate::store::{
-    Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome, StoreError,
+    Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome, StoreError, TrackRequest,
+    Tracked,
 };
 use tollgate_tests::{random_email, AllStores as Stores};
 
@@ -1609,6 +1611,119 @@ mod cases {
         assert_eq!(s.get_api_key(&second.key_id).await.expect("get"), None);
         assert!(s.list_api_keys(&owner).await.expect("list").is_empty());
     }
+
+    fn track<'a>(
+        user: UserId,
+        key: &'a str,
+        quantity: u64,
+        ceiling: Option<u64>,
+        start: i64,
+    ) -> TrackRequest<'a> {
+        TrackRequest {
+            user_id: user,
+            feature: "exports",
+            period: Period {
+                start,
+                end: start + 30 * 86_400,
+            },
+            quantity,
+            ceiling,
+            idempotency_key: key,
+            now: start + 10,
+        }
+    }
+
+    /// 100 concurrent tracks of one unit against a ceiling of 50: exactly 50 count, the count is
+    /// 50, never more.
+    pub async fn a_usage_count_never_passes_its_ceiling_under_concurrency<S: Stores>(s: Arc<S>) {
+        let user = UserId::new();
+        let start = 1_795_248_000;
+        let tries: Vec<_> = (0..100)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let key = format!("k{i}");
+                    s.track(&track(user, &key, 1, Some(50), start)).await
+                })
+            })
+            .collect();
+        let (mut counted, mut refused) = (Vec::new(), 0);
+        for t in tries {
+            match t.await.expect("join").expect("track") {
+                Tracked::Counted { used } => counted.push(used),
+                Tracked::LimitReached { used } => {
+                    assert!(used <= 50, "a refusal reads {used}");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((counted.len(), refused), (50, 50));
+        assert!(counted.iter().all(|u| (1..=50).contains(u)), "{counted:?}");
+        assert_eq!(s.used(&user, "exports", start).await.expect("used"), 50);
+    }
+
+    /// A retried key counts once and answers the count; a key reused for another quantity is a
+    /// conflict; a refused track does not remember its key; periods and users count apart.
+    pub async fn an_idempotency_key_counts_once_and_periods_count_apart<S: Stores>(s: Arc<S>) {
+        let user = UserId::new();
+        let start = 1_795_248_000;
+        let first = s
+            .track(&track(user, "a", 2, Some(3), start))
+            .await
+            .expect("track");
+        assert_eq!(first, Tracked::Counted { used: 2 });
+        let again = s
+            .track(&track(user, "a", 2, Some(3), start))
+            .await
+            .expect("track");
+        assert_eq!(again, Tracked::Replayed { used: 2 });
+        assert_eq!(
+            conflict_of(s.track(&track(user, "a", 1, Some(3), start)).await),
+            Conflict::IdempotencyMismatch
+        );
+        let over = s
+            .track(&track(user, "b", 2, Some(3), start))
+            .await
+            .expect("track");
+        assert_eq!(over, Tracked::LimitReached { used: 2 });
+        let raised = s
+            .track(&track(user, "b", 2, Some(10), start))
+            .await
+            .expect("track");
+        assert_eq!(
+            raised,
+            Tracked::Counted { used: 4 },
+            "the refused key was not kept"
+        );
+        let unlimited = s
+            .track(&track(user, "c", 100, None, start))
+            .await
+            .expect("track");
+        assert_eq!(unlimited, Tracked::Counted { used: 104 });
+        let next = start + 30 * 86_400;
+        let fresh = s
+            .track(&track(user, "d", 1, Some(3), next))
+            .await
+            .expect("track");
+        assert_eq!(
+            fresh,
+            Tracked::Counted { used: 1 },
+            "a new period counts from zero"
+        );
+        assert_eq!(s.used(&user, "exports", start).await.expect("used"), 104);
+        assert_eq!(
+            s.used(&UserId::new(), "exports", start)
+                .await
+                .expect("used"),
+            0
+        );
+        let other = s
+            .track(&track(UserId::new(), "a", 1, Some(3), start))
+            .await
+            .expect("track");
+        assert_eq!(other, Tracked::Counted { used: 1 }, "keys are per user");
+    }
 }
 
 macro_rules! conformance {
@@ -1671,6 +1786,8 @@ macro_rules! all_cases {
                 a_rate_window_never_passes_its_limit_under_concurrency,
                 failed_logins_count_up_and_clear,
                 an_api_key_is_found_by_id_listed_touched_revoked_once_and_erased,
+                a_usage_count_never_passes_its_ceiling_under_concurrency,
+                an_idempotency_key_counts_once_and_periods_count_apart,
             ]
         );
     };
