@@ -34,6 +34,8 @@ for line in open(sys.argv[1]):
     runs.setdefault(d["label"], []).append(d)
 for label, rs in runs.items():
     med = lambda k: statistics.median(r[k] for r in rs)
-    print(f"{label:8} c=2: {med('rps'):.0f} req/s (runs: {', '.join(f'{r['rps']:.0f}' for r in rs)}), "
-          f"p50 {med('p50_ms'):.3f} ms, p99 {med('p99_ms'):.3f} ms, errors {sum(r['errors'] for r in rs)}")
+    each = ", ".join("%.0f" % r["rps"] for r in rs)
+    errors = sum(r["errors"] for r in rs)
+    print(f"{label:8} c=2: {med('rps'):.0f} req/s (runs: {each}), "
+          f"p50 {med('p50_ms'):.3f} ms, p99 {med('p99_ms'):.3f} ms, errors {errors}")
 PY
