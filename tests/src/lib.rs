@@ -216,6 +216,39 @@ where
     components.usage_store = store;
 }
 
+/// Which store a case of an HTTP test runs on ([`on_both_stores!`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store, in memory.
+    Embedded,
+    /// DynamoDB in moto (the case returns early when moto is not configured, outside CI).
+    Dynamo,
+}
+
+/// Expands one `#[tokio::test]` per case and store: `mod embedded` and `mod dynamodb`, each
+/// calling `case(Backend::…)`, so a failure names both.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::Backend::Embedded).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::Backend::Dynamo).await;
+                }
+            )*
+        }
+    };
+}
+
 /// The current Unix time in seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

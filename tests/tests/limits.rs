@@ -14,13 +14,7 @@ use tollgate::domain::{
 };
 use tollgate::store::{AccountStore, BillingStore, StoreError, UserStore};
 use tollgate::{AppState, Needs};
-use tollgate_tests::{random_email, ManualClock, PASSWORD};
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Embedded,
-    Dynamo,
-}
+use tollgate_tests::{random_email, Backend, ManualClock, PASSWORD};
 
 /// Counts the profile and email-claim reads of the user store it wraps.
 struct CountingUsers {
@@ -449,28 +443,7 @@ async fn the_dev_server_plays_the_authorizer_for_the_example_route(backend: Back
     assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
 }
 
-macro_rules! on_both_stores {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Embedded).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Dynamo).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+tollgate_tests::on_both_stores!(
     failed_logins_slow_the_account_from_any_ip_and_unknown_emails_alike,
     known_and_unknown_emails_make_the_same_store_reads,
     api_keys_act_as_their_user_with_the_current_plan,

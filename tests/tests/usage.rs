@@ -11,13 +11,7 @@ use tollgate::domain::{
 };
 use tollgate::store::BillingStore;
 use tollgate::{AppState, Needs};
-use tollgate_tests::ManualClock;
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Embedded,
-    Dynamo,
-}
+use tollgate_tests::{Backend, ManualClock};
 
 struct Rig {
     base: String,
@@ -284,28 +278,7 @@ async fn a_service_key_counts_for_the_user_it_names(backend: Backend) {
     );
 }
 
-macro_rules! on_both_stores {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Embedded).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Dynamo).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+tollgate_tests::on_both_stores!(
     the_free_plan_allows_five_a_month_and_a_retry_counts_once,
     concurrent_tracks_stop_exactly_at_the_limit_and_a_plan_change_applies_mid_period,
     a_service_key_counts_for_the_user_it_names,
