@@ -278,6 +278,46 @@ async fn a_service_key_counts_for_the_user_it_names(backend: Backend) {
     );
 }
 
+/// `GET /billing/plans`: public, every plan lowest tier first with its display prices,
+/// providers and metered allowances — the seed's 5 / 50 / unlimited exports.
+#[tokio::test]
+async fn the_plans_route_shows_what_a_pricing_page_needs() {
+    let Some(rig) = rig(Backend::Embedded).await else {
+        return;
+    };
+    let r = rig
+        .http
+        .get(format!("{}/billing/plans", rig.base))
+        .send()
+        .await
+        .expect("plans");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
+    let body: Value = r.json().await.expect("json");
+    let ids: Vec<&str> = body["plans"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["free", "pro", "team"]);
+    let pro = &body["plans"][1];
+    assert_eq!(
+        pro["prices"][0],
+        json!({"interval": "month", "amount": 1900, "currency": "usd"})
+    );
+    assert_eq!(pro["providers"], json!(["stripe", "whop"]));
+    assert_eq!(pro["trial_days"], 14);
+    let exports: Vec<&Value> = body["plans"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .map(|p| &p["metered"]["exports"]["limit"])
+        .collect();
+    assert_eq!(exports, [&json!(5), &json!(50), &Value::Null]);
+    assert_eq!(body["plans"][0]["prices"], json!([]));
+}
+
 tollgate_tests::on_both_stores!(
     the_free_plan_allows_five_a_month_and_a_retry_counts_once,
     concurrent_tracks_stop_exactly_at_the_limit_and_a_plan_change_applies_mid_period,

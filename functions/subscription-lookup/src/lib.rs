@@ -1,4 +1,5 @@
-//! `subscription-lookup`: `GET /auth/me` and `GET /billing/subscription`.
+//! `subscription-lookup`: `GET /auth/me`, `GET /billing/subscription` and `GET /billing/plans`
+//! (public: the catalog as a pricing page needs it).
 //!
 //! `GET /billing/subscription[?checkout_session=<id>]` with a bearer token → 200 `{plan, status,
 //! access, tier, entitlements, current_period_end, cancel_at_period_end, trial_end, grace_until,
@@ -31,12 +32,18 @@ use utoipa::OpenApi as _;
 
 /// The public path of the current-user route.
 pub const ME_PATH: &str = "/auth/me";
+/// `GET /billing/plans` (public).
+pub const PLANS_PATH: &str = "/billing/plans";
 /// The public path of the subscription route.
 pub const SUBSCRIPTION_PATH: &str = "/billing/subscription";
 
 /// The `(method, path)` pairs this function serves: the source of truth the SAM template, the
 /// OpenAPI document and the local Lambda router are checked against.
-pub const ROUTES: &[(&str, &str)] = &[("GET", ME_PATH), ("GET", SUBSCRIPTION_PATH)];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", ME_PATH),
+    ("GET", SUBSCRIPTION_PATH),
+    ("GET", PLANS_PATH),
+];
 
 /// What this function builds at start-up: the published JWKS (it verifies tokens), accounts
 /// (sessions for `/auth/me`) and billing with the providers' API clients (the redirect sync).
@@ -54,6 +61,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(ME_PATH, get(me))
         .route(SUBSCRIPTION_PATH, get(subscription))
+        .route(PLANS_PATH, get(plans))
 }
 
 /// This function's part of the OpenAPI document.
@@ -62,7 +70,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(me, subscription), components(schemas(MeBody, SubscriptionBody)))]
+#[openapi(
+    paths(me, subscription, plans),
+    components(schemas(MeBody, SubscriptionBody, PlansBody, PlanBody, PriceBody, MeteredBody))
+)]
 struct Doc;
 
 /// The current user.
@@ -200,4 +211,120 @@ async fn subscription(
         provider: sub.map(|s| s.provider.as_str()),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+/// A price of a plan as a pricing page shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PriceBody {
+    /// `month` or `year`.
+    #[schema(example = "month")]
+    interval: &'static str,
+    /// Amount in minor currency units (cents for `usd`).
+    amount: u64,
+    /// ISO 4217 code, lowercase.
+    #[schema(example = "usd")]
+    currency: String,
+}
+
+/// A metered feature's allowance per period.
+#[derive(Serialize, utoipa::ToSchema)]
+struct MeteredBody {
+    /// Units per period; `null`: unlimited.
+    limit: Option<u64>,
+    /// Whether use past the limit is counted (overage) rather than refused.
+    overage: bool,
+}
+
+/// A plan as a pricing page needs it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PlanBody {
+    /// The plan id (`POST /billing/checkout {plan}`).
+    id: String,
+    /// Display name.
+    name: String,
+    /// Tier rank (`free` is 0).
+    tier: u32,
+    /// Free trial days of a new subscription.
+    trial_days: u32,
+    /// Display prices per interval (empty for `free`).
+    prices: Vec<PriceBody>,
+    /// The providers it can be bought with.
+    #[schema(value_type = Vec<String>)]
+    providers: Vec<&'static str>,
+    /// Flags (booleans) and limits (integers).
+    #[schema(value_type = Object)]
+    entitlements: BTreeMap<String, Entitlement>,
+    /// Metered features and their allowance per period.
+    metered: BTreeMap<String, MeteredBody>,
+}
+
+/// `GET /billing/plans` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PlansBody {
+    /// Every plan, lowest tier first.
+    plans: Vec<PlanBody>,
+}
+
+/// The plan catalog as a pricing page needs it: names, display prices per interval, providers,
+/// entitlements and metered allowances. Public; cacheable for five minutes.
+#[utoipa::path(
+    get,
+    path = PLANS_PATH,
+    tag = "billing",
+    responses(
+        (status = 200, description = "The plans.", body = PlansBody),
+        ServerProblems,
+    ),
+)]
+async fn plans(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let catalog = state.auth()?.catalog();
+    let mut plans: Vec<PlanBody> = catalog
+        .plans()
+        .iter()
+        .map(|p| PlanBody {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            tier: p.tier,
+            trial_days: p.trial_days,
+            prices: p
+                .display
+                .iter()
+                .map(|(interval, price)| PriceBody {
+                    interval: interval.as_str(),
+                    amount: price.amount,
+                    currency: price.currency.clone(),
+                })
+                .collect(),
+            providers: [
+                p.stripe
+                    .as_ref()
+                    .filter(|s| !s.prices.is_empty())
+                    .map(|_| "stripe"),
+                p.whop.as_ref().map(|_| "whop"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            entitlements: p.entitlements.clone(),
+            metered: p
+                .metered
+                .iter()
+                .map(|(feature, m)| {
+                    (
+                        feature.clone(),
+                        MeteredBody {
+                            limit: m.limit.units(),
+                            overage: m.overage,
+                        },
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    plans.sort_by_key(|p| p.tier);
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(PlansBody { plans }),
+    )
+        .into_response())
 }

@@ -387,6 +387,11 @@ impl Auth {
         &self.identity_providers
     }
 
+    /// The plan catalog.
+    pub fn catalog(&self) -> &Arc<crate::domain::Catalog> {
+        self.access.catalog()
+    }
+
     /// The settings.
     pub fn settings(&self) -> &AuthSettings {
         &self.settings

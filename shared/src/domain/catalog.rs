@@ -71,6 +71,17 @@ pub struct StripePrices {
     pub prices: BTreeMap<Interval, PriceId>,
 }
 
+/// A price as a pricing page shows it: the amount the provider charges, kept in the catalog next
+/// to the provider's price id (which holds the real amount).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayPrice {
+    /// Amount in minor currency units (cents for `usd`).
+    pub amount: u64,
+    /// ISO 4217 currency code, lowercase (`usd`, `eur`), as Stripe writes it.
+    pub currency: String,
+}
+
 /// Whop settings of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +112,9 @@ pub struct Plan {
     /// Metered features: units allowed per period (`POST /usage/track`).
     #[serde(default)]
     pub metered: BTreeMap<String, super::usage::Metered>,
+    /// Display prices per interval for `GET /billing/plans` (`[plans.display]`).
+    #[serde(default)]
+    pub display: BTreeMap<Interval, DisplayPrice>,
     /// Stripe prices.
     #[serde(default)]
     pub stripe: Option<StripePrices>,
@@ -169,6 +183,18 @@ impl Catalog {
                     ));
                 }
             }
+            for (interval, price) in &plan.display {
+                let currency_ok = price.currency.len() == 3
+                    && price.currency.bytes().all(|b| b.is_ascii_lowercase());
+                if !currency_ok {
+                    problems.push(format!(
+                        "plan {:?}: display price for {} has currency {:?}: expected a lowercase ISO 4217 code",
+                        plan.id,
+                        interval.as_str(),
+                        price.currency
+                    ));
+                }
+            }
             if by_id.insert(plan.id.clone(), i).is_some() {
                 problems.push(format!("plan {:?}: duplicate plan id", plan.id));
             }
@@ -228,6 +254,11 @@ impl Catalog {
             by_stripe_price,
             by_whop_plan,
         })
+    }
+
+    /// Every plan, in catalog order.
+    pub fn plans(&self) -> &[Plan] {
+        &self.plans
     }
 
     /// Every metered feature some plan names, sorted.
@@ -336,6 +367,8 @@ mod tests {
             name = "Team"
             tier = 2
             stripe.prices.month = "price_same"
+            metered.Exports = { limit = 5 }
+            display.month = { amount = 900, currency = "USD" }
             [[plans]]
             id = "team"
             name = "Team again"
@@ -344,6 +377,8 @@ mod tests {
         let err = Catalog::from_toml(bad).expect_err("invalid");
         let text = err.to_string();
         for needle in [
+            "metered feature \"Exports\"",
+            "lowercase ISO 4217",
             "[a-z0-9_-]",
             "already used",
             "duplicate plan id",

@@ -32,7 +32,9 @@ pub use api_key::{
 };
 pub use audit::{AuditAction, AuditRecord, RequestOrigin, DEFAULT_AUDIT_RETENTION_SECONDS};
 pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts};
-pub use catalog::{Catalog, CatalogError, Entitlement, Interval, Plan, Proration, FREE_PLAN};
+pub use catalog::{
+    Catalog, CatalogError, DisplayPrice, Entitlement, Interval, Plan, Proration, FREE_PLAN,
+};
 pub use credentials::{is_common_password, DisplayName, Email, Password, ValidationError};
 pub use identity::{
     resolve, valid_provider_name, Identity, OAuthMode, OAuthState, ProviderIdentity,
