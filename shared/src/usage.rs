@@ -112,7 +112,13 @@ impl Usage {
     /// The plan's terms for `feature`: `(limit, overage)`; a feature the catalog meters but this
     /// plan does not has a limit of 0.
     fn terms(&self, access: &Access, feature: &str) -> Result<(Option<u64>, bool), UsageError> {
-        if !self.catalog.metered_features().contains(&feature) {
+        // On every track: a scan of the few plans' maps, not the sorted list `GET /usage` builds.
+        if !self
+            .catalog
+            .plans()
+            .iter()
+            .any(|p| p.metered.contains_key(feature))
+        {
             return Err(invalid("feature", "no plan meters this feature"));
         }
         Ok(self
