@@ -230,6 +230,8 @@ def bench_events(stack: local_stack.LocalStack, webhook_secret: str) -> dict[str
                                  {"isAuthorized": False, "context": None}),
         # 401: no authorizer context (API Gateway would not have called it).
         "whoami": _sample("events/whoami/whoami-no-authorizer.401.json"),
+        # 401: no bearer token, before any read.
+        "usage": _sample("events/usage/track-no-token.401.json"),
         # A pointer to an event not in the ledger: GetItem, logged and dropped, no failure.
         "webhook-processor": BenchEvent("SQS event: 1 received message (pointer to an unknown event)",
                                         lambda_events.sqs_event(messages, trigger["queue_arn"]), None),

@@ -21,11 +21,11 @@ use crate::queue::EventQueue;
 use crate::secrets::providers::{OAuthClientSecrets, ProviderKeys, WebhookSigningSecrets};
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
-    AccountStore, BillingStore, EventLedger, Outbox, RateLimiter, SessionStore, StoreError,
-    UsageStore, UserStore,
+    AccountStore, BillingStore, CreditStore, EventLedger, Outbox, RateLimiter, SessionStore,
+    StoreError, UsageStore, UserStore,
 };
-use crate::usage::Usage;
-use crate::webhooks::{Ingest, Processor};
+use crate::usage::{credits::Credits, Usage};
+use crate::webhooks::{Ingest, Processor, ProcessorStores};
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -239,6 +239,7 @@ impl AppState {
                 c.catalog.clone(),
                 c.clock.clone(),
                 c.config.billing.past_due_grace,
+                Credits::new(c.credit_store.clone(), c.config.auth.audit_retention),
             )
         });
         let ingest = match (&c.queue, needs.ingest) {
@@ -329,6 +330,8 @@ pub struct Components {
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// Usage counters and track idempotency keys.
     pub usage_store: Arc<dyn UsageStore>,
+    /// Credit balances and their ledger.
+    pub credit_store: Arc<dyn CreditStore>,
     /// The webhook queue (without one, ingest is not built).
     pub queue: Option<Arc<dyn EventQueue>>,
     /// Signing keys (and their public half).
@@ -370,12 +373,16 @@ impl Components {
     /// The webhook processor over these parts (the dev server runs it in-process).
     pub fn processor(&self) -> Processor {
         Processor::new(
-            self.ledger.clone(),
-            self.billing_store.clone(),
-            self.users.clone(),
+            ProcessorStores {
+                ledger: self.ledger.clone(),
+                billing: self.billing_store.clone(),
+                users: self.users.clone(),
+                credits: self.credit_store.clone(),
+            },
             self.providers.clone(),
             self.catalog.clone(),
             self.clock.clone(),
+            self.config.auth.audit_retention,
         )
     }
 }
@@ -653,7 +660,8 @@ pub async fn embedded_components(
             billing_store: shared.clone(),
             ledger: shared.clone(),
             rate_limiter: shared.clone(),
-            usage_store: shared,
+            usage_store: shared.clone(),
+            credit_store: shared,
             queue: None,
             keys,
             clock: Arc::new(SystemClock),
@@ -847,6 +855,7 @@ mod aws {
                     catalog.clone(),
                     clock.clone(),
                     config.billing.past_due_grace,
+                    Credits::new(store.clone(), config.auth.audit_retention),
                 )),
                 _ => None,
             };
@@ -955,12 +964,16 @@ mod aws {
         let catalog = load_catalog(&start.config)?;
         let (keys, store) = tokio::join!(start.provider_keys(), start.store());
         Ok(Arc::new(Processor::new(
-            store.clone(),
-            store.clone(),
-            store,
+            ProcessorStores {
+                ledger: store.clone(),
+                billing: store.clone(),
+                users: store.clone(),
+                credits: store,
+            },
             providers_from(&keys?)?,
             catalog,
             Arc::new(SystemClock),
+            start.config.auth.audit_retention,
         )))
     }
 }

@@ -12,8 +12,8 @@ use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, Prov
 use tollgate::state::Components;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::store::{
-    AccountStore, BillingStore, EventLedger, Outbox, RateLimiter, SessionStore, UsageStore,
-    UserStore,
+    AccountStore, BillingStore, CreditStore, EventLedger, Outbox, RateLimiter, SessionStore,
+    UsageStore, UserStore,
 };
 use tollgate::{AppState, Clock, Config, Needs};
 
@@ -153,6 +153,7 @@ pub trait AllStores:
     + EventLedger
     + RateLimiter
     + UsageStore
+    + CreditStore
     + 'static
 {
 }
@@ -166,6 +167,7 @@ impl<T> AllStores for T where
         + EventLedger
         + RateLimiter
         + UsageStore
+        + CreditStore
         + 'static
 {
 }
@@ -190,7 +192,8 @@ where
         billing_store: store.clone(),
         ledger: store.clone(),
         rate_limiter: store.clone(),
-        usage_store: store,
+        usage_store: store.clone(),
+        credit_store: store,
         queue: Some(Arc::new(RecordingQueue::default())),
         keys,
         clock: Arc::new(tollgate::SystemClock),
@@ -213,7 +216,8 @@ where
     components.billing_store = store.clone();
     components.ledger = store.clone();
     components.rate_limiter = store.clone();
-    components.usage_store = store;
+    components.usage_store = store.clone();
+    components.credit_store = store;
 }
 
 /// Which store a case of an HTTP test runs on ([`on_both_stores!`]).

@@ -531,6 +531,7 @@ async fn deleting_an_account_cancels_its_stripe_subscription_and_keeps_its_payme
             &tollgate::domain::EventEffects {
                 subscription: None,
                 payment: Some(payment),
+                credits: None,
             },
             now(),
         )
@@ -609,4 +610,81 @@ async fn deleting_an_account_cancels_its_stripe_subscription_and_keeps_its_payme
         .expect("login");
     assert_eq!(r.status().as_u16(), 401);
     // MockServer checks `expect(1)` on drop.
+}
+
+/// One trial per account, across providers: a user whose Whop membership had a trial (now
+/// canceled) checks out with Stripe without one; a user who never had one gets the plan's 14
+/// days.
+#[tokio::test]
+async fn a_user_who_had_a_trial_checks_out_without_one() {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "checkout.session",
+            json!({"id": "cs_test_trial", "url": "https://checkout.stripe.com/c/pay/cs_test_trial"}),
+        )))
+        .mount(&stripe)
+        .await;
+    let (mut c, _, store) = components_at(now());
+    c.providers = stripe_at(&stripe);
+    let catalog = c.catalog.clone();
+    let state = AppState::assemble(&c, tollgate::Needs::ALL);
+    let (had_trial, token) = signed_up(&state).await;
+    let (fresh, fresh_token) = signed_up(&state).await;
+    for (user, customer) in [(had_trial, "cus_Trial0001"), (fresh, "cus_Trial0002")] {
+        store
+            .claim_customer(Provider::Stripe, &customer.into(), &user)
+            .await
+            .expect("claim");
+    }
+    let ended = ProviderSubscription {
+        provider: Provider::Whop,
+        subscription_id: "mem_Trial0001".into(),
+        customer_id: Some("mber_Trial0001".into()),
+        user_id: Some(had_trial),
+        status: SubscriptionStatus::Canceled,
+        price_id: "plan_TestProMonthly".into(),
+        current_period_end: Some(now() - 86_400),
+        cancel_at_period_end: false,
+        trial_end: Some(now() - 86_400),
+    };
+    store
+        .put_subscription(&tollgate::domain::SubscriptionWrite {
+            subscription: Subscription::from_provider(
+                had_trial,
+                &ended,
+                None,
+                &catalog,
+                now() * 1000,
+            ),
+            expected_version: None,
+        })
+        .await
+        .expect("seed the ended trial");
+    let base = tollgate_tests::spawn_app(state).await;
+    for t in [&token, &fresh_token] {
+        let (status, body) = post(&base, "/billing/checkout", t, json!({"plan": "pro"})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let sessions: Vec<_> = stripe
+        .received_requests()
+        .await
+        .expect("recorded")
+        .into_iter()
+        .filter(|r| r.url.path() == "/v1/checkout/sessions")
+        .collect();
+    let trial_days = |i: usize| {
+        field(
+            &form(&sessions[i].body),
+            "subscription_data[trial_period_days]",
+        )
+        .map(str::to_owned)
+    };
+    assert_eq!(trial_days(0), None, "the second trial is refused");
+    assert_eq!(
+        trial_days(1).as_deref(),
+        Some("14"),
+        "a first trial is offered"
+    );
 }

@@ -2,21 +2,22 @@
 //! every store trait: users, sessions, atomic account changes (one-time tokens, sign-in codes,
 //! the audit log, linked identities, OAuth states, API keys, erasure), the mail outbox, billing
 //! (subscriptions, customer claims, payments), the webhook event ledger, the rate counters and
-//! the usage counters. Each case is a plain async function over the store traits; the macro
+//! the usage counters, credit balances and their ledger. Each case is a plain async function over the store traits; the macro
 //! expands one `#[tokio::test]` per case and backend, so a failure names both. A store trait
 //! added later adds its cases here.
 
 use std::sync::Arc;
 use tollgate::domain::{
-    ApiKey, ApiKeyKind, AuditAction, AuditRecord, EmailOtp, EventEffects, EventStatus, Identity,
-    MailKind, MailStatus, OAuthMode, OAuthState, OneTimeToken, OutboxMail, Payment, PaymentStatus,
-    Period, Provider, RateRule, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
-    SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite, TokenHash, TokenPurpose,
-    User, UserId, UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
+    ApiKey, ApiKeyKind, AuditAction, AuditRecord, CreditEntry, CreditKind, EmailOtp, EventEffects,
+    EventStatus, Identity, MailKind, MailStatus, OAuthMode, OAuthState, OneTimeToken, OutboxMail,
+    Payment, PaymentStatus, Period, Provider, RateRule, RequestOrigin, RevokeReason, Session,
+    SessionId, SessionOrigin, SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite,
+    TokenHash, TokenPurpose, User, UserId, UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS,
+    OTP_MAX_ATTEMPTS,
 };
 use tollgate::store::{
-    Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome, StoreError, TrackRequest,
-    Tracked,
+    Change, Conflict, CreditApplied, CreditWrite, EventLedger, EventMark, MailClaim, MailOutcome,
+    StoreError, TrackRequest, Tracked,
 };
 use tollgate_tests::{random_email, AllStores as Stores};
 
@@ -570,6 +571,7 @@ mod cases {
                 expected_version: None,
             }),
             payment: Some(payment(user, "in_conformance_1")),
+            credits: None,
         };
         s.apply_event(
             Provider::Stripe,
@@ -604,6 +606,7 @@ mod cases {
         let effects = EventEffects {
             subscription: None,
             payment: Some(payment(user, "in_conformance_once")),
+            credits: None,
         };
         s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, 1)
             .await
@@ -647,6 +650,7 @@ mod cases {
                 expected_version: None, // stale: version 1 is stored
             }),
             payment: Some(payment(user, "in_conformance_stale")),
+            credits: None,
         };
         let r = s
             .apply_event(Provider::Stripe, &id.as_str().into(), &effects, 1)
@@ -685,6 +689,7 @@ mod cases {
                             expected_version: None,
                         }),
                         payment: Some(payment(user, &format!("in_race_{i}"))),
+                        credits: None,
                     };
                     s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, i)
                         .await
@@ -1066,6 +1071,7 @@ mod cases {
             &EventEffects {
                 subscription: None,
                 payment: Some(payment(u.id, &unique("in"))),
+                credits: None,
             },
             5,
         )
@@ -1629,8 +1635,216 @@ mod cases {
             quantity,
             ceiling,
             idempotency_key: key,
+            spend: None,
             now: start + 10,
         }
+    }
+
+    fn credit(user: UserId, cause: &str, kind: CreditKind, amount: i64, at: i64) -> CreditWrite {
+        let entry = CreditEntry::new(user, cause.to_owned(), kind, amount, at);
+        CreditWrite {
+            audit: tollgate::usage::credits::audit_of(&entry, 86_400),
+            entry,
+            require_funds: kind == CreditKind::Spend,
+        }
+    }
+
+    /// A cause takes effect once; a spend the balance does not cover changes nothing; a refund
+    /// may go below zero; the ledger pages newest first; each change is audited.
+    pub async fn credits_apply_once_per_cause_and_page_newest_first<S: Stores>(s: Arc<S>) {
+        let user = UserId::new();
+        let grant = unique("purchase:stripe:pi");
+        let t = 1_795_248_000;
+        let g = credit(user, &grant, CreditKind::Purchase, 100, t);
+        assert_eq!(
+            s.apply_credits(&g).await.expect("grant"),
+            CreditApplied::Applied { balance: 100 }
+        );
+        assert_eq!(
+            s.apply_credits(&credit(user, &grant, CreditKind::Purchase, 100, t + 1))
+                .await
+                .expect("again"),
+            CreditApplied::Duplicate { balance: 100 },
+            "a cause takes effect once"
+        );
+        assert_eq!(
+            s.apply_credits(&credit(
+                user,
+                &unique("spend"),
+                CreditKind::Spend,
+                -101,
+                t + 2
+            ))
+            .await
+            .expect("overspend"),
+            CreditApplied::Insufficient { balance: 100 }
+        );
+        assert_eq!(
+            s.apply_credits(&credit(
+                user,
+                &unique("spend"),
+                CreditKind::Spend,
+                -30,
+                t + 3
+            ))
+            .await
+            .expect("spend"),
+            CreditApplied::Applied { balance: 70 }
+        );
+        let refund = unique("refund:stripe:pi");
+        assert_eq!(
+            s.apply_credits(&credit(user, &refund, CreditKind::Refund, -100, t + 4))
+                .await
+                .expect("refund"),
+            CreditApplied::Applied { balance: -30 },
+            "a refund takes back credits already spent"
+        );
+        assert_eq!(s.credit_balance(&user).await.expect("balance"), -30);
+        assert_eq!(s.credit_balance(&UserId::new()).await.expect("none"), 0);
+        assert_eq!(
+            s.credit_cause(&grant).await.expect("cause"),
+            Some(g.entry.clone())
+        );
+        assert_eq!(s.credit_cause("purchase:none").await.expect("cause"), None);
+        let (first, next) = s.credit_history(&user, None, 2).await.expect("page 1");
+        assert_eq!(
+            first.iter().map(|e| e.at).collect::<Vec<_>>(),
+            vec![t + 4, t + 3],
+            "newest first"
+        );
+        let next = next.expect("a second page");
+        let (second, last) = s
+            .credit_history(&user, Some(&next), 2)
+            .await
+            .expect("page 2");
+        assert_eq!(second, vec![g.entry.clone()]);
+        assert_eq!(last, None);
+        let audit = s.list_audit(&user, None, 10).await.expect("audit");
+        let actions: Vec<AuditAction> = audit.iter().map(|a| a.action).collect();
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| **a == AuditAction::CreditsGranted)
+                .count(),
+            1
+        );
+        assert!(actions.contains(&AuditAction::CreditsSpent));
+        assert!(actions.contains(&AuditAction::CreditsRefunded));
+        assert_eq!(audit.len(), 3, "one record per change that took effect");
+    }
+
+    /// 50 concurrent tracks spending 1 credit each against a balance of 20: exactly 20 count
+    /// and spend, the balance ends at 0 and never below, and a refused track counts nothing.
+    pub async fn concurrent_spends_never_take_the_balance_below_zero<S: Stores>(s: Arc<S>) {
+        let user = UserId::new();
+        let start = 1_795_248_000;
+        s.apply_credits(&credit(
+            user,
+            &unique("purchase:stripe:pi"),
+            CreditKind::Purchase,
+            20,
+            start,
+        ))
+        .await
+        .expect("grant");
+        let tries: Vec<_> = (0..50)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let key = format!("spend{i}");
+                    let spend = credit(
+                        user,
+                        &format!("spend:{user}:{key}"),
+                        CreditKind::Spend,
+                        -1,
+                        start + 10,
+                    );
+                    let request = TrackRequest {
+                        spend: Some(&spend),
+                        ..track(user, &key, 1, None, start)
+                    };
+                    s.track(&request).await
+                })
+            })
+            .collect();
+        let (mut counted, mut refused) = (0, 0);
+        for t in tries {
+            match t.await.expect("join").expect("track") {
+                Tracked::Counted { .. } => counted += 1,
+                Tracked::InsufficientCredits { balance, .. } => {
+                    assert!(balance >= 0, "a refusal reads {balance}");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((counted, refused), (20, 30));
+        assert_eq!(s.credit_balance(&user).await.expect("balance"), 0);
+        assert_eq!(s.used(&user, "exports", start).await.expect("used"), 20);
+        let (entries, _) = s.credit_history(&user, None, 100).await.expect("history");
+        assert_eq!(
+            entries
+                .iter()
+                .filter(|e| e.kind == CreditKind::Spend)
+                .count(),
+            20
+        );
+    }
+
+    /// An event's credit change is applied with it once per cause (a second event of the same
+    /// payment is processed without granting again); a subscription with a trial marks the user.
+    pub async fn an_event_grants_credits_once_and_trials_are_remembered<S: Stores>(s: Arc<S>) {
+        let user = UserId::new();
+        let cause = unique("purchase:stripe:pi");
+        let grant = credit(user, &cause, CreditKind::Purchase, 1000, 5);
+        for _ in 0..2 {
+            let id = unique("evt");
+            s.record_event(&webhook_event(&id)).await.expect("record");
+            let effects = EventEffects {
+                subscription: None,
+                payment: None,
+                credits: Some((grant.entry.clone(), grant.audit.clone())),
+            };
+            s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, 6)
+                .await
+                .expect("apply");
+            assert_eq!(
+                stored_event(s.as_ref(), &id).await.status,
+                EventStatus::Processed
+            );
+        }
+        assert_eq!(s.credit_balance(&user).await.expect("balance"), 1000);
+        assert!(!s.trial_used(&user).await.expect("no trial yet"));
+        let mut trialing = subscription(user, 1, SubscriptionStatus::Trialing);
+        trialing.trial_end = Some(1_796_000_000);
+        s.put_subscription(&SubscriptionWrite {
+            subscription: trialing,
+            expected_version: None,
+        })
+        .await
+        .expect("put");
+        assert!(s.trial_used(&user).await.expect("trial"));
+        let other = UserId::new();
+        let id = unique("evt");
+        s.record_event(&webhook_event(&id)).await.expect("record");
+        let mut trialing = subscription(other, 1, SubscriptionStatus::Trialing);
+        trialing.trial_end = Some(1_796_000_000);
+        s.apply_event(
+            Provider::Stripe,
+            &id.as_str().into(),
+            &EventEffects {
+                subscription: Some(SubscriptionWrite {
+                    subscription: trialing,
+                    expected_version: None,
+                }),
+                payment: None,
+                credits: None,
+            },
+            7,
+        )
+        .await
+        .expect("apply");
+        assert!(s.trial_used(&other).await.expect("trial by webhook"));
     }
 
     /// 100 concurrent tracks of one unit against a ceiling of 50: exactly 50 count, the count is
@@ -1788,6 +2002,9 @@ macro_rules! all_cases {
                 an_api_key_is_found_by_id_listed_touched_revoked_once_and_erased,
                 a_usage_count_never_passes_its_ceiling_under_concurrency,
                 an_idempotency_key_counts_once_and_periods_count_apart,
+                credits_apply_once_per_cause_and_page_newest_first,
+                concurrent_spends_never_take_the_balance_below_zero,
+                an_event_grants_credits_once_and_trials_are_remembered,
             ]
         );
     };

@@ -1,7 +1,8 @@
 //! Issue #12's metering over HTTP, on both stores: the seed's free plan (5 exports a month), a
 //! retried key counted once, 100 concurrent tracks against pro's 50, a plan change mid-period
 //! applying the new limit to the count so far, the period rolling over on a manual clock, and
-//! service keys naming the user.
+//! service keys naming the user; and the billing reads: `GET /billing/plans` and `GET
+//! /billing/payments`.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use tollgate::domain::{
     ApiKeyKind, Interval, Provider, Subscription, SubscriptionStatus, SubscriptionWrite, UserId,
 };
-use tollgate::store::BillingStore;
+use tollgate::store::{BillingStore, EventLedger};
 use tollgate::{AppState, Needs};
 use tollgate_tests::{Backend, ManualClock};
 
@@ -19,6 +20,7 @@ struct Rig {
     clock: Arc<ManualClock>,
     state: AppState,
     billing: Arc<dyn BillingStore>,
+    ledger: Arc<dyn EventLedger>,
 }
 
 /// 2026-11-15 12:00 UTC: mid-month, so the free period is November.
@@ -36,6 +38,7 @@ async fn rig(backend: Backend) -> Option<Rig> {
         http: reqwest::Client::new(),
         clock,
         billing: components.billing_store.clone(),
+        ledger: components.ledger.clone(),
         state,
     })
 }
@@ -318,8 +321,94 @@ async fn the_plans_route_shows_what_a_pricing_page_needs() {
     assert_eq!(body["plans"][0]["prices"], json!([]));
 }
 
+/// `GET /billing/payments`: the user's payments (written by processed webhook events) newest
+/// first, in pages that chain by `next_before`; another user's are not listed.
+async fn payments_are_listed_newest_first_in_pages(backend: Backend) {
+    let Some(rig) = rig(backend).await else {
+        return;
+    };
+    let (user, tokens) = tollgate_tests::sign_up(&rig.state).await;
+    let (other, _) = tollgate_tests::sign_up(&rig.state).await;
+    for (i, owner) in [(1, user.id), (2, user.id), (3, other.id), (4, user.id)] {
+        let event_id = format!("evt_pay_{}_{i}", uuid::Uuid::now_v7().simple());
+        let event = tollgate::domain::WebhookEvent {
+            provider: Provider::Stripe,
+            event_id: event_id.as_str().into(),
+            event_type: "invoice.paid".into(),
+            body: "{}".into(),
+            group_id: "sub_pay".into(),
+            received_at: NOV_15,
+            status: tollgate::domain::EventStatus::Received,
+            attempts: 0,
+            last_error: None,
+            processed_at: None,
+            expires_at: NOV_15 + tollgate::domain::EVENT_RETENTION_SECONDS,
+        };
+        rig.ledger.record_event(&event).await.expect("record");
+        let payment = tollgate::domain::Payment {
+            user_id: owner,
+            provider: Provider::Stripe,
+            payment_id: format!("in_{i}").as_str().into(),
+            amount_minor: 1900 * i,
+            currency: "usd".into(),
+            subscription_id: Some("sub_pay".into()),
+            status: tollgate::domain::PaymentStatus::Paid,
+            paid_at: NOV_15 - 86_400 * (10 - i),
+        };
+        let effects = tollgate::domain::EventEffects {
+            subscription: None,
+            payment: Some(payment),
+            credits: None,
+        };
+        rig.ledger
+            .apply_event(Provider::Stripe, &event.event_id, &effects, NOV_15)
+            .await
+            .expect("apply");
+    }
+    let page = |query: String| {
+        let (http, base, at) = (
+            rig.http.clone(),
+            rig.base.clone(),
+            tokens.access_token.clone(),
+        );
+        async move {
+            http.get(format!("{base}/billing/payments?{query}"))
+                .bearer_auth(at)
+                .send()
+                .await
+                .expect("payments")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let first = page("limit=2".into()).await;
+    let ids: Vec<&str> = first["payments"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["in_4", "in_2"], "newest first, only the user's");
+    assert_eq!(first["payments"][0]["amount"], 7600);
+    let next = first["next_before"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second = page(format!("limit=2&before={}", next.replace('#', "%23"))).await;
+    let ids: Vec<&str> = second["payments"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["in_1"]);
+    assert_eq!(second["next_before"], Value::Null);
+}
+
 tollgate_tests::on_both_stores!(
     the_free_plan_allows_five_a_month_and_a_retry_counts_once,
     concurrent_tracks_stop_exactly_at_the_limit_and_a_plan_change_applies_mid_period,
     a_service_key_counts_for_the_user_it_names,
+    payments_are_listed_newest_first_in_pages,
 );

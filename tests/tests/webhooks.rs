@@ -258,7 +258,7 @@ async fn rotated_secrets_accept_either_secret() {
 #[tokio::test]
 async fn unknown_event_types_are_acknowledged_and_recorded_as_ignored() {
     let h = harness(STRIPE_SECRET);
-    let body = br#"{"id":"evt_unknown_1","object":"event","type":"charge.refunded","data":{"object":{"object":"charge","id":"ch_1","customer":"cus_1"}}}"#;
+    let body = br#"{"id":"evt_unknown_1","object":"event","type":"payout.paid","data":{"object":{"object":"payout","id":"po_1"}}}"#;
     assert_eq!(
         deliver_stripe(&h, body, STRIPE_SECRET, h.clock.now())
             .await
@@ -631,6 +631,9 @@ impl BillingStore for FlakyStore {
         u: &UserId,
     ) -> Result<Vec<tollgate::domain::Payment>, StoreError> {
         self.inner.list_payments(u).await
+    }
+    async fn trial_used(&self, u: &UserId) -> Result<bool, StoreError> {
+        self.inner.trial_used(u).await
     }
 }
 

@@ -5,6 +5,8 @@
 //! - checkout `{plan, interval?, provider?}` → 200 `{url, provider}`; 409 `subscription_exists`
 //!   for a user with access to a paid plan; 422 for an unknown plan, a missing price or a
 //!   provider this deployment does not offer; 503 `provider_not_configured` without any provider.
+//!   `{pack, provider?}` instead opens a one-time checkout for a credit pack (Stripe
+//!   `mode=payment`); its paid event grants the credits.
 //! - portal → 200 `{url}`; 404 `no_subscription`.
 //! - cancel (at period end) / resume → 202 `{status: "pending"}`: the provider confirms by webhook.
 //! - change `{plan, interval?}` → 202, prorated per the target plan's `proration`.
@@ -16,6 +18,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tollgate::auth::AuthenticatedUser;
+use tollgate::billing::BillingError;
 use tollgate::domain::rules;
 use tollgate::domain::{Interval, Provider};
 use tollgate::http::limit::by_user;
@@ -85,10 +88,14 @@ struct Doc;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
-    /// A paid plan id of the catalog (`pro`, `team`).
+    /// A paid plan id of the catalog (`pro`, `team`) to subscribe to; or
     #[schema(example = "pro")]
-    plan: String,
-    /// The billing interval (Stripe prices; default `month`).
+    #[serde(default)]
+    plan: Option<String>,
+    /// a credit pack id of the catalog (`credits_1000`) to buy once. Exactly one of the two.
+    #[serde(default)]
+    pack: Option<String>,
+    /// The billing interval of a plan (Stripe prices; default `month`).
     #[serde(default)]
     #[schema(value_type = Option<IntervalName>)]
     interval: Option<Interval>,
@@ -150,7 +157,7 @@ struct Pending {
     status: &'static str,
 }
 
-/// Starts a checkout for a paid plan.
+/// Starts a checkout for a paid plan, or a one-time checkout for a credit pack.
 #[utoipa::path(
     post,
     path = CHECKOUT_PATH,
@@ -162,7 +169,7 @@ struct Pending {
         (status = 200, description = "The checkout URL at the provider.", body = CheckoutStarted),
         (status = 401, response = Unauthenticated),
         (status = 409, description = "`subscription_exists`: the user already has access to a paid plan.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "`validation_failed` (unknown plan, no price for this interval) or `provider_not_configured` (a provider this deployment does not offer).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`validation_failed` (neither or both of `plan` and `pack`, an unknown plan or pack, no price for this interval or provider) or `provider_not_configured` (a provider this deployment does not offer).", body = Problem, content_type = PROBLEM_JSON),
         (status = 500, response = Internal),
         (status = 502, description = "`provider_error`: the payment provider refused.", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "`provider_not_configured` (no provider at all) or `unavailable`.", body = Problem, content_type = PROBLEM_JSON),
@@ -174,10 +181,27 @@ async fn checkout(
     who: AuthenticatedUser,
     JsonBody(body): JsonBody<CheckoutBody>,
 ) -> Result<Response, ApiError> {
-    let (provider, url) = state
-        .billing()?
-        .create_checkout(&who.user_id, &body.plan, body.interval, body.provider)
-        .await?;
+    let billing = state.billing()?;
+    let (provider, url) = match (&body.plan, &body.pack) {
+        (Some(plan), None) => {
+            billing
+                .create_checkout(&who.user_id, plan, body.interval, body.provider)
+                .await?
+        }
+        (None, Some(pack)) if body.interval.is_none() => {
+            billing
+                .create_pack_checkout(&who.user_id, pack, body.provider)
+                .await?
+        }
+        (None, Some(_)) => {
+            return Err(BillingError::Invalid("a credit pack has no interval".into()).into())
+        }
+        _ => {
+            return Err(
+                BillingError::Invalid("give exactly one of `plan` and `pack`".into()).into(),
+            )
+        }
+    };
     Ok(Json(CheckoutStarted {
         url,
         provider: provider.as_str(),

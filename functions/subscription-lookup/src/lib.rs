@@ -1,5 +1,6 @@
 //! `subscription-lookup`: `GET /auth/me`, `GET /billing/subscription` and `GET /billing/plans`
-//! (public: the catalog as a pricing page needs it).
+//! (public: the catalog as a pricing page needs it), `GET /billing/payments` (the user's payments,
+//! paged).
 //!
 //! `GET /billing/subscription[?checkout_session=<id>]` with a bearer token → 200 `{plan, status,
 //! access, tier, entitlements, current_period_end, cancel_at_period_end, trial_end, grace_until,
@@ -24,7 +25,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tollgate::auth::Caller;
-use tollgate::domain::{rfc3339, CheckoutSessionId, Entitlement};
+use tollgate::domain::{rfc3339, CheckoutSessionId, CreditSpend, Entitlement};
 use tollgate::http::openapi::{ServerProblems, Unauthenticated, ValidationFailed, PROBLEM_JSON};
 use tollgate::http::{ApiError, Problem, QueryParams, UserBody};
 use tollgate::{AppState, KeyAccess, Needs};
@@ -32,6 +33,8 @@ use utoipa::OpenApi as _;
 
 /// The public path of the current-user route.
 pub const ME_PATH: &str = "/auth/me";
+/// `GET /billing/payments`.
+pub const PAYMENTS_PATH: &str = "/billing/payments";
 /// `GET /billing/plans` (public).
 pub const PLANS_PATH: &str = "/billing/plans";
 /// The public path of the subscription route.
@@ -43,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", ME_PATH),
     ("GET", SUBSCRIPTION_PATH),
     ("GET", PLANS_PATH),
+    ("GET", PAYMENTS_PATH),
 ];
 
 /// What this function builds at start-up: the published JWKS (it verifies tokens), accounts
@@ -62,6 +66,7 @@ pub fn routes() -> Router<AppState> {
         .route(ME_PATH, get(me))
         .route(SUBSCRIPTION_PATH, get(subscription))
         .route(PLANS_PATH, get(plans))
+        .route(PAYMENTS_PATH, get(payments))
 }
 
 /// This function's part of the OpenAPI document.
@@ -71,8 +76,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(me, subscription, plans),
-    components(schemas(MeBody, SubscriptionBody, PlansBody, PlanBody, PriceBody, MeteredBody))
+    paths(me, subscription, plans, payments),
+    components(schemas(
+        MeBody,
+        SubscriptionBody,
+        PlansBody,
+        PlanBody,
+        PriceBody,
+        MeteredBody,
+        PackBody,
+        PaymentsBody,
+        PaymentBody
+    ))
 )]
 struct Doc;
 
@@ -233,6 +248,29 @@ struct MeteredBody {
     limit: Option<u64>,
     /// Whether use past the limit is counted (overage) rather than refused.
     overage: bool,
+    /// Credits one unit costs (0: none).
+    credits_per_unit: u64,
+    /// When units cost credits: `beyond_limit` or `always`.
+    #[schema(value_type = String, example = "beyond_limit")]
+    spend: &'static str,
+}
+
+/// A credit pack as a pricing page shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PackBody {
+    /// The pack id (`POST /billing/checkout {pack}`).
+    id: String,
+    /// Display name.
+    name: String,
+    /// Credits granted per purchase.
+    credits: u64,
+    /// The price, minor currency units.
+    amount: u64,
+    /// ISO 4217, lowercase.
+    currency: String,
+    /// The providers it can be bought with.
+    #[schema(value_type = Vec<String>)]
+    providers: Vec<&'static str>,
 }
 
 /// A plan as a pricing page needs it.
@@ -256,6 +294,8 @@ struct PlanBody {
     entitlements: BTreeMap<String, Entitlement>,
     /// Metered features and their allowance per period.
     metered: BTreeMap<String, MeteredBody>,
+    /// Credits granted each period while the plan is held.
+    monthly_credits: u64,
 }
 
 /// `GET /billing/plans` answer.
@@ -263,6 +303,8 @@ struct PlanBody {
 struct PlansBody {
     /// Every plan, lowest tier first.
     plans: Vec<PlanBody>,
+    /// Credit packs sold once, in catalog order.
+    credit_packs: Vec<PackBody>,
 }
 
 /// The plan catalog as a pricing page needs it: names, display prices per interval, providers,
@@ -315,16 +357,138 @@ async fn plans(State(state): State<AppState>) -> Result<Response, ApiError> {
                         MeteredBody {
                             limit: m.limit.units(),
                             overage: m.overage,
+                            credits_per_unit: m.credits,
+                            spend: match m.spend {
+                                CreditSpend::BeyondLimit => "beyond_limit",
+                                CreditSpend::Always => "always",
+                            },
                         },
                     )
                 })
                 .collect(),
+            monthly_credits: p.monthly_credits,
         })
         .collect();
     plans.sort_by_key(|p| p.tier);
+    let credit_packs = catalog
+        .packs()
+        .iter()
+        .map(|p| PackBody {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            credits: p.credits,
+            amount: p.price.amount,
+            currency: p.price.currency.clone(),
+            providers: [
+                p.stripe.as_ref().map(|_| "stripe"),
+                p.whop.as_ref().map(|_| "whop"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        })
+        .collect();
     Ok((
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(PlansBody { plans }),
+        Json(PlansBody {
+            plans,
+            credit_packs,
+        }),
+    )
+        .into_response())
+}
+
+/// `GET /billing/payments` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentsQuery {
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+    /// `next_before` of the previous page.
+    #[param(pattern = "^[0-9]{10}#[a-z]+#[^#]{1,255}$")]
+    before: Option<String>,
+}
+
+/// One payment (a charge or a failed attempt).
+#[derive(Serialize, utoipa::ToSchema)]
+struct PaymentBody {
+    /// The provider's payment or invoice id.
+    id: String,
+    /// `stripe` or `whop`.
+    #[schema(value_type = String)]
+    provider: &'static str,
+    /// Amount in minor currency units.
+    amount: i64,
+    /// ISO 4217 code, lowercase.
+    currency: String,
+    /// `paid` or `failed`.
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// The provider subscription it belongs to.
+    subscription_id: Option<String>,
+    /// When, RFC 3339.
+    paid_at: String,
+}
+
+/// `GET /billing/payments` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PaymentsBody {
+    /// Newest first.
+    payments: Vec<PaymentBody>,
+    /// Pass as `before` for the next page; `null` on the last.
+    next_before: Option<String>,
+}
+
+/// The caller's payments, newest first, paged.
+#[utoipa::path(
+    get,
+    path = PAYMENTS_PATH,
+    tag = "billing",
+    params(PaymentsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of payments.", body = PaymentsBody),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden_for_key`: a service key.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, response = ValidationFailed),
+        ServerProblems,
+    ),
+)]
+async fn payments(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<PaymentsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::InvalidQuery("limit must be 1 to 100".into()));
+    }
+    let (page, next_before) = state
+        .billing()?
+        .payments(&caller.user_id(), query.before.as_deref(), limit)
+        .await?;
+    let payments = page
+        .iter()
+        .map(|p| PaymentBody {
+            id: p.payment_id.to_string(),
+            provider: p.provider.as_str(),
+            amount: p.amount_minor,
+            currency: p.currency.clone(),
+            status: match p.status {
+                tollgate::domain::PaymentStatus::Paid => "paid",
+                tollgate::domain::PaymentStatus::Failed => "failed",
+            },
+            subscription_id: p.subscription_id.as_ref().map(ToString::to_string),
+            paid_at: rfc3339(p.paid_at),
+        })
+        .collect();
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(PaymentsBody {
+            payments,
+            next_before,
+        }),
     )
         .into_response())
 }

@@ -32,6 +32,12 @@ struct Session {
     trial_days: u32,
     success_url: String,
     subscription_id: Option<SubscriptionId>,
+    /// A one-time purchase: `(pack id, amount, currency)`.
+    #[serde(default)]
+    pack: Option<(String, u64, String)>,
+    /// The one-time purchase's payment intent, once paid.
+    #[serde(default)]
+    payment_intent: Option<String>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -82,11 +88,16 @@ impl OfflineStripe {
     }
 
     /// Completes checkout `session_id`: creates the subscription (trialing if the plan has trial
-    /// days) and posts `checkout.session.completed` to this server. Returns the success URL.
+    /// days) and posts `checkout.session.completed` to this server — or, for a credit pack,
+    /// posts a paid `checkout.session.completed` in `payment` mode. Returns the success URL.
     ///
     /// # Errors
     /// `NotFound` for an unknown session; `Unavailable` if the webhook post fails.
     pub async fn complete(&self, session_id: &str) -> Result<String, ProviderError> {
+        let one_time = self.lock().sessions.get(session_id).cloned();
+        if let Some(session @ Session { pack: Some(_), .. }) = one_time {
+            return self.complete_payment(session_id, session).await;
+        }
         let now = SystemClock.now();
         let (session, subscription) = {
             let mut data = self.lock();
@@ -139,6 +150,47 @@ impl OfflineStripe {
             "customer": subscription.customer_id,
             "subscription": subscription.subscription_id,
             "metadata": {"user_id": session.user_id.to_string()},
+        });
+        self.post_event("checkout.session.completed", object)
+            .await?;
+        Ok(session
+            .success_url
+            .replace("{CHECKOUT_SESSION_ID}", session_id))
+    }
+
+    /// Completes a credit pack's one-time checkout: one payment intent per session (completing
+    /// twice posts the same payment again, which grants once).
+    async fn complete_payment(
+        &self,
+        session_id: &str,
+        mut session: Session,
+    ) -> Result<String, ProviderError> {
+        let Some((pack, amount, currency)) = session.pack.clone() else {
+            return Err(ProviderError::NotFound);
+        };
+        let intent = session
+            .payment_intent
+            .clone()
+            .unwrap_or_else(|| format!("pi_local_{}", uuid::Uuid::now_v7().simple()));
+        session.payment_intent = Some(intent.clone());
+        {
+            let mut data = self.lock();
+            data.sessions.insert(session_id.to_owned(), session.clone());
+            self.save(&data);
+        }
+        let object = json!({
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "complete",
+            "payment_status": "paid",
+            "payment_intent": intent,
+            "amount_total": amount,
+            "currency": currency,
+            "created": SystemClock.now(),
+            "client_reference_id": session.user_id.to_string(),
+            "customer": customer_of(&session.user_id),
+            "metadata": {"user_id": session.user_id.to_string(), "pack": pack},
         });
         self.post_event("checkout.session.completed", object)
             .await?;
@@ -245,6 +297,11 @@ impl PaymentProvider for OfflineStripe {
                 trial_days: request.trial_days,
                 success_url: request.success_url.clone(),
                 subscription_id: None,
+                pack: request
+                    .pack
+                    .as_ref()
+                    .map(|p| (p.pack_id.clone(), p.amount_minor, p.currency.clone())),
+                payment_intent: None,
             },
         );
         self.save(&data);

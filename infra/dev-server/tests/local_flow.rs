@@ -167,3 +167,92 @@ async fn signup_checkout_pay_refresh_and_cancel_offline() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A credit pack bought offline with the `local` provider (the offline Stripe stand-in): the
+/// one-time checkout "pays" with a signed `checkout.session.completed` in `payment` mode; paying
+/// the same checkout twice grants once; a render spends two credits.
+#[tokio::test]
+async fn a_credit_pack_bought_offline_is_granted_once() {
+    let dir = std::env::temp_dir().join(format!("tollgate-local-pack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_port();
+    let _server = start(&dir, port).await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let (status, signup) = api
+        .post(
+            "/auth/signup",
+            None,
+            json!({"email": "buyer@example.com", "password": "correct horse battery staple"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{signup}");
+    let access = signup["access_token"].as_str().expect("access").to_owned();
+    let (status, plans) = api
+        .send(api.http.get(format!("{}/billing/plans", api.base)))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(plans["credit_packs"][0]["id"], "credits_1000", "{plans}");
+    let (status, checkout) = api
+        .post(
+            "/billing/checkout",
+            Some(&access),
+            json!({"pack": "credits_1000"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{checkout}");
+    let url = checkout["url"].as_str().expect("url").to_owned();
+    for _ in 0..2 {
+        let (status, paid) = api.send(api.http.post(&url)).await;
+        assert_eq!(status, 200, "{paid}");
+    }
+    let credits = |access: String| {
+        let (http, base) = (api.http.clone(), api.base.clone());
+        async move {
+            http.get(format!("{base}/billing/credits"))
+                .bearer_auth(access)
+                .send()
+                .await
+                .expect("credits")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = credits(access.clone()).await;
+        if last["balance"] == 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["balance"], 1000, "granted within 5 s: {last}");
+    // Both payments of the one checkout were processed by now or soon: still granted once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = credits(access.clone()).await;
+    assert_eq!(after["balance"], 1000, "{after}");
+    let (status, render) = api
+        .post(
+            "/usage/track",
+            Some(&access),
+            json!({"feature": "renders", "idempotency_key": "first-render"}),
+        )
+        .await;
+    assert_eq!(
+        (status, render["credit_balance"].as_i64()),
+        (200, Some(998)),
+        "{render}"
+    );
+    let (_, payments) = api
+        .send(
+            api.http
+                .get(format!("{}/billing/payments", api.base))
+                .bearer_auth(&access),
+        )
+        .await;
+    assert_eq!(payments["payments"][0]["amount"], 1500, "{payments}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

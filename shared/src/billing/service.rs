@@ -7,10 +7,10 @@ use super::apply::{apply_provider_state, Direct, Fetched};
 use super::PlanAccess;
 use crate::clock::Clock;
 use crate::domain::{
-    Access, CheckoutSessionId, Interval, Plan, Provider, Subscription, SubscriptionStatus, User,
-    UserId,
+    Access, CheckoutSessionId, Interval, Payment, Plan, Provider, Subscription, SubscriptionStatus,
+    User, UserId,
 };
-use crate::payments::{CheckoutRequest, PaymentProvider, ProviderError, Providers};
+use crate::payments::{CheckoutRequest, PackCheckout, PaymentProvider, ProviderError, Providers};
 use crate::store::{BillingStore, StoreError, UserStore};
 use std::sync::Arc;
 
@@ -164,7 +164,8 @@ impl Billing {
     /// Starts a checkout for `plan` (`interval` for Stripe, default monthly) with `provider`
     /// (default: the first configured). Ensures one provider customer per user (idempotency key
     /// `customer-<user id>`, customer claim stored), and uses an idempotency key per attempt.
-    /// Returns the provider and the URL to send the buyer to.
+    /// The plan's trial is offered only to a user who never had one, with any provider. Returns
+    /// the provider and the URL to send the buyer to.
     ///
     /// # Errors
     /// `Invalid` (unknown plan, `free`, or no price for the provider/interval),
@@ -191,6 +192,64 @@ impl Billing {
         if self.access.of(user_id, self.clock.now()).await?.has_access {
             return Err(BillingError::SubscriptionExists);
         }
+        let trial_days = if plan.trial_days > 0 && self.store.trial_used(user_id).await? {
+            0
+        } else {
+            plan.trial_days
+        };
+        let request = self
+            .checkout_request(user_id, provider, client, price_id, trial_days, None)
+            .await?;
+        let session = client.create_checkout(&request).await?;
+        tracing::info!(user_id = %user_id, %provider, plan = plan_id, trial_days, checkout_session = %session.id, "checkout created");
+        Ok((provider, session.url))
+    }
+
+    /// Starts a one-time checkout for credit pack `pack_id` (Stripe `mode=payment`) with
+    /// `provider` (default: the first configured). The paid event grants the pack's credits once
+    /// (`crate::webhooks`). Returns the provider and the URL to send the buyer to.
+    ///
+    /// # Errors
+    /// `Invalid` (unknown pack, or no price at the provider), `ProviderNotOffered`,
+    /// `NotConfigured`, `UnknownUser`, `Provider`, `Store`.
+    pub async fn create_pack_checkout(
+        &self,
+        user_id: &UserId,
+        pack_id: &str,
+        provider: Option<Provider>,
+    ) -> Result<(Provider, String), BillingError> {
+        let catalog = self.access.catalog();
+        let pack = catalog
+            .pack(pack_id)
+            .ok_or_else(|| BillingError::Invalid(format!("unknown credit pack {pack_id:?}")))?;
+        let (provider, client) = self.client(provider)?;
+        let price_id = catalog.pack_price(pack, provider).ok_or_else(|| {
+            BillingError::Invalid(format!("credit pack {pack_id:?} has no {provider} price"))
+        })?;
+        let one_time = PackCheckout {
+            pack_id: pack.id.clone(),
+            amount_minor: pack.price.amount,
+            currency: pack.price.currency.clone(),
+        };
+        let request = self
+            .checkout_request(user_id, provider, client, price_id, 0, Some(one_time))
+            .await?;
+        let session = client.create_checkout(&request).await?;
+        tracing::info!(user_id = %user_id, %provider, pack = pack_id, checkout_session = %session.id, "pack checkout created");
+        Ok((provider, session.url))
+    }
+
+    /// The checkout request for `user_id`, creating and claiming the provider customer first if
+    /// there is none.
+    async fn checkout_request(
+        &self,
+        user_id: &UserId,
+        provider: Provider,
+        client: &Arc<dyn PaymentProvider>,
+        price_id: crate::domain::PriceId,
+        trial_days: u32,
+        pack: Option<PackCheckout>,
+    ) -> Result<CheckoutRequest, BillingError> {
         let user = self.user(user_id).await?;
         let customer_id = match self.store.customer_of(provider, user_id).await? {
             Some(c) => Some(c),
@@ -215,19 +274,17 @@ impl Billing {
                 None => None,
             },
         };
-        let request = CheckoutRequest {
+        Ok(CheckoutRequest {
             user_id: *user_id,
             email: user.email.clone(),
             customer_id,
             price_id,
-            trial_days: plan.trial_days,
+            trial_days,
             success_url: self.settings.success_url.clone(),
             cancel_url: self.settings.cancel_url.clone(),
             idempotency_key: format!("checkout-{user_id}-{}", uuid::Uuid::now_v7()),
-        };
-        let session = client.create_checkout(&request).await?;
-        tracing::info!(user_id = %user_id, %provider, plan = plan_id, checkout_session = %session.id, "checkout created");
-        Ok((provider, session.url))
+            pack,
+        })
     }
 
     /// A self-service billing portal URL for the user's subscription.
@@ -244,6 +301,39 @@ impl Billing {
                 &self.settings.portal_return_url,
             )
             .await?)
+    }
+
+    /// A page of the user's payments, newest first: at most `limit` (1–100), each older than the
+    /// cursor `before` (a `next_before` of an earlier page). Returns the page and the cursor of
+    /// the next one (`None` on the last page). The cursor is `<paid at, 10 digits>#<provider>#<id>`.
+    ///
+    /// # Errors
+    /// `Store`.
+    pub async fn payments(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Payment>, Option<String>), BillingError> {
+        let cursor = |p: &Payment| {
+            let key =
+                crate::store::keys::payment(&p.user_id, p.paid_at, p.provider, &p.payment_id).1;
+            key.trim_start_matches(crate::store::keys::PAYMENT_PREFIX)
+                .to_owned()
+        };
+        let limit = limit.clamp(1, 100);
+        let mut all = self.store.list_payments(user_id).await?;
+        all.reverse();
+        let mut page: Vec<Payment> = all
+            .into_iter()
+            .filter(|p| before.is_none_or(|b| cursor(p).as_str() < b))
+            .take(limit + 1)
+            .collect();
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
+            page.last().map(cursor)
+        });
+        Ok((page, next.flatten()))
     }
 
     /// The user's subscription and access now. With `checkout_session`, first fetches that

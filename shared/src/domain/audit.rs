@@ -54,6 +54,13 @@ pub enum AuditAction {
     ApiKeyCreated,
     /// An API key was revoked (detail: its prefix).
     ApiKeyRevoked,
+    /// Credits were granted: a pack bought, a plan allowance, an operator's grant (detail: the
+    /// amount and cause).
+    CreditsGranted,
+    /// A metered feature spent credits (detail: the amount, feature and units).
+    CreditsSpent,
+    /// A refund took a purchase's credits back (detail: the amount and payment).
+    CreditsRefunded,
 }
 
 impl AuditAction {
@@ -81,6 +88,9 @@ impl AuditAction {
             Self::ApiKeyCreated => "api_key_created",
             Self::ApiKeyRevoked => "api_key_revoked",
             Self::IdentityUnlinked => "identity_unlinked",
+            Self::CreditsGranted => "credits_granted",
+            Self::CreditsSpent => "credits_spent",
+            Self::CreditsRefunded => "credits_refunded",
         }
     }
 }

@@ -53,6 +53,9 @@ pub struct PaymentFacts {
     pub status: PaymentStatus,
     /// When it happened, Unix seconds.
     pub at: i64,
+    /// What was bought, when the event says and it may be a credit pack: Stripe's
+    /// `metadata.pack` (set by Tollgate's one-time checkout), Whop's `plan.id`.
+    pub product: Option<String>,
 }
 
 impl PaymentFacts {
@@ -97,6 +100,14 @@ pub enum BillingEvent {
         /// Who it is about.
         party: Party,
     },
+    /// A payment was refunded (Stripe `charge.refunded`, Whop `refund.created`): the credits
+    /// it bought, if any, are taken back.
+    Refund {
+        /// The refunded payment (Stripe payment intent, Whop payment).
+        payment_id: PaymentId,
+        /// Who it is about.
+        party: Party,
+    },
     /// An event type Tollgate does not act on: recorded as `ignored`, never retried.
     Ignored,
 }
@@ -107,14 +118,16 @@ impl BillingEvent {
         match self {
             Self::SubscriptionChanged { subscription, .. } => Some(subscription),
             Self::Payment { subscription, .. } => subscription.as_ref(),
-            Self::Ignored => None,
+            Self::Refund { .. } | Self::Ignored => None,
         }
     }
 
     /// Who the event is about (`None` for ignored events).
     pub fn party(&self) -> Option<&Party> {
         match self {
-            Self::SubscriptionChanged { party, .. } | Self::Payment { party, .. } => Some(party),
+            Self::SubscriptionChanged { party, .. }
+            | Self::Payment { party, .. }
+            | Self::Refund { party, .. } => Some(party),
             Self::Ignored => None,
         }
     }

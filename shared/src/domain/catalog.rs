@@ -3,6 +3,7 @@
 //! limits), trial days, a proration behaviour for plan changes, Stripe price ids per interval and
 //! a Whop plan id. `free` is the plan of everyone without access and must exist.
 
+use super::credits::CreditPack;
 use super::ids::{PriceId, Provider};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -115,6 +116,10 @@ pub struct Plan {
     /// Display prices per interval for `GET /billing/plans` (`[plans.display]`).
     #[serde(default)]
     pub display: BTreeMap<Interval, DisplayPrice>,
+    /// Credits granted each period while the plan is held (0 = none): the billing period on a
+    /// paid plan, the calendar month on `free`. Unused allowance carries over.
+    #[serde(default)]
+    pub monthly_credits: u64,
     /// Stripe prices.
     #[serde(default)]
     pub stripe: Option<StripePrices>,
@@ -127,6 +132,8 @@ pub struct Plan {
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     plans: Vec<Plan>,
+    #[serde(default)]
+    credit_packs: Vec<CreditPack>,
 }
 
 /// Every problem found in a catalog file, one line each.
@@ -141,6 +148,21 @@ pub struct Catalog {
     by_id: HashMap<String, usize>,
     by_stripe_price: HashMap<PriceId, (usize, Interval)>,
     by_whop_plan: HashMap<PriceId, usize>,
+    packs: Vec<CreditPack>,
+}
+
+/// Whether `id` is 1–64 of `[a-z0-9_-]` (plan and pack ids).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Whether `currency` is a lowercase ISO 4217 code.
+fn valid_currency(currency: &str) -> bool {
+    currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_lowercase())
 }
 
 /// The id of the plan everyone without access has.
@@ -161,16 +183,22 @@ impl Catalog {
         let mut by_stripe_price: HashMap<PriceId, (usize, Interval)> = HashMap::new();
         let mut by_whop_plan = HashMap::new();
         for (i, plan) in file.plans.iter().enumerate() {
-            let valid_id = !plan.id.is_empty()
-                && plan.id.len() <= 64
-                && plan
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-            if !valid_id {
+            if !valid_id(&plan.id) {
                 problems.push(format!("plan {:?}: id must be 1-64 of [a-z0-9_-]", plan.id));
             }
-            for feature in plan.metered.keys() {
+            for (feature, metered) in &plan.metered {
+                if metered.overage && metered.credits > 0 {
+                    problems.push(format!(
+                        "plan {:?}: metered feature {feature:?} cannot both allow overage and cost credits",
+                        plan.id
+                    ));
+                }
+                if metered.spend == super::credits::CreditSpend::Always && metered.credits == 0 {
+                    problems.push(format!(
+                        "plan {:?}: metered feature {feature:?} spends credits always but costs none (set credits)",
+                        plan.id
+                    ));
+                }
                 let valid = !feature.is_empty()
                     && feature.len() <= 64
                     && feature
@@ -184,9 +212,7 @@ impl Catalog {
                 }
             }
             for (interval, price) in &plan.display {
-                let currency_ok = price.currency.len() == 3
-                    && price.currency.bytes().all(|b| b.is_ascii_lowercase());
-                if !currency_ok {
+                if !valid_currency(&price.currency) {
                     problems.push(format!(
                         "plan {:?}: display price for {} has currency {:?}: expected a lowercase ISO 4217 code",
                         plan.id,
@@ -240,6 +266,74 @@ impl Catalog {
                 }
             }
         }
+        let mut pack_ids = HashMap::new();
+        for pack in &file.credit_packs {
+            if !valid_id(&pack.id) {
+                problems.push(format!(
+                    "credit pack {:?}: id must be 1-64 of [a-z0-9_-]",
+                    pack.id
+                ));
+            }
+            if pack_ids.insert(pack.id.clone(), ()).is_some() {
+                problems.push(format!("credit pack {:?}: duplicate pack id", pack.id));
+            }
+            if pack.credits == 0 || i64::try_from(pack.credits).is_err() {
+                problems.push(format!(
+                    "credit pack {:?}: credits must be at least 1",
+                    pack.id
+                ));
+            }
+            if !valid_currency(&pack.price.currency) {
+                problems.push(format!(
+                    "credit pack {:?}: currency {:?}: expected a lowercase ISO 4217 code",
+                    pack.id, pack.price.currency
+                ));
+            }
+            if pack.stripe.is_none() && pack.whop.is_none() {
+                problems.push(format!(
+                    "credit pack {:?}: needs a Stripe price or a Whop plan id",
+                    pack.id
+                ));
+            }
+            if let Some(stripe) = &pack.stripe {
+                if !stripe.price.as_str().starts_with("price_") {
+                    problems.push(format!(
+                        "credit pack {:?}: Stripe price {:?} does not start with price_",
+                        pack.id, stripe.price
+                    ));
+                }
+                if by_stripe_price.contains_key(&stripe.price) {
+                    problems.push(format!(
+                        "credit pack {:?}: Stripe price {:?} is already used by a plan",
+                        pack.id, stripe.price
+                    ));
+                }
+            }
+            if let Some(whop) = &pack.whop {
+                if by_whop_plan.contains_key(&whop.plan_id) {
+                    problems.push(format!(
+                        "credit pack {:?}: Whop plan {:?} is already used by a plan",
+                        pack.id, whop.plan_id
+                    ));
+                }
+            }
+        }
+        let mut pack_prices = HashMap::new();
+        for pack in &file.credit_packs {
+            let prices = pack
+                .stripe
+                .iter()
+                .map(|s| &s.price)
+                .chain(pack.whop.iter().map(|w| &w.plan_id));
+            for price in prices {
+                if let Some(other) = pack_prices.insert(price.clone(), pack.id.clone()) {
+                    problems.push(format!(
+                        "credit pack {:?}: price {price:?} is already used by pack {other:?}",
+                        pack.id
+                    ));
+                }
+            }
+        }
         if !by_id.contains_key(FREE_PLAN) {
             problems.push(
                 "no plan with id \"free\": it is the plan of everyone without access".to_owned(),
@@ -253,7 +347,34 @@ impl Catalog {
             by_id,
             by_stripe_price,
             by_whop_plan,
+            packs: file.credit_packs,
         })
+    }
+
+    /// Every credit pack, in catalog order.
+    pub fn packs(&self) -> &[CreditPack] {
+        &self.packs
+    }
+
+    /// A credit pack by id.
+    pub fn pack(&self, id: &str) -> Option<&CreditPack> {
+        self.packs.iter().find(|p| p.id == id)
+    }
+
+    /// The credit pack a provider's price (Stripe) or plan (Whop) sells, if any.
+    pub fn pack_by_price(&self, provider: Provider, price: &PriceId) -> Option<&CreditPack> {
+        self.packs.iter().find(|p| match provider {
+            Provider::Stripe => p.stripe.as_ref().is_some_and(|s| &s.price == price),
+            Provider::Whop => p.whop.as_ref().is_some_and(|w| &w.plan_id == price),
+        })
+    }
+
+    /// The price to sell `pack` with at `provider`.
+    pub fn pack_price(&self, pack: &CreditPack, provider: Provider) -> Option<PriceId> {
+        match provider {
+            Provider::Stripe => pack.stripe.as_ref().map(|s| s.price.clone()),
+            Provider::Whop => pack.whop.as_ref().map(|w| w.plan_id.clone()),
+        }
     }
 
     /// Every plan, in catalog order.

@@ -109,4 +109,7 @@ pub struct EventEffects {
     pub subscription: Option<SubscriptionWrite>,
     /// A payment to record.
     pub payment: Option<Payment>,
+    /// A credit change (a pack's grant, a refund's claw-back) with its audit record: `(entry,
+    /// audit)`; applied once per cause.
+    pub credits: Option<(super::credits::CreditEntry, super::audit::AuditRecord)>,
 }

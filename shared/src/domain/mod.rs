@@ -14,6 +14,7 @@ pub mod audit;
 pub mod billing_event;
 pub mod catalog;
 pub mod credentials;
+pub mod credits;
 pub mod identity;
 pub mod ids;
 pub mod ledger;
@@ -33,9 +34,14 @@ pub use api_key::{
 pub use audit::{AuditAction, AuditRecord, RequestOrigin, DEFAULT_AUDIT_RETENTION_SECONDS};
 pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts};
 pub use catalog::{
-    Catalog, CatalogError, DisplayPrice, Entitlement, Interval, Plan, Proration, FREE_PLAN,
+    Catalog, CatalogError, DisplayPrice, Entitlement, Interval, Plan, Proration, WhopPlan,
+    FREE_PLAN,
 };
 pub use credentials::{is_common_password, DisplayName, Email, Password, ValidationError};
+pub use credits::{
+    cause_allowance, cause_purchase, cause_refund, cause_spend, spend_cost, CreditEntry,
+    CreditKind, CreditPack, CreditSpend, PackStripe,
+};
 pub use identity::{
     resolve, valid_provider_name, Identity, OAuthMode, OAuthState, ProviderIdentity,
     RedirectAllowlist, Resolution, OAUTH_EXCHANGE_LIFETIME_SECONDS, OAUTH_STATE_LIFETIME_SECONDS,

@@ -43,6 +43,12 @@ pub struct Metered {
     /// refused.
     #[serde(default)]
     pub overage: bool,
+    /// Credits one unit costs (0: the feature costs no credits).
+    #[serde(default)]
+    pub credits: u64,
+    /// When units cost credits: beyond the limit (default) or always.
+    #[serde(default)]
+    pub spend: super::credits::CreditSpend,
 }
 
 impl Metered {

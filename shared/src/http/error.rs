@@ -58,9 +58,21 @@ pub struct Problem {
     /// the cause in the logs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// The counts of a `usage_limit_reached` problem.
+    /// The counts of a `usage_limit_reached` or `insufficient_credits` problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageCounts>,
+    /// What an `insufficient_credits` track costs and what the balance holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<CreditShortfall>,
+}
+
+/// The cost and balance of an `insufficient_credits` problem.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct CreditShortfall {
+    /// Credits the track costs.
+    pub cost: u64,
+    /// Credits the balance holds.
+    pub balance: i64,
 }
 
 /// A feature's counts in a `usage_limit_reached` problem.
@@ -142,6 +154,9 @@ pub enum ProblemCode {
     UsageLimitReached,
     /// 422: the idempotency key was used before for another feature or quantity.
     IdempotencyKeyReused,
+    /// 402: the track costs more credits than the balance holds (see `credits`); buy a credit
+    /// pack.
+    InsufficientCredits,
     /// 409: the user already has access to a paid plan.
     SubscriptionExists,
     /// 404: there is no subscription to act on.
@@ -459,6 +474,18 @@ fn usage(e: &UsageError) -> Mapped {
                 crate::domain::rfc3339(r.resets_at)
             ),
         ),
+        UsageError::InsufficientCredits {
+            report,
+            cost,
+            balance,
+        } => (
+            StatusCode::PAYMENT_REQUIRED,
+            C::InsufficientCredits,
+            format!(
+                "this track of {} costs {cost} credits and the balance is {balance}",
+                report.feature
+            ),
+        ),
         UsageError::IdempotencyMismatch => (
             StatusCode::UNPROCESSABLE_ENTITY,
             C::IdempotencyKeyReused,
@@ -558,12 +585,23 @@ impl ApiError {
             errors,
             request_id: status.is_server_error().then(current_request_id).flatten(),
             usage: match self {
-                Self::Usage(UsageError::LimitReached(r)) => Some(UsageCounts {
+                Self::Usage(
+                    UsageError::LimitReached(r) | UsageError::InsufficientCredits { report: r, .. },
+                ) => Some(UsageCounts {
                     feature: r.feature.clone(),
                     used: r.used,
                     limit: r.limit,
                     resets_at: crate::domain::rfc3339(r.resets_at),
                 }),
+                _ => None,
+            },
+            credits: match self {
+                Self::Usage(UsageError::InsufficientCredits { cost, balance, .. }) => {
+                    Some(CreditShortfall {
+                        cost: *cost,
+                        balance: *balance,
+                    })
+                }
                 _ => None,
             },
         }

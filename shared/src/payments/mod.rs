@@ -132,6 +132,21 @@ pub struct CheckoutRequest {
     pub cancel_url: String,
     /// Idempotency key of this checkout attempt (Stripe `Idempotency-Key`, ≤ 255 chars).
     pub idempotency_key: String,
+    /// A one-time purchase of a credit pack instead of a subscription (Stripe `mode=payment`,
+    /// the pack id in the session's and the payment intent's metadata).
+    pub pack: Option<PackCheckout>,
+}
+
+/// The credit pack a one-time checkout sells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackCheckout {
+    /// The catalog's pack id (`metadata.pack`; the processor grants its credits).
+    pub pack_id: String,
+    /// The catalog's display amount, minor currency units: the provider charges its own price;
+    /// only the dev server's offline stand-in uses this.
+    pub amount_minor: u64,
+    /// ISO 4217, lowercase.
+    pub currency: String,
 }
 
 /// A created checkout.
@@ -162,7 +177,7 @@ pub trait PaymentProvider: Send + Sync {
     ) -> Result<Option<CustomerId>, ProviderError>;
 
     /// Creates a checkout with `user_id` in the client reference and in the subscription's
-    /// metadata.
+    /// (or, for a pack, the payment's) metadata.
     ///
     /// # Errors
     /// [`ProviderError`].

@@ -6,20 +6,21 @@
 //! [`table_definition`] is the one place the table's shape is written in code.
 
 use super::items::{
-    ApiKeyOwner, CustomerClaim, EmailClaim, IdempotencyRecord, TokenRef, UsageCounter, UserCustomer,
+    ApiKeyOwner, CreditBalance, CustomerClaim, EmailClaim, IdempotencyRecord, TokenRef,
+    TrialMarker, UsageCounter, UserCustomer,
 };
 use super::keys::{self, Key};
 use super::{
-    AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, RateLimiter, SessionStore, StoreError, TrackRequest, Tracked, UsageStore, UserStore,
-    REVOKED_API_KEY_RETENTION_SECONDS,
+    AccountStore, BillingStore, Change, Conflict, CreditApplied, CreditStore, CreditWrite,
+    EventLedger, EventMark, MailClaim, MailOutcome, Outbox, RateLimiter, SessionStore, StoreError,
+    TrackRequest, Tracked, UsageStore, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
 };
 use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
-    ApiKey, AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
-    Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider,
-    RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
-    TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
+    ApiKey, AuditRecord, ClaimDecision, CreditEntry, CustomerId, EmailOtp, EventEffects, EventId,
+    EventStatus, Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail,
+    Payment, Provider, RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription,
+    SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use crate::domain::{IDEMPOTENCY_TTL_SECONDS, USAGE_RETENTION_SECONDS};
 use async_trait::async_trait;
@@ -484,6 +485,13 @@ impl BillingStore for DynamoStore {
 
     async fn put_subscription(&self, write: &SubscriptionWrite) -> Result<(), StoreError> {
         let put = self.put_version_checked(write)?;
+        if let Some(marker) = self.trial_marker(write)? {
+            let subscription = TxItem {
+                item: TransactWriteItem::builder().put(put).build(),
+                conflict: Conflict::StaleVersion,
+            };
+            return self.transact(vec![subscription, marker]).await;
+        }
         let mut req = self
             .client
             .put_item()
@@ -567,6 +575,13 @@ impl BillingStore for DynamoStore {
             .await?
             .map(|c| c.customer_id))
     }
+
+    async fn trial_used(&self, user_id: &UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .get::<TrialMarker>(keys::trial_marker(user_id))
+            .await?
+            .is_some())
+    }
 }
 
 #[async_trait]
@@ -636,57 +651,70 @@ impl EventLedger for DynamoStore {
         effects: &EventEffects,
         at: i64,
     ) -> Result<(), StoreError> {
-        let mut items = Vec::with_capacity(3);
-        let mark = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key_of(keys::event(provider, event_id))))
-            .update_expression("SET #s = :processed, processed_at = :at REMOVE last_error")
-            .condition_expression("attribute_exists(PK) AND #s <> :processed")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":processed", status_value(EventStatus::Processed)?)
-            .expression_attribute_values(":at", AttributeValue::N(at.to_string()));
-        items.push(
-            TransactWriteItem::builder()
-                .update(built(mark.build())?)
-                .build(),
-        );
-        if let Some(write) = &effects.subscription {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(self.put_version_checked(write)?)
-                    .build(),
-            );
+        let mut credits = effects.credits.as_ref();
+        if let Some((entry, _)) = credits {
+            // Taken effect through another event (a second event of one payment): left out.
+            if self.credit_cause(&entry.cause).await?.is_some() {
+                credits = None;
+            }
         }
-        if let Some(p) = &effects.payment {
-            let put = Put::builder()
+        loop {
+            let mut items = Vec::with_capacity(6);
+            let mark = Update::builder()
                 .table_name(&self.table)
-                .set_item(Some(to_item(
+                .set_key(Some(key_of(keys::event(provider, event_id))))
+                .update_expression("SET #s = :processed, processed_at = :at REMOVE last_error")
+                .condition_expression("attribute_exists(PK) AND #s <> :processed")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":processed", status_value(EventStatus::Processed)?)
+                .expression_attribute_values(":at", AttributeValue::N(at.to_string()));
+            items.push(TxItem {
+                item: TransactWriteItem::builder()
+                    .update(built(mark.build())?)
+                    .build(),
+                conflict: Conflict::AlreadyProcessed,
+            });
+            if let Some(write) = &effects.subscription {
+                items.push(TxItem {
+                    item: TransactWriteItem::builder()
+                        .put(self.put_version_checked(write)?)
+                        .build(),
+                    conflict: Conflict::StaleVersion,
+                });
+                items.extend(self.trial_marker(write)?);
+            }
+            if let Some(p) = &effects.payment {
+                items.push(self.tx_put(
                     &keys::payment(&p.user_id, p.paid_at, p.provider, &p.payment_id),
                     p,
-                )?));
-            items.push(
-                TransactWriteItem::builder()
-                    .put(built(put.build())?)
-                    .build(),
-            );
-        }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(classify)
-        {
-            Ok(_) => Ok(()),
-            Err(StoreError::Conflict(_)) => match self.get_event(provider, event_id).await? {
-                None => Err(StoreError::NotFound),
-                Some(e) if e.status == EventStatus::Processed => {
-                    Err(StoreError::Conflict(Conflict::AlreadyProcessed))
+                    None,
+                )?);
+            }
+            if let Some((entry, audit)) = credits {
+                let write = CreditWrite {
+                    entry: entry.clone(),
+                    require_funds: false,
+                    audit: audit.clone(),
+                };
+                items.extend(self.credit_items(&write, true)?);
+            }
+            match self.transact(items).await {
+                Ok(()) => return Ok(()),
+                // The cause took effect meanwhile: apply the rest without it.
+                Err(StoreError::Conflict(Conflict::ItemExists)) if credits.is_some() => {
+                    credits = None;
                 }
-                Some(_) => Err(StoreError::Conflict(Conflict::StaleVersion)),
-            },
-            Err(e) => Err(e),
+                Err(StoreError::Conflict(_)) => {
+                    return match self.get_event(provider, event_id).await? {
+                        None => Err(StoreError::NotFound),
+                        Some(e) if e.status == EventStatus::Processed => {
+                            Err(StoreError::Conflict(Conflict::AlreadyProcessed))
+                        }
+                        Some(_) => Err(StoreError::Conflict(Conflict::StaleVersion)),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
@@ -794,6 +822,71 @@ impl DynamoStore {
                 .build(),
             conflict,
         })
+    }
+
+    /// Runs `items` as one `TransactWriteItems`, reporting the first failed condition's
+    /// conflict.
+    async fn transact(&self, items: Vec<TxItem>) -> Result<(), StoreError> {
+        let conflicts: Vec<Conflict> = items.iter().map(|i| i.conflict).collect();
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items.into_iter().map(|i| i.item).collect()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| transaction_error(e, &conflicts))
+    }
+
+    /// The trial marker written with a subscription that has a trial end (unconditional: the
+    /// first trial's end is overwritten by a later one's, which changes nothing that is read).
+    fn trial_marker(&self, write: &SubscriptionWrite) -> Result<Option<TxItem>, StoreError> {
+        write
+            .subscription
+            .trial_end
+            .map(|trial_end| {
+                self.tx_put(
+                    &keys::trial_marker(&write.subscription.user_id),
+                    &TrialMarker { trial_end },
+                    None,
+                )
+            })
+            .transpose()
+    }
+
+    /// The transaction items of a credit write: the cause record (`guard`; conflict
+    /// [`Conflict::ItemExists`] if it exists), the balance `ADD` (with `require_funds` on a
+    /// negative amount, conditioned on `balance >= -amount`: [`Conflict::InsufficientCredits`]),
+    /// the ledger entry and the audit record.
+    fn credit_items(&self, w: &CreditWrite, guard: bool) -> Result<Vec<TxItem>, StoreError> {
+        let e = &w.entry;
+        let mut items = Vec::with_capacity(4);
+        if guard {
+            items.push(self.tx_put(
+                &keys::credit_cause(&e.cause),
+                e,
+                Some(("attribute_not_exists(PK)", Conflict::ItemExists)),
+            )?);
+        }
+        let condition = if w.require_funds && e.amount < 0 {
+            Condition::new(
+                "#b >= :need",
+                vec![(":a", num(e.amount)), (":need", num(-e.amount))],
+            )
+        } else {
+            Condition::new(
+                "attribute_not_exists(#b) OR attribute_exists(#b)",
+                vec![(":a", num(e.amount))],
+            )
+        };
+        items.push(self.tx_update(
+            keys::credit_balance(&e.user_id),
+            "ADD #b :a",
+            condition.named(vec![("#b", "balance")]),
+            Conflict::InsufficientCredits,
+        )?);
+        items.push(self.tx_put(&keys::credit_entry(&e.user_id, e.at, &e.cause), e, None)?);
+        items.push(self.tx_put(&keys::audit(&w.audit.user_id, &w.audit.id), &w.audit, None)?);
+        Ok(items)
     }
 
     /// The transaction items of one change (two for user creation and deletion).
@@ -1466,15 +1559,11 @@ impl UsageStore for DynamoStore {
             Condition::new(condition, values).named(vec![("#u", "used")]),
             Conflict::UsageLimit,
         )?;
-        let conflicts = [remember.conflict, count.conflict];
-        let written = self
-            .client
-            .transact_write_items()
-            .transact_items(remember.item)
-            .transact_items(count.item)
-            .send()
-            .await
-            .map_err(|e| transaction_error(e, &conflicts));
+        let mut items = vec![remember, count];
+        if let Some(spend) = r.spend {
+            items.extend(self.credit_items(spend, false)?);
+        }
+        let written = self.transact(items).await;
         let used = || self.used(&r.user_id, r.feature, r.period.start);
         match written {
             // TransactWriteItems returns no values: the count is read just after (under
@@ -1485,6 +1574,12 @@ impl UsageStore for DynamoStore {
             Err(StoreError::Conflict(Conflict::UsageLimit)) => Ok(Tracked::LimitReached {
                 used: used().await?,
             }),
+            Err(StoreError::Conflict(Conflict::InsufficientCredits)) => {
+                Ok(Tracked::InsufficientCredits {
+                    used: used().await?,
+                    balance: self.credit_balance(&r.user_id).await?,
+                })
+            }
             Err(StoreError::Conflict(Conflict::ItemExists)) => {
                 match self.get::<IdempotencyRecord>(idem).await? {
                     Some(seen) if seen.feature == r.feature && seen.quantity == r.quantity => {
@@ -1509,6 +1604,89 @@ impl UsageStore for DynamoStore {
             .get::<UsageCounter>(keys::usage(user_id, feature, period_start))
             .await?
             .map_or(0, |c| c.used))
+    }
+}
+
+#[async_trait]
+impl CreditStore for DynamoStore {
+    async fn apply_credits(&self, write: &CreditWrite) -> Result<CreditApplied, StoreError> {
+        let items = self.credit_items(write, true)?;
+        let balance = || self.credit_balance(&write.entry.user_id);
+        match self.transact(items).await {
+            // TransactWriteItems returns no values: the balance is read just after.
+            Ok(()) => Ok(CreditApplied::Applied {
+                balance: balance().await?,
+            }),
+            Err(StoreError::Conflict(Conflict::ItemExists)) => Ok(CreditApplied::Duplicate {
+                balance: balance().await?,
+            }),
+            Err(StoreError::Conflict(Conflict::InsufficientCredits)) => {
+                Ok(CreditApplied::Insufficient {
+                    balance: balance().await?,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn credit_balance(&self, user_id: &UserId) -> Result<i64, StoreError> {
+        Ok(self
+            .get::<CreditBalance>(keys::credit_balance(user_id))
+            .await?
+            .map_or(0, |b| b.balance))
+    }
+
+    async fn credit_history(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<CreditEntry>, Option<String>), StoreError> {
+        let upper = match before {
+            Some(cursor) => format!("{}{cursor}", keys::CREDIT_PREFIX),
+            // Just past every `CREDIT#…` sort key ('$' follows '#').
+            None => "CREDIT$".to_owned(),
+        };
+        // One more than the page (to know there is a next), and one more again when the
+        // cursor's own entry comes back first.
+        let extra = if before.is_some() { 2 } else { 1 };
+        let want = i32::try_from(limit.saturating_add(extra)).unwrap_or(i32::MAX);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", text(keys::user_pk(user_id)))
+            .expression_attribute_values(":lo", text(keys::CREDIT_PREFIX))
+            .expression_attribute_values(":hi", text(upper.clone()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(want)
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut page = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            // BETWEEN is inclusive: skip the entry the page starts before.
+            if item.get(keys::SK) == Some(&text(upper.clone())) {
+                continue;
+            }
+            page.push(from_item::<CreditEntry>(item)?);
+        }
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|e| {
+                keys::credit_entry(&e.user_id, e.at, &e.cause).1[keys::CREDIT_PREFIX.len()..]
+                    .to_owned()
+            })
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    async fn credit_cause(&self, cause: &str) -> Result<Option<CreditEntry>, StoreError> {
+        self.get(keys::credit_cause(cause)).await
     }
 }
 

@@ -11,21 +11,21 @@
 //! once it is acknowledged (docs/architecture.md §7.1).
 
 use super::items::{
-    ApiKeyOwner, CustomerClaim, EmailClaim, FailuresItem, IdempotencyRecord, TokenRef,
-    UsageCounter, UserCustomer,
+    ApiKeyOwner, CreditBalance, CustomerClaim, EmailClaim, FailuresItem, IdempotencyRecord,
+    TokenRef, TrialMarker, UsageCounter, UserCustomer,
 };
 use super::keys::{self, Key};
 use super::{
-    AccountStore, BillingStore, Change, Conflict, EventLedger, EventMark, MailClaim, MailOutcome,
-    Outbox, RateLimiter, SessionStore, StoreError, TrackRequest, Tracked, UsageStore, UserStore,
-    REVOKED_API_KEY_RETENTION_SECONDS,
+    AccountStore, BillingStore, Change, Conflict, CreditApplied, CreditStore, CreditWrite,
+    EventLedger, EventMark, MailClaim, MailOutcome, Outbox, RateLimiter, SessionStore, StoreError,
+    TrackRequest, Tracked, UsageStore, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
 };
 use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
-    ApiKey, AuditRecord, ClaimDecision, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
-    Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Provider,
-    RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
-    TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
+    ApiKey, AuditRecord, ClaimDecision, CreditEntry, CustomerId, EmailOtp, EventEffects, EventId,
+    EventStatus, Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail,
+    Payment, Provider, RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription,
+    SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use crate::domain::{IDEMPOTENCY_TTL_SECONDS, USAGE_RETENTION_SECONDS};
 use async_trait::async_trait;
@@ -478,7 +478,43 @@ fn put_subscription_checked(
     if stored != write.expected_version {
         return Err(StoreError::Conflict(Conflict::StaleVersion));
     }
+    if let Some(trial_end) = write.subscription.trial_end {
+        let marker = keys::trial_marker(&write.subscription.user_id);
+        if !exists(table, &marker)? {
+            put(table, &marker, &TrialMarker { trial_end })?;
+        }
+    }
     put(table, &key, &write.subscription)
+}
+
+/// Applies a credit write inside a write transaction: nothing if its cause took effect
+/// (`guard`: the cause record is checked and written; a track's spend is guarded by the track's
+/// idempotency key instead) or if `require_funds` and the balance does not cover it.
+fn apply_credit_write(
+    t: &mut redb::Table<'_, (&str, &str), &[u8]>,
+    w: &CreditWrite,
+    guard: bool,
+) -> Result<CreditApplied, StoreError> {
+    let e = &w.entry;
+    let balance_key = keys::credit_balance(&e.user_id);
+    let balance = read::<CreditBalance>(t, &balance_key)?.map_or(0, |b| b.balance);
+    let cause_key = keys::credit_cause(&e.cause);
+    if guard && exists(t, &cause_key)? {
+        return Ok(CreditApplied::Duplicate { balance });
+    }
+    let next = balance
+        .checked_add(e.amount)
+        .ok_or_else(|| internal(crate::error::message("credit balance overflow")))?;
+    if w.require_funds && e.amount < 0 && next < 0 {
+        return Ok(CreditApplied::Insufficient { balance });
+    }
+    put(t, &balance_key, &CreditBalance { balance: next })?;
+    if guard {
+        put(t, &cause_key, e)?;
+    }
+    put(t, &keys::credit_entry(&e.user_id, e.at, &e.cause), e)?;
+    put(t, &keys::audit(&w.audit.user_id, &w.audit.id), &w.audit)?;
+    Ok(CreditApplied::Applied { balance: next })
 }
 
 #[async_trait]
@@ -806,6 +842,13 @@ impl UsageStore for EmbeddedStore {
             if r.ceiling.is_some_and(|c| next > c) {
                 return Ok(Tracked::LimitReached { used });
             }
+            if let Some(spend) = r.spend {
+                if let CreditApplied::Insufficient { balance } =
+                    apply_credit_write(t, spend, false)?
+                {
+                    return Ok(Tracked::InsufficientCredits { used, balance });
+                }
+            }
             put(
                 t,
                 &counter,
@@ -839,6 +882,48 @@ impl UsageStore for EmbeddedStore {
         Ok(self
             .get::<UsageCounter>(&keys::usage(user_id, feature, period_start))?
             .map_or(0, |c| c.used))
+    }
+}
+
+#[async_trait]
+impl CreditStore for EmbeddedStore {
+    async fn apply_credits(&self, write: &CreditWrite) -> Result<CreditApplied, StoreError> {
+        self.write(|t| apply_credit_write(t, write, true))
+    }
+
+    async fn credit_balance(&self, user_id: &UserId) -> Result<i64, StoreError> {
+        Ok(self
+            .get::<CreditBalance>(&keys::credit_balance(user_id))?
+            .map_or(0, |b| b.balance))
+    }
+
+    async fn credit_history(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<CreditEntry>, Option<String>), StoreError> {
+        let cursor = |e: &CreditEntry| {
+            keys::credit_entry(&e.user_id, e.at, &e.cause).1[keys::CREDIT_PREFIX.len()..].to_owned()
+        };
+        let mut all: Vec<CreditEntry> = self.list(&keys::user_pk(user_id), keys::CREDIT_PREFIX)?;
+        all.reverse();
+        let mut page: Vec<CreditEntry> = all
+            .into_iter()
+            .filter(|e| before.is_none_or(|b| cursor(e).as_str() < b))
+            .take(limit.saturating_add(1))
+            .collect();
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(cursor)
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    async fn credit_cause(&self, cause: &str) -> Result<Option<CreditEntry>, StoreError> {
+        self.get(&keys::credit_cause(cause))
     }
 }
 
@@ -979,6 +1064,12 @@ impl BillingStore for EmbeddedStore {
             .get::<UserCustomer>(&keys::user_customer(user_id, provider))?
             .map(|c| c.customer_id))
     }
+
+    async fn trial_used(&self, user_id: &UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .get::<TrialMarker>(&keys::trial_marker(user_id))?
+            .is_some())
+    }
 }
 
 #[async_trait]
@@ -1053,6 +1144,14 @@ impl EventLedger for EmbeddedStore {
                     &keys::payment(&p.user_id, p.paid_at, p.provider, &p.payment_id),
                     p,
                 )?;
+            }
+            if let Some((entry, audit)) = &effects.credits {
+                let write = CreditWrite {
+                    entry: entry.clone(),
+                    require_funds: false,
+                    audit: audit.clone(),
+                };
+                apply_credit_write(t, &write, true)?;
             }
             event.status = EventStatus::Processed;
             event.processed_at = Some(at);

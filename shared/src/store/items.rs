@@ -95,3 +95,17 @@ pub struct IdempotencyRecord {
     /// When the key is forgotten, Unix seconds (TTL attribute).
     pub expires_at: i64,
 }
+
+/// `USER#<id>` / `CREDITS`: a credit balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditBalance {
+    /// Credits (below zero only after a refund of credits already spent).
+    pub balance: i64,
+}
+
+/// `USER#<id>` / `TRIAL`: when the user's first trial was stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialMarker {
+    /// The trial's end, Unix seconds.
+    pub trial_end: i64,
+}

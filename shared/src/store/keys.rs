@@ -170,3 +170,28 @@ pub fn usage(user_id: &UserId, feature: &str, period_start: i64) -> Key {
 pub fn usage_idempotency(user_id: &UserId, key: &str) -> Key {
     (format!("IDEM#usage#{user_id}#{key}"), "IDEM".to_owned())
 }
+
+/// `USER#<id>` / `CREDITS`: the user's credit balance.
+pub fn credit_balance(user_id: &UserId) -> Key {
+    (user_pk(user_id), "CREDITS".to_owned())
+}
+
+/// Sort-key prefix of credit ledger entries.
+pub const CREDIT_PREFIX: &str = "CREDIT#";
+
+/// `USER#<id>` / `CREDIT#<at, 10 digits>#<cause>`: one entry of the credit ledger, sorted by
+/// time.
+pub fn credit_entry(user_id: &UserId, at: i64, cause: &str) -> Key {
+    (user_pk(user_id), format!("{CREDIT_PREFIX}{at:010}#{cause}"))
+}
+
+/// `CREDITCAUSE#<cause>` / `CREDITCAUSE`: the entry a cause wrote (causes are unique across
+/// the table, so a cause takes effect once).
+pub fn credit_cause(cause: &str) -> Key {
+    (format!("CREDITCAUSE#{cause}"), "CREDITCAUSE".to_owned())
+}
+
+/// `USER#<id>` / `TRIAL`: the user has had a trial.
+pub fn trial_marker(user_id: &UserId) -> Key {
+    (user_pk(user_id), "TRIAL".to_owned())
+}

@@ -1,7 +1,7 @@
 //! Storage: one trait per aggregate — [`UserStore`], [`SessionStore`], [`AccountStore`] (the
 //! atomic account writes of [`Change`]s, one-time secrets, the audit log), [`Outbox`] (the mail
 //! outbox), [`BillingStore`], [`EventLedger`], [`RateLimiter`] (request counters), [`UsageStore`]
-//! (metered usage) — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
+//! (metered usage), [`CreditStore`] (credit balances and their ledger) — each implemented by the DynamoDB store ([`dynamo`], feature `aws`) and the
 //! embedded store ([`embedded`], feature `embedded`). Both keep the same items ([`items`]) under
 //! the same keys ([`keys`]) and honour the same conditions; one conformance suite
 //! (`tests/tests/store_conformance.rs`) runs every case against both.
@@ -14,10 +14,10 @@ pub mod items;
 pub mod keys;
 
 use crate::domain::{
-    ApiKey, AuditRecord, CustomerId, EmailOtp, EventEffects, EventId, EventStatus, Identity,
-    LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Period, Provider,
-    RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite,
-    TokenHash, TokenPurpose, User, UserId, WebhookEvent,
+    ApiKey, AuditRecord, CreditEntry, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
+    Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Period,
+    Provider, RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription,
+    SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, WebhookEvent,
 };
 use crate::error::BoxError;
 use async_trait::async_trait;
@@ -75,6 +75,9 @@ pub enum Conflict {
     /// The idempotency key was used for another feature or quantity.
     #[error("idempotency key reused with other parameters")]
     IdempotencyMismatch,
+    /// The balance does not cover a spend.
+    #[error("insufficient credits")]
+    InsufficientCredits,
 }
 
 /// A storage failure, classified so callers know whether to retry.
@@ -243,6 +246,14 @@ pub trait BillingStore: Send + Sync {
         provider: Provider,
         user_id: &UserId,
     ) -> Result<Option<CustomerId>, StoreError>;
+
+    /// Whether the user has ever had a trial, with any provider (`USER#<id>` / `TRIAL`, written
+    /// with every stored subscription that has a trial end — [`BillingStore::put_subscription`]
+    /// and [`EventLedger::apply_event`] — and never removed while the user exists).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn trial_used(&self, user_id: &UserId) -> Result<bool, StoreError>;
 }
 
 /// How a processing attempt that did not take effect is recorded.
@@ -292,8 +303,10 @@ pub trait EventLedger: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// In one atomic write: applies `effects` (the subscription only if its stored version is
-    /// the expected one; the payment only if not yet recorded) and marks the event `Processed`
-    /// at `at` (Unix seconds) — only if it is not processed yet.
+    /// the expected one; the payment only if not yet recorded; the credit change only if its
+    /// cause has not taken effect — else it is left out, as [`CreditStore::apply_credits`]
+    /// would) and marks the event `Processed` at `at` (Unix seconds) — only if it is not
+    /// processed yet.
     ///
     /// # Errors
     /// [`Conflict::AlreadyProcessed`] if the event was already processed;
@@ -608,6 +621,9 @@ pub struct TrackRequest<'a> {
     pub ceiling: Option<u64>,
     /// The caller's idempotency key, scoped to the user.
     pub idempotency_key: &'a str,
+    /// Credits the track spends, in the same atomic write (its entry's `amount` is negative):
+    /// the balance must cover it.
+    pub spend: Option<&'a CreditWrite>,
     /// Now, Unix seconds.
     pub now: i64,
 }
@@ -632,16 +648,24 @@ pub enum Tracked {
         /// Units counted this period.
         used: u64,
     },
+    /// The balance does not cover the spend: nothing changed (the key is not remembered).
+    InsufficientCredits {
+        /// Units counted this period.
+        used: u64,
+        /// The balance, credits.
+        balance: i64,
+    },
 }
 
 /// Usage counters (`USER#<id>` / `USAGE#<feature>#<period start>`) and the idempotency keys of
 /// tracks (`IDEM#usage#<user id>#<key>` / `IDEM`).
 #[async_trait]
 pub trait UsageStore: Send + Sync {
-    /// Counts `quantity` units in one atomic write with the idempotency key: the count never
-    /// passes the ceiling (DynamoDB: `ADD` with the condition `used <= ceiling - quantity`, in
-    /// the same `TransactWriteItems` as the key's conditional put), and a key seen before counts
-    /// nothing.
+    /// Counts `quantity` units in one atomic write with the idempotency key and the spend, if
+    /// any: the count never passes the ceiling (DynamoDB: `ADD` with the condition
+    /// `used <= ceiling - quantity`, in the same `TransactWriteItems` as the key's conditional
+    /// put), the balance never goes below zero by a spend (`balance >= cost`; the entry and its
+    /// audit record written alongside), and a key seen before counts and spends nothing.
     ///
     /// # Errors
     /// [`Conflict::IdempotencyMismatch`] if the key was used for another feature or quantity;
@@ -659,6 +683,79 @@ pub trait UsageStore: Send + Sync {
         feature: &str,
         period_start: i64,
     ) -> Result<u64, StoreError>;
+}
+
+/// One change of a credit balance: the ledger entry, whether the balance must cover it, and the
+/// audit record written with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreditWrite {
+    /// The entry (its `cause` is the idempotency key; `amount` signed).
+    pub entry: CreditEntry,
+    /// Refuse the change unless the balance stays at or above zero (spends). Without it a
+    /// negative amount may take the balance below zero (a refund of credits already spent: the
+    /// user owes them, and spends are refused until the balance is positive again).
+    pub require_funds: bool,
+    /// The audit record of the change.
+    pub audit: AuditRecord,
+}
+
+/// What [`CreditStore::apply_credits`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreditApplied {
+    /// Applied; the balance after it.
+    Applied {
+        /// Credits.
+        balance: i64,
+    },
+    /// Its cause took effect before: nothing changed; the balance now.
+    Duplicate {
+        /// Credits.
+        balance: i64,
+    },
+    /// The balance does not cover it (`require_funds`): nothing changed.
+    Insufficient {
+        /// Credits.
+        balance: i64,
+    },
+}
+
+/// Credit balances (`USER#<id>` / `CREDITS`), their ledger (`USER#<id>` /
+/// `CREDIT#<at, 10 digits>#<cause>`) and each cause's record (`CREDITCAUSE#<cause>` /
+/// `CREDITCAUSE`, holding the entry) that makes a cause take effect once.
+#[async_trait]
+pub trait CreditStore: Send + Sync {
+    /// In one atomic write: records the cause (only if new), adds `entry.amount` to the balance
+    /// (with `require_funds`, only if the balance covers it — DynamoDB: `ADD` with the
+    /// condition `balance >= :cost`), appends the entry and the audit record.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn apply_credits(&self, write: &CreditWrite) -> Result<CreditApplied, StoreError>;
+
+    /// The user's balance (strongly consistent; 0 when nothing was ever granted).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn credit_balance(&self, user_id: &UserId) -> Result<i64, StoreError>;
+
+    /// A page of the user's ledger, newest first: at most `limit` entries whose sort key is
+    /// below `before` (a cursor from an earlier page). Returns the page and the next cursor
+    /// (`None` on the last page).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn credit_history(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<CreditEntry>, Option<String>), StoreError>;
+
+    /// The entry a cause wrote, if it took effect (finds a purchase's grant to refund it).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn credit_cause(&self, cause: &str) -> Result<Option<CreditEntry>, StoreError>;
 }
 
 /// The result of trying to claim an outbox item.

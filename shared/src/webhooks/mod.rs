@@ -7,4 +7,4 @@ pub mod ingest;
 pub mod process;
 
 pub use ingest::{Ingest, IngestError, IngestOutcome, MAX_WEBHOOK_BYTES};
-pub use process::{BatchItem, ProcessError, ProcessOutcome, Processor};
+pub use process::{BatchItem, ProcessError, ProcessOutcome, Processor, ProcessorStores};

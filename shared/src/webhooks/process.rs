@@ -7,13 +7,17 @@
 use crate::billing::{apply_provider_state, Applied, Commit, Fetched};
 use crate::clock::Clock;
 use crate::domain::{
-    BillingEvent, Catalog, CustomerId, EventEffects, EventId, EventStatus, Party, Payment,
-    Provider, SubscriptionId, SubscriptionWrite, UserId, WebhookEvent,
+    cause_purchase, cause_refund, AuditRecord, BillingEvent, Catalog, CreditEntry, CreditKind,
+    CustomerId, EventEffects, EventId, EventStatus, Party, Payment, PaymentFacts, PaymentId,
+    PaymentStatus, Provider, SubscriptionId, SubscriptionWrite, UserId, WebhookEvent,
 };
 use crate::error::Chain;
 use crate::payments::{normalize_event, ProviderError, Providers};
 use crate::queue::EventMessage;
-use crate::store::{BillingStore, EventLedger, EventMark, StoreError, UserStore};
+use crate::store::{
+    BillingStore, Conflict, CreditStore, EventLedger, EventMark, StoreError, UserStore,
+};
+use crate::usage::credits::audit_of;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,9 +107,23 @@ pub struct Processor {
     ledger: Arc<dyn EventLedger>,
     billing: Arc<dyn BillingStore>,
     users: Arc<dyn UserStore>,
+    credits: Arc<dyn CreditStore>,
     providers: Providers,
     catalog: Arc<Catalog>,
     clock: Arc<dyn Clock>,
+    audit_retention: i64,
+}
+
+/// The stores the processor writes and reads.
+pub struct ProcessorStores {
+    /// The webhook ledger (and the atomic apply of an event's effects).
+    pub ledger: Arc<dyn EventLedger>,
+    /// Subscriptions and customer claims.
+    pub billing: Arc<dyn BillingStore>,
+    /// Users (an event's user must exist).
+    pub users: Arc<dyn UserStore>,
+    /// Credit causes (a purchase's grant, found to refund it).
+    pub credits: Arc<dyn CreditStore>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -117,22 +135,23 @@ impl std::fmt::Debug for Processor {
 }
 
 impl Processor {
-    /// Wires the processor.
+    /// Wires the processor; audit records of credit changes are kept `audit_retention` seconds.
     pub fn new(
-        ledger: Arc<dyn EventLedger>,
-        billing: Arc<dyn BillingStore>,
-        users: Arc<dyn UserStore>,
+        stores: ProcessorStores,
         providers: Providers,
         catalog: Arc<Catalog>,
         clock: Arc<dyn Clock>,
+        audit_retention: i64,
     ) -> Self {
         Self {
-            ledger,
-            billing,
-            users,
+            ledger: stores.ledger,
+            billing: stores.billing,
+            users: stores.users,
+            credits: stores.credits,
             providers,
             catalog,
             clock,
+            audit_retention,
         }
     }
 
@@ -275,6 +294,9 @@ impl Processor {
         cache: &mut FetchCache,
     ) -> Result<ProcessOutcome, ProcessError> {
         let provider = event.provider;
+        if let BillingEvent::Refund { payment_id, party } = meaning {
+            return self.refund(event, payment_id, party).await;
+        }
         let fetched = match meaning.subscription() {
             Some(id) => Some(self.fetch(provider, id, cache).await?),
             None => None,
@@ -296,11 +318,20 @@ impl Processor {
             ),
             _ => None,
         };
+        let credits = match meaning {
+            BillingEvent::Payment {
+                payment,
+                subscription: None,
+                ..
+            } => self.purchase(provider, user_id, payment).await?,
+            _ => None,
+        };
         let commit = ThroughLedger {
             ledger: self.ledger.as_ref(),
             provider,
             event_id: &event.event_id,
             payment,
+            credits,
             at: self.clock.now(),
         };
         let applied = apply_provider_state(
@@ -320,6 +351,106 @@ impl Processor {
             }
             Applied::AlreadyProcessed => ProcessOutcome::AlreadyDone,
         })
+    }
+
+    /// The grant of a paid one-time payment that bought a credit pack (`None` for any other
+    /// payment, and for one refunded before it was granted).
+    async fn purchase(
+        &self,
+        provider: Provider,
+        user_id: UserId,
+        payment: &PaymentFacts,
+    ) -> Result<Option<(CreditEntry, AuditRecord)>, ProcessError> {
+        if payment.status != PaymentStatus::Paid {
+            return Ok(None);
+        }
+        let pack = payment.product.as_deref().and_then(|p| match provider {
+            Provider::Stripe => self.catalog.pack(p),
+            Provider::Whop => self.catalog.pack_by_price(provider, &p.into()),
+        });
+        let Some(pack) = pack else {
+            return Ok(None);
+        };
+        let refunded = cause_refund(provider, &payment.payment_id);
+        if self.credits.credit_cause(&refunded).await?.is_some() {
+            tracing::info!(pack = %pack.id, "the payment was refunded before its credits were granted");
+            return Ok(None);
+        }
+        let mut entry = CreditEntry::new(
+            user_id,
+            cause_purchase(provider, &payment.payment_id),
+            CreditKind::Purchase,
+            i64::try_from(pack.credits).unwrap_or(i64::MAX),
+            self.clock.now(),
+        );
+        entry.pack = Some(pack.id.clone());
+        entry.provider = Some(provider);
+        entry.payment_id = Some(payment.payment_id.clone());
+        let audit = audit_of(&entry, self.audit_retention);
+        Ok(Some((entry, audit)))
+    }
+
+    /// A refund: takes back the credits its payment bought (the whole grant, even credits
+    /// already spent — the balance may go below zero), once. A refund that arrives before its
+    /// purchase leaves a zero entry under the refund's cause, so the purchase then grants
+    /// nothing. A refund of a payment that bought no credits, for no known user, changes
+    /// nothing.
+    async fn refund(
+        &self,
+        event: &WebhookEvent,
+        payment_id: &PaymentId,
+        party: &Party,
+    ) -> Result<ProcessOutcome, ProcessError> {
+        let provider = event.provider;
+        let grant = self
+            .credits
+            .credit_cause(&cause_purchase(provider, payment_id))
+            .await?;
+        let user_id = match &grant {
+            Some(g) if self.users.get_user(&g.user_id).await?.is_none() => {
+                return Err(ProcessError::DeletedUser)
+            }
+            Some(g) => Some(g.user_id),
+            None => match self.resolve_user(provider, None, party).await {
+                Ok(user) => Some(user),
+                Err(ProcessError::UnknownUser | ProcessError::MissingUser) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        let credits = user_id.map(|user_id| {
+            let mut entry = CreditEntry::new(
+                user_id,
+                cause_refund(provider, payment_id),
+                CreditKind::Refund,
+                grant.as_ref().map_or(0, |g| -g.amount),
+                self.clock.now(),
+            );
+            entry.pack = grant.as_ref().and_then(|g| g.pack.clone());
+            entry.provider = Some(provider);
+            entry.payment_id = Some(payment_id.clone());
+            let audit = audit_of(&entry, self.audit_retention);
+            (entry, audit)
+        });
+        let effects = EventEffects {
+            credits,
+            ..EventEffects::default()
+        };
+        match self
+            .ledger
+            .apply_event(provider, &event.event_id, &effects, self.clock.now())
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(event_type = %event.event_type, clawed_back = grant.is_some(), "refund applied");
+                Ok(ProcessOutcome::Processed {
+                    wrote_subscription: false,
+                })
+            }
+            Err(StoreError::Conflict(Conflict::AlreadyProcessed)) => {
+                Ok(ProcessOutcome::AlreadyDone)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn fetch(
@@ -397,6 +528,7 @@ struct ThroughLedger<'a> {
     provider: Provider,
     event_id: &'a EventId,
     payment: Option<Payment>,
+    credits: Option<(CreditEntry, AuditRecord)>,
     at: i64,
 }
 
@@ -406,6 +538,7 @@ impl Commit for ThroughLedger<'_> {
         let effects = EventEffects {
             subscription,
             payment: self.payment.clone(),
+            credits: self.credits.clone(),
         };
         self.ledger
             .apply_event(self.provider, self.event_id, &effects, self.at)

@@ -128,7 +128,8 @@ struct CustomerForm<'a> {
     metadata: HashMap<String, String>,
 }
 
-/// `POST /v1/checkout/sessions` in subscription mode, one line item.
+/// `POST /v1/checkout/sessions` in subscription mode, or in payment mode for a credit pack; one
+/// line item.
 #[derive(Serialize)]
 struct CheckoutForm<'a> {
     mode: &'static str,
@@ -139,9 +140,18 @@ struct CheckoutForm<'a> {
     customer_email: Option<&'a str>,
     line_items: [LineItem<'a>; 1],
     metadata: HashMap<String, String>,
-    subscription_data: SubscriptionData,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription_data: Option<SubscriptionData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_intent_data: Option<PaymentIntentData>,
     success_url: &'a str,
     cancel_url: &'a str,
+}
+
+/// `payment_intent_data` of a payment-mode session: the metadata the charge's events carry.
+#[derive(Serialize)]
+struct PaymentIntentData {
+    metadata: HashMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -244,8 +254,13 @@ impl PaymentProvider for StripeProvider {
         &self,
         request: &CheckoutRequest,
     ) -> Result<CheckoutSession, ProviderError> {
+        let mut metadata = user_metadata(&request.user_id);
+        if let Some(pack) = &request.pack {
+            metadata.insert("pack".to_owned(), pack.pack_id.clone());
+        }
+        let one_time = request.pack.is_some();
         let form = CheckoutForm {
-            mode: "subscription",
+            mode: if one_time { "payment" } else { "subscription" },
             client_reference_id: request.user_id.to_string(),
             customer: request.customer_id.as_ref().map(CustomerId::as_str),
             customer_email: match request.customer_id {
@@ -256,11 +271,12 @@ impl PaymentProvider for StripeProvider {
                 price: request.price_id.as_str(),
                 quantity: 1,
             }],
-            metadata: user_metadata(&request.user_id),
-            subscription_data: SubscriptionData {
+            metadata: metadata.clone(),
+            subscription_data: (!one_time).then(|| SubscriptionData {
                 metadata: user_metadata(&request.user_id),
                 trial_period_days: (request.trial_days > 0).then_some(request.trial_days),
-            },
+            }),
+            payment_intent_data: one_time.then_some(PaymentIntentData { metadata }),
             success_url: &request.success_url,
             cancel_url: &request.cancel_url,
         };

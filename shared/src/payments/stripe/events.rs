@@ -56,6 +56,8 @@ fn party(o: &Value, hint: Option<String>) -> Party {
 ///   subscription changed; in `payment` mode (paid) a payment; otherwise ignored;
 /// - `invoice.paid` / `.payment_succeeded` / `.payment_failed` → a payment of the invoice's
 ///   subscription (amount paid, or due when failed);
+/// - `charge.refunded` → a refund of the charge's payment intent (any refund, full or partial:
+///   docs.stripe.com/api/events/types#event_types-charge.refunded);
 /// - everything else → ignored.
 ///
 /// # Errors
@@ -94,6 +96,7 @@ pub fn normalize(body: &[u8]) -> Result<BillingEvent, EventError> {
                                 currency: text(o, "/currency").unwrap_or_default(),
                                 status: PaymentStatus::Paid,
                                 at: int(o, "/created").unwrap_or(0),
+                                product: text(o, "/metadata/pack"),
                             },
                             subscription: None,
                             party: party(o, hint),
@@ -121,6 +124,7 @@ pub fn normalize(body: &[u8]) -> Result<BillingEvent, EventError> {
                         at: int(o, "/status_transitions/paid_at")
                             .or_else(|| int(o, "/created"))
                             .unwrap_or(0),
+                        product: None,
                     },
                     subscription: subscription_of(o).map(SubscriptionId::new),
                     party: party(o, text(o, "/parent/subscription_details/metadata/user_id")),
@@ -128,6 +132,13 @@ pub fn normalize(body: &[u8]) -> Result<BillingEvent, EventError> {
                 None => BillingEvent::Ignored,
             }
         }
+        "charge.refunded" => match text(o, "/payment_intent").or_else(|| text(o, "/id")) {
+            Some(id) => BillingEvent::Refund {
+                payment_id: id.into(),
+                party: party(o, text(o, "/metadata/user_id")),
+            },
+            None => BillingEvent::Ignored,
+        },
         _ => BillingEvent::Ignored,
     };
     Ok(event)

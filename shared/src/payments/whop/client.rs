@@ -123,9 +123,13 @@ impl PaymentProvider for WhopProvider {
         &self,
         request: &CheckoutRequest,
     ) -> Result<CheckoutSession, ProviderError> {
+        let mut metadata = json!({"user_id": request.user_id.to_string()});
+        if let Some(pack) = &request.pack {
+            metadata["pack"] = json!(pack.pack_id);
+        }
         let body = json!({
             "plan_id": request.price_id.as_str(),
-            "metadata": {"user_id": request.user_id.to_string()},
+            "metadata": metadata,
             "redirect_url": request.success_url.replace("{CHECKOUT_SESSION_ID}", ""),
         });
         let v = self

@@ -48,8 +48,9 @@ fn party(d: &Value) -> Party {
 }
 
 /// Maps a Whop event onto its meaning: `membership.*` → the membership changed;
-/// `payment.succeeded` / `payment.failed` → a payment of its membership; everything else →
-/// ignored. Whop amounts are decimal currency units; they become minor units (× 100, rounded).
+/// `payment.succeeded` / `payment.failed` → a payment of its membership (none for a one-time
+/// purchase, `billing_reason = "one_time"`); `refund.created` → a refund of its `payment.id`;
+/// everything else → ignored. Whop amounts are decimal currency units; they become minor units (× 100, rounded).
 ///
 /// # Errors
 /// [`EventError`] if the body is not a Whop event.
@@ -81,11 +82,23 @@ pub fn normalize(body: &[u8]) -> Result<BillingEvent, EventError> {
                         at: time(d, "/paid_at")
                             .or_else(|| time(d, "/created_at"))
                             .unwrap_or(0),
+                        product: text(d, "/plan/id"),
                     },
-                    subscription: membership_of(&event_type, d).map(SubscriptionId::new),
+                    // A one-time purchase's membership is not a subscription to refetch.
+                    subscription: (text(d, "/billing_reason").as_deref() != Some("one_time"))
+                        .then(|| membership_of(&event_type, d))
+                        .flatten()
+                        .map(SubscriptionId::new),
                     party: party(d),
                 }
             }
+            None => BillingEvent::Ignored,
+        },
+        "refund.created" => match text(d, "/payment/id") {
+            Some(id) => BillingEvent::Refund {
+                payment_id: id.into(),
+                party: party(d),
+            },
             None => BillingEvent::Ignored,
         },
         _ => BillingEvent::Ignored,
