@@ -50,6 +50,7 @@ import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Callable
 
 sys.dont_write_bytecode = True  # no __pycache__ next to the sources
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
@@ -58,7 +59,7 @@ import cfn_template  # noqa: E402
 import lambda_events  # noqa: E402
 import local_stack  # noqa: E402
 from processes import LoopbackHTTPServer  # noqa: E402
-from stripe_double import stripe_signature  # noqa: E402
+from stripe_double import StripeDouble, stripe_signature  # noqa: E402
 
 REPO = local_stack.REPO
 LOG_DIR = REPO / "target" / "bench-coldstart"
@@ -165,8 +166,8 @@ class BenchEvent:
     description: str
     payload: dict
     expect_status: int | None  # HTTP status for API Gateway events; None for event consumers
-    # The whole answer of a consumer (default: no partial batch failure).
-    expect_answer: dict | None = None
+    # The whole answer of a consumer (default: no partial batch failure), or a check of it.
+    expect_answer: dict | Callable[[dict], bool] | None = None
 
 
 def _sample(path: str) -> BenchEvent:
@@ -232,6 +233,11 @@ def bench_events(stack: local_stack.LocalStack, webhook_secret: str) -> dict[str
         "whoami": _sample("events/whoami/whoami-no-authorizer.401.json"),
         # 401: no bearer token, before any read.
         "usage": _sample("events/usage/track-no-token.401.json"),
+        # The schedule's event: Stripe (the local double) lists no event; the checkpoint is read
+        # and written (GetItem, PutItem).
+        "reconciler": BenchEvent("events/reconciler/scheduled.json (Stripe lists nothing)",
+                                 lambda_events.load_event(REPO / "events/reconciler/scheduled.json"), None,
+                                 lambda a: [r.get("provider") for r in a.get("reports", [])] == ["stripe"]),
         # A pointer to an event not in the ledger: GetItem, logged and dropped, no failure.
         "webhook-processor": BenchEvent("SQS event: 1 received message (pointer to an unknown event)",
                                         lambda_events.sqs_event(messages, trigger["queue_arn"]), None),
@@ -245,6 +251,8 @@ def check_answer(event: BenchEvent, response: bytes) -> str | None:
     except json.JSONDecodeError:
         return f"not JSON: {response[:200]!r}"
     if event.expect_status is None:
+        if callable(event.expect_answer):
+            return None if event.expect_answer(answer) else f"answered {answer}"
         expected = event.expect_answer or {"batchItemFailures": []}
         return None if answer == expected else f"answered {answer}"
     status = answer.get("statusCode")
@@ -391,8 +399,10 @@ def main() -> int:
     results: list[Result] = []
     try:
         stack = local_stack.create_stack(endpoint)
-        # No Stripe call happens in these events; the base URL points nowhere on purpose.
-        provider = local_stack.local_provider_secrets(stripe_api_base="http://127.0.0.1:9")
+        # Only the reconciler calls Stripe (GET /v1/events): the local double, with no events.
+        provider = local_stack.local_provider_secrets(stripe_api_base="")
+        double = StripeDouble(provider["STRIPE_SECRET_KEY"])
+        provider["STRIPE_API_BASE"] = double.start()
         local_stack.bootstrap_secrets(stack, provider)
         events = bench_events(stack, provider["STRIPE_WEBHOOK_SECRET"])
         envs = stack.function_environments({"TOLLGATE_ISSUER": "http://127.0.0.1:3000"})
@@ -432,6 +442,8 @@ def main() -> int:
             results.append(result)
     finally:
         moto.stop()
+        if "double" in locals():
+            double.stop()
 
     where = args.bin_dir.relative_to(REPO) if args.bin_dir.is_relative_to(REPO) else args.bin_dir
     print(f"\nCold start, {args.runs} runs per function, binaries in {where}; "

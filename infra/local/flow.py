@@ -403,6 +403,28 @@ class Run:
             after = request("GET", f"{base}/billing/subscription", headers=bearer(self.access)).expect(200, "subscription")
             check(before == after, f"redelivery changed the subscription: {before} -> {after}")
 
+        with self.step("reconciler: `cargo lambda invoke` with the scheduled sample repairs the one event never accepted"):
+            scheduled = json.loads((REPO / "events" / "reconciler" / "scheduled.json").read_text())
+            answer = self.lambda_invoke("reconciler", scheduled)
+            (report,) = answer["reports"]
+            # The double made three events: the two delivered (processed) and the one whose
+            # delivery was forged and refused — missed, as far as Tollgate knows.
+            check((report["provider"], report["listed"], report["recorded"], report["already_done"])
+                  == ("stripe", 3, 1, 2), f"reconciler report {report}")
+            listed = double.requests("GET", "/v1/events")
+            check(len(listed) == 1 and "created[gte]" in listed[0].form, f"listing requests {listed}")
+            repaired: list[dict] = []
+            wait_until("the repaired event in the queue",
+                       lambda: repaired.extend(lambda_events.receive_batch(sqs, trigger["queue_url"], 10)) or repaired, 20)
+            repair_file = LOG_DIR / "sqs-repaired.json"
+            repair_file.write_text(json.dumps(lambda_events.sqs_event(repaired, trigger["queue_arn"]), indent=2))
+            self.invoke(trigger["function"], repair_file)
+            sqs.delete_message_batch(QueueUrl=trigger["queue_url"], Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(repaired)])
+            again = self.lambda_invoke("reconciler", scheduled)["reports"][0]
+            check((again["recorded"], again["requeued"], again["already_done"]) == (0, 0, 3),
+                  f"a second run repairs nothing: {again}")
+
         with self.step("subscription-lookup: GET /billing/subscription shows pro"):
             sub = request("GET", f"{base}/billing/subscription", headers=bearer(self.access)).expect(200, "subscription")
             wanted = {"plan": "pro", "access": True, "status": "trialing", "provider": "stripe", "tier": pro["tier"]}

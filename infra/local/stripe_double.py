@@ -16,6 +16,7 @@ Served:
   POST /v1/subscriptions/{id}             (cancel_at_period_end, items[0][price])
   DELETE /v1/subscriptions/{id}           (cancel at once)
   POST /v1/billing_portal/sessions
+  GET  /v1/events                         (the events `event()` made, newest first; created[gte])
 Every request must carry `Authorization: Bearer <the secret key>` (401 otherwise), which proves the
 functions read the key from Secrets Manager. Requests are recorded for assertions.
 """
@@ -77,6 +78,8 @@ class StripeState:
     #: Idempotency-Key -> (status, response), like Stripe's replay of a keyed POST.
     idempotent: dict[str, tuple[int, dict]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    #: Every event `event()` made, oldest first (what GET /v1/events lists).
+    events: list[dict] = field(default_factory=list)
 
 
 def _new_id(prefix: str) -> str:
@@ -174,6 +177,10 @@ class StripeDouble:
                     return _found(None, "subscription", sid)
                 sub.update(status="canceled", canceled_at=int(time.time()), cancel_at_period_end=False)
                 return 200, sub
+            case ("GET", ["v1", "events"]):
+                since = int(form.get("created[gte]") or 0)
+                listed = [e for e in reversed(self.state.events) if e["created"] >= since]
+                return 200, {"object": "list", "url": "/v1/events", "has_more": False, "data": listed}
             case ("POST", ["v1", "billing_portal", "sessions"]):
                 portal = copy.deepcopy(self._portal)
                 pid = _new_id("bps")
@@ -260,6 +267,8 @@ class StripeDouble:
         event.update(id=_new_id("evt"), type=event_type, created=int(time.time()),
                      data={"object": copy.deepcopy(data_object)})
         event["request"] = {"id": _new_id("req"), "idempotency_key": None}
+        with self.lock:
+            self.state.events.append(copy.deepcopy(event))
         return event
 
     def requests(self, method: str, path: str) -> list[Recorded]:

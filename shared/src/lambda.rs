@@ -157,6 +157,72 @@ pub async fn run_sqs() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Runs the reconciler Lambda: each invocation (an EventBridge schedule's event, or any JSON; an
+/// optional `since` in Unix seconds overrides the checkpoints) reconciles every configured
+/// provider and answers the reports. If any provider failed the invocation fails (its error in
+/// the log), so the function's `Errors` metric and alarm see it; the providers that succeeded
+/// have moved their checkpoints.
+///
+/// # Errors
+/// Start-up failures; an invocation's failure is reported to the runtime, which records it.
+pub async fn run_reconciler() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let reconciler = crate::state::reconciler_from_env()
+        .await
+        .inspect_err(|e| tracing::error!(error = %Chain(e), "start-up failed"))?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let reconciler = reconciler.clone();
+            async move {
+                let since = event
+                    .payload
+                    .get("since")
+                    .and_then(serde_json::Value::as_i64);
+                reconcile_answer(&reconciler, since).await
+            }
+        },
+    ))
+    .await
+}
+
+/// One reconciler invocation's answer: `{reports: [{provider, since, pages, listed, recorded,
+/// requeued, already_done, unreadable, checkpoint}]}`, or an error naming the providers that
+/// failed (each failure logged with its cause).
+///
+/// # Errors
+/// When any provider's run failed.
+pub async fn reconcile_answer(
+    reconciler: &crate::webhooks::Reconciler,
+    since: Option<i64>,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for result in reconciler.run(since).await {
+        match result {
+            Ok(r) => reports.push(serde_json::json!({
+                "provider": r.provider.map(|p| p.as_str()),
+                "since": r.since,
+                "pages": r.pages,
+                "listed": r.listed,
+                "recorded": r.recorded,
+                "requeued": r.requeued,
+                "already_done": r.already_done,
+                "unreadable": r.unreadable,
+                "checkpoint": r.checkpoint,
+            })),
+            Err(e) => {
+                tracing::error!(error = %Chain(&e), "reconciling failed; the checkpoint stays");
+                failed.push(e.to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(serde_json::json!({ "reports": reports }))
+    } else {
+        Err(failed.join("; ").into())
+    }
+}
+
 /// Reads an SQS batch: each record's body must be an event pointer
 /// (`crate::queue::EventMessage`) and carry a `MessageGroupId` (else the event id is its
 /// group). Returns the items to process and the message ids of records that do not parse

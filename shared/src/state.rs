@@ -25,7 +25,7 @@ use crate::store::{
     StoreError, UsageStore, UserStore,
 };
 use crate::usage::{credits::Credits, Usage};
-use crate::webhooks::{Ingest, Processor, ProcessorStores};
+use crate::webhooks::{Ingest, Processor, ProcessorStores, Reconciler};
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -370,6 +370,22 @@ impl Components {
         )
     }
 
+    /// The reconciler over these parts, handing events to the queue (`None` without one).
+    pub fn reconciler(&self) -> Option<Reconciler> {
+        let queue = self.queue.clone()?;
+        Some(Reconciler::new(
+            Ingest::new(
+                self.ledger.clone(),
+                queue,
+                BTreeMap::new(),
+                self.clock.clone(),
+            ),
+            self.ledger.clone(),
+            self.providers.clone(),
+            self.clock.clone(),
+        ))
+    }
+
     /// The webhook processor over these parts (the dev server runs it in-process).
     pub fn processor(&self) -> Processor {
         Processor::new(
@@ -677,7 +693,7 @@ pub async fn embedded_components(
 #[cfg(all(feature = "aws", feature = "mail", feature = "ses"))]
 pub use aws::mailer_from_env;
 #[cfg(feature = "aws")]
-pub use aws::{processor_from_env, AwsStart};
+pub use aws::{processor_from_env, reconciler_from_env, AwsStart};
 
 #[cfg(feature = "aws")]
 mod aws {
@@ -950,6 +966,34 @@ mod aws {
             templates,
             Arc::new(SystemClock),
             mail_settings(&start.config),
+        )))
+    }
+
+    /// The reconciler alone, for its scheduled Lambda: the DynamoDB store (ledger and
+    /// checkpoints), the queue (`TOLLGATE_QUEUE_URL`) and the provider API keys — no signing
+    /// keys, no webhook secrets.
+    ///
+    /// # Errors
+    /// [`StartupError`] for bad configuration, a missing queue URL, or missing or unusable
+    /// provider keys.
+    pub async fn reconciler_from_env() -> Result<Arc<Reconciler>, StartupError> {
+        let start = AwsStart::new().await?;
+        let url = start.config.queue_url.clone().ok_or_else(|| {
+            StartupError::Config(crate::config::ConfigError(vec![
+                "TOLLGATE_QUEUE_URL: the reconciler hands events to the SQS FIFO queue".to_owned(),
+            ]))
+        })?;
+        let (keys, store) = tokio::join!(start.provider_keys(), start.store());
+        let queue: Arc<dyn EventQueue> = Arc::new(crate::queue::sqs::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&start.aws),
+            url,
+        ));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(Arc::new(Reconciler::new(
+            Ingest::new(store.clone(), queue, BTreeMap::new(), clock.clone()),
+            store,
+            providers_from(&keys?)?,
+            clock,
         )))
     }
 

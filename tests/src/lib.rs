@@ -484,6 +484,20 @@ pub async fn dynamo_store() -> Option<tollgate::store::dynamo::DynamoStore> {
     ))
 }
 
+/// A DynamoDB store on a table of its own (created now, named `tollgate-<prefix>-<uuid>`), for
+/// cases about table-wide items such as the reconciler's checkpoints; `None` when skipped.
+///
+/// # Panics
+/// If the emulator is configured but the table cannot be created.
+pub async fn dynamo_store_of_its_own(prefix: &str) -> Option<tollgate::store::dynamo::DynamoStore> {
+    let client = dynamo_client().await?;
+    let table = format!("tollgate-{prefix}-{}", uuid::Uuid::now_v7().simple());
+    tollgate::store::dynamo::ensure_table(&client, &table)
+        .await
+        .expect("create a table in moto");
+    Some(tollgate::store::dynamo::DynamoStore::new(client, table))
+}
+
 /// Signs up a user with a [`random_email`] and [`PASSWORD`] through the account service (no
 /// HTTP), returning the user and its first tokens.
 ///
@@ -542,6 +556,12 @@ pub struct FakeProvider {
     /// Upper bound of a pseudo-random latency added after reading the state, microseconds (0 =
     /// none): lets a slow fetch of an older state arrive after a newer one.
     pub max_latency_us: std::sync::atomic::AtomicU64,
+    /// What `list_events` lists: event bodies, in pages of `page_size` (0: one page).
+    pub listed: std::sync::Mutex<Vec<String>>,
+    /// Page size of `list_events`.
+    pub page_size: std::sync::atomic::AtomicUsize,
+    /// `list_events` fails (retryably) on this page number, 1-based (0: never).
+    pub fail_page: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeProvider {
@@ -638,6 +658,30 @@ impl PaymentProvider for FakeProvider {
         _: Proration,
     ) -> Result<(), ProviderError> {
         Err(not_used())
+    }
+    async fn list_events(
+        &self,
+        _since: i64,
+        cursor: Option<&str>,
+    ) -> Result<tollgate::payments::EventPage, ProviderError> {
+        use std::sync::atomic::Ordering;
+        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let listed = self.listed.lock().expect("lock").clone();
+        let size = match self.page_size.load(Ordering::SeqCst) {
+            0 => listed.len().max(1),
+            n => n,
+        };
+        let page_number = start / size + 1;
+        if self.fail_page.load(Ordering::SeqCst) == page_number {
+            return Err(ProviderError::Unavailable(tollgate::error::message(
+                "the double fails this page",
+            )));
+        }
+        let end = (start + size).min(listed.len());
+        Ok(tollgate::payments::EventPage {
+            events: listed.get(start..end).unwrap_or_default().to_vec(),
+            next: (end < listed.len()).then(|| end.to_string()),
+        })
     }
 }
 

@@ -26,6 +26,8 @@ const MAILER: &str = "mailer";
 const AUTHORIZER: &str = "authorizer";
 /// The sender of the processor's queue (`TOLLGATE_QUEUE_URL`, shared/src/config.rs).
 const INGEST: &str = "webhook-ingest";
+/// The scheduled reconciler: no route; it sends to the same queue as ingest.
+const RECONCILER: &str = "reconciler";
 
 /// Every function crate: binary (= package = folder) name and its declared routes — the HTTP
 /// functions of `tollgate_tests::functions()` and the processor.
@@ -37,13 +39,16 @@ fn crates() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
     all.push((PROCESSOR, &[]));
     all.push((MAILER, &[]));
     all.push((AUTHORIZER, &[]));
+    all.push((RECONCILER, &[]));
     all
 }
 
 /// What each function crate builds at start-up; the processor reads the provider API keys and
 /// the table (`tollgate::state::processor_from_env`).
 fn needs_of(binary: &str) -> Option<Needs> {
-    if binary == PROCESSOR {
+    // The reconciler reads the provider API keys and the table
+    // (`tollgate::state::reconciler_from_env`), as the processor does.
+    if binary == PROCESSOR || binary == RECONCILER {
         return Some(Needs {
             keys: KeyAccess::None,
             accounts: false,
@@ -803,9 +808,10 @@ fn actions_on<'a>(role: &'a Yaml<'_>, target: &str) -> BTreeSet<&'a str> {
         .collect()
 }
 
-/// (h) Ingest sends to the queue the processor reads: `TOLLGATE_QUEUE_URL` is `!Ref <queue>` on
-/// webhook-ingest and set nowhere else (Globals or another function), ingest's role may
-/// `sqs:SendMessage` to it, and the processor's role has what the event source mapping polls with.
+/// (h) Ingest and the reconciler send to the queue the processor reads: `TOLLGATE_QUEUE_URL` is
+/// `!Ref <queue>` on webhook-ingest and the reconciler and set nowhere else (Globals or another
+/// function), their roles may `sqs:SendMessage` to it, and the processor's role has what the
+/// event source mapping polls with.
 fn check_queue_wiring(doc: &Yaml<'_>) -> Result<(), String> {
     const VAR: &str = "TOLLGATE_QUEUE_URL";
     let (queue, _) = processor_queue(doc)?;
@@ -817,26 +823,28 @@ fn check_queue_wiring(doc: &Yaml<'_>) -> Result<(), String> {
     };
     if let Some(v) = variable(get(doc, "Globals").and_then(|g| get(g, "Function"))) {
         return Err(format!(
-            "Globals.Function sets {VAR} (= {v}); only {INGEST} sends"
+            "Globals.Function sets {VAR} (= {v}); only {INGEST} and {RECONCILER} send"
         ));
     }
     for (id, binary, function) in functions(doc) {
         let value = variable(get(function, "Properties"));
-        if binary == Some(INGEST) {
+        if binary == Some(INGEST) || binary == Some(RECONCILER) {
             if value.as_deref() != Some(queue) {
                 return Err(format!(
                     "{id}: {VAR} is {value:?}, expected !Ref {queue} (the processor's queue)"
                 ));
             }
         } else if let Some(v) = value {
-            return Err(format!("{id} sets {VAR} (= {v}); only {INGEST} sends"));
+            return Err(format!(
+                "{id} sets {VAR} (= {v}); only {INGEST} and {RECONCILER} send"
+            ));
         }
     }
-    let (ingest_id, ingest) = function_building(doc, INGEST)?;
-    if !actions_on(role_of(doc, ingest_id, ingest)?, queue).contains("sqs:SendMessage") {
-        return Err(format!(
-            "{ingest_id}'s role may not sqs:SendMessage to {queue}"
-        ));
+    for sender in [INGEST, RECONCILER] {
+        let (id, function) = function_building(doc, sender)?;
+        if !actions_on(role_of(doc, id, function)?, queue).contains("sqs:SendMessage") {
+            return Err(format!("{id}'s role may not sqs:SendMessage to {queue}"));
+        }
     }
     let (processor_id, processor) = function_building(doc, PROCESSOR)?;
     let granted = actions_on(role_of(doc, processor_id, processor)?, queue);

@@ -548,6 +548,12 @@ fn injected() -> StoreError {
 
 #[async_trait]
 impl EventLedger for FlakyStore {
+    async fn reconcile_checkpoint(&self, p: Provider) -> Result<Option<i64>, StoreError> {
+        self.inner.reconcile_checkpoint(p).await
+    }
+    async fn set_reconcile_checkpoint(&self, p: Provider, at: i64) -> Result<(), StoreError> {
+        self.inner.set_reconcile_checkpoint(p, at).await
+    }
     async fn record_event(&self, event: &WebhookEvent) -> Result<(WebhookEvent, bool), StoreError> {
         match self.roll() {
             Some(false) => Err(injected()),
@@ -976,6 +982,13 @@ impl PaymentProvider for GatedProvider {
         r: Proration,
     ) -> Result<(), ProviderError> {
         self.inner.change_price(s, p, r).await
+    }
+    async fn list_events(
+        &self,
+        since: i64,
+        cursor: Option<&str>,
+    ) -> Result<tollgate::payments::EventPage, ProviderError> {
+        self.inner.list_events(since, cursor).await
     }
 }
 

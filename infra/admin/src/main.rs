@@ -35,6 +35,16 @@
 //!
 //! It claims each item as the mailer does, so it never sends a mail the mailer is sending or has
 //! sent; it prints what it did (sent, skipped, failed, left for later).
+//!
+//! **Reconcile** — run the reconciler now (as its schedule does), from the checkpoints or from
+//! `--since` (Unix seconds); or resync one user's subscription from the provider:
+//!
+//! ```text
+//! TOLLGATE_TABLE_NAME=<table> TOLLGATE_QUEUE_URL=<queue url> TOLLGATE_PROVIDER_SECRETS_ID=<id> \
+//!   cargo run -p tollgate-admin -- reconcile [--since 1796000000]
+//! TOLLGATE_TABLE_NAME=<table> TOLLGATE_PROVIDER_SECRETS_ID=<id> \
+//!   cargo run -p tollgate-admin -- reconcile --user <user id>
+//! ```
 
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
@@ -77,6 +87,15 @@ enum Command {
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCommand,
+    },
+    /// Repair missed webhooks now (the reconciler), or resync one user from the provider.
+    Reconcile {
+        /// List from this time (Unix seconds) instead of each provider's checkpoint.
+        #[arg(long, conflicts_with = "user")]
+        since: Option<i64>,
+        /// Resync this user's subscription from the provider instead.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -148,6 +167,10 @@ async fn main() -> ExitCode {
         Command::ApiKey {
             command: ApiKeyCommand::CreateService { owner, name },
         } => create_service_key(&owner, &name).await,
+        Command::Reconcile { since, user } => match user {
+            Some(user) => resync_user(&user).await,
+            None => reconcile(since).await,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,6 +189,57 @@ async fn drain_mail(limit: usize) -> Result<(), Failure> {
     println!(
         "mail outbox: {} sent, {} skipped (nothing to send), {} failed for good, {} left for a later attempt",
         report.sent, report.skipped, report.failed, report.retry
+    );
+    Ok(())
+}
+
+async fn reconcile(since: Option<i64>) -> Result<(), Failure> {
+    let reconciler = tollgate::state::reconciler_from_env().await?;
+    let mut failed = false;
+    for result in reconciler.run(since).await {
+        match result {
+            Ok(r) => println!(
+                "{}: from {} — {} page(s), {} listed, {} recorded (missed), {} requeued (unprocessed), {} already done, {} unreadable; checkpoint {}",
+                r.provider.map_or("?", |p| p.as_str()),
+                r.since,
+                r.pages,
+                r.listed,
+                r.recorded,
+                r.requeued,
+                r.already_done,
+                r.unreadable,
+                r.checkpoint
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("reconciling failed: {}", tollgate::error::Chain(&e));
+            }
+        }
+    }
+    if failed {
+        Err("a provider could not be reconciled; its checkpoint did not move".into())
+    } else {
+        Ok(())
+    }
+}
+
+async fn resync_user(user: &str) -> Result<(), Failure> {
+    let user_id: tollgate::domain::UserId = user
+        .parse()
+        .map_err(|_| format!("{user:?} is not a user id"))?;
+    let state = tollgate::AppState::from_env(tollgate::Needs {
+        billing: true,
+        ..tollgate::Needs::NOTHING
+    })
+    .await?;
+    let view = state.billing()?.resync(&user_id).await?;
+    println!(
+        "{user_id}: plan {} (access {}), status {}",
+        view.access.plan,
+        view.access.has_access,
+        view.subscription
+            .as_ref()
+            .map_or("none", |s| s.status.as_str())
     );
     Ok(())
 }

@@ -19,7 +19,9 @@ use tollgate::domain::{
 };
 use tollgate::error::message;
 use tollgate::payments::stripe::signature::sign;
-use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError};
+use tollgate::payments::{
+    CheckoutRequest, CheckoutSession, EventPage, PaymentProvider, ProviderError,
+};
 use tollgate::{Clock, SystemClock};
 
 /// Length of a local billing period, seconds (30 days).
@@ -44,6 +46,10 @@ struct Session {
 struct Data {
     sessions: HashMap<String, Session>,
     subscriptions: HashMap<String, ProviderSubscription>,
+    /// Every event posted, oldest first, as `(created, body)`: what `GET /v1/events` would list
+    /// (the reconciler reads it).
+    #[serde(default)]
+    events: Vec<(i64, String)>,
 }
 
 /// The stand-in.
@@ -214,6 +220,12 @@ impl OfflineStripe {
             "data": {"object": object},
         }))
         .map_err(|e| ProviderError::Rejected(Box::new(e)))?;
+        {
+            let mut data = self.lock();
+            data.events
+                .push((now, String::from_utf8_lossy(&body).into_owned()));
+            self.save(&data);
+        }
         let signature = sign(&body, &self.webhook_secret, now);
         let res = self
             .http
@@ -369,5 +381,22 @@ impl PaymentProvider for OfflineStripe {
     ) -> Result<(), ProviderError> {
         let price = price.clone();
         self.update(subscription, move |s| s.price_id = price).await
+    }
+
+    /// Every event posted at or after `since`, newest first, in one page (as Stripe lists).
+    async fn list_events(
+        &self,
+        since: i64,
+        _cursor: Option<&str>,
+    ) -> Result<EventPage, ProviderError> {
+        let events = self
+            .lock()
+            .events
+            .iter()
+            .rev()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, body)| body.clone())
+            .collect();
+        Ok(EventPage { events, next: None })
     }
 }

@@ -408,6 +408,32 @@ impl Billing {
         Ok(())
     }
 
+    /// Resyncs the user's stored subscription from its provider now (support, and
+    /// `tollgate-admin reconcile --user`): the provider's current state goes through the same
+    /// apply rule as a webhook's refetch (an older state never overwrites a newer one). Returns
+    /// the stored subscription and access after it.
+    ///
+    /// # Errors
+    /// `NoSubscription` (nothing stored to resync), `NotConfigured`, `Provider`, `Store`.
+    pub async fn resync(&self, user_id: &UserId) -> Result<SubscriptionView, BillingError> {
+        let stored = self.stored(user_id).await?;
+        let client = self.client_of(&stored)?;
+        // Stamped before the request is sent: see `Subscription::source_fetched_at_us`.
+        let sent_at_us = self.clock.now_micros();
+        let state = client.fetch_subscription(&stored.subscription_id).await?;
+        let fetched = Fetched { state, sent_at_us };
+        apply_provider_state(
+            self.store.as_ref(),
+            self.access.catalog(),
+            *user_id,
+            Some(&fetched),
+            &Direct(self.store.as_ref()),
+        )
+        .await?;
+        tracing::info!(user_id = %user_id, provider = %stored.provider, "subscription resynced from the provider");
+        self.subscription(user_id, None).await
+    }
+
     /// Sets the subscription to cancel at period end (access continues until then). The stored
     /// state changes when the provider's webhook arrives.
     ///

@@ -61,6 +61,18 @@ pub fn verify_webhook(
     })
 }
 
+/// The envelope of an event body of `provider` whose origin is established otherwise (the
+/// provider's API, for the reconciler): no signature.
+///
+/// # Errors
+/// [`EventError`] if the body is not an event of this provider.
+pub fn read_envelope(provider: Provider, body: &[u8]) -> Result<Envelope, EventError> {
+    match provider {
+        Provider::Stripe => stripe::events::envelope(body),
+        Provider::Whop => whop::events::envelope(body, None),
+    }
+}
+
 /// What a stored (already verified) event of `provider` means.
 ///
 /// # Errors
@@ -158,6 +170,16 @@ pub struct CheckoutSession {
     pub url: String,
 }
 
+/// One page of a provider's recent events ([`PaymentProvider::list_events`]): each a body as
+/// the provider's webhook would carry it, for the same ledger and processor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventPage {
+    /// Event bodies (JSON).
+    pub events: Vec<String>,
+    /// The cursor of the next page (`None` on the last).
+    pub next: Option<String>,
+}
+
 /// One payment provider's API.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
@@ -241,6 +263,20 @@ pub trait PaymentProvider: Send + Sync {
         price: &PriceId,
         proration: Proration,
     ) -> Result<(), ProviderError>;
+
+    /// One page (after `cursor`) of what changed at or after `since` (Unix seconds), as event
+    /// bodies the webhook pipeline reads: Stripe's own events of the types Tollgate handles
+    /// (`GET /v1/events`); for Whop, each membership updated since, as a `membership.reconciled`
+    /// event whose id names the membership and its update time. For the reconciler
+    /// (`crate::webhooks::reconcile`).
+    ///
+    /// # Errors
+    /// [`ProviderError`].
+    async fn list_events(
+        &self,
+        since: i64,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, ProviderError>;
 }
 
 /// The configured providers, by name.

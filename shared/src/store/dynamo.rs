@@ -6,7 +6,7 @@
 //! [`table_definition`] is the one place the table's shape is written in code.
 
 use super::items::{
-    ApiKeyOwner, CreditBalance, CustomerClaim, EmailClaim, IdempotencyRecord, TokenRef,
+    ApiKeyOwner, Checkpoint, CreditBalance, CustomerClaim, EmailClaim, IdempotencyRecord, TokenRef,
     TrialMarker, UsageCounter, UserCustomer,
 };
 use super::keys::{self, Key};
@@ -715,6 +715,36 @@ impl EventLedger for DynamoStore {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    async fn reconcile_checkpoint(&self, provider: Provider) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .get::<Checkpoint>(keys::reconcile_checkpoint(provider))
+            .await?
+            .map(|c| c.reconciled_to))
+    }
+
+    async fn set_reconcile_checkpoint(
+        &self,
+        provider: Provider,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let item = to_item(
+            &keys::reconcile_checkpoint(provider),
+            &Checkpoint { reconciled_to: at },
+        )?;
+        match self
+            .put_if(
+                item,
+                "attribute_not_exists(reconciled_to) OR reconciled_to < :at",
+                vec![(":at", num(at))],
+            )
+            .await
+        {
+            // A later checkpoint is stored: it stays.
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

@@ -11,8 +11,8 @@
 //! once it is acknowledged (docs/architecture.md §7.1).
 
 use super::items::{
-    ApiKeyOwner, CreditBalance, CustomerClaim, EmailClaim, FailuresItem, IdempotencyRecord,
-    TokenRef, TrialMarker, UsageCounter, UserCustomer,
+    ApiKeyOwner, Checkpoint, CreditBalance, CustomerClaim, EmailClaim, FailuresItem,
+    IdempotencyRecord, TokenRef, TrialMarker, UsageCounter, UserCustomer,
 };
 use super::keys::{self, Key};
 use super::{
@@ -1157,6 +1157,25 @@ impl EventLedger for EmbeddedStore {
             event.processed_at = Some(at);
             event.last_error = None;
             put(t, &key, &event)
+        })
+    }
+    async fn reconcile_checkpoint(&self, provider: Provider) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .get::<Checkpoint>(&keys::reconcile_checkpoint(provider))?
+            .map(|c| c.reconciled_to))
+    }
+
+    async fn set_reconcile_checkpoint(
+        &self,
+        provider: Provider,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let key = keys::reconcile_checkpoint(provider);
+        self.write(|t| {
+            if read::<Checkpoint>(t, &key)?.is_some_and(|c| c.reconciled_to >= at) {
+                return Ok(());
+            }
+            put(t, &key, &Checkpoint { reconciled_to: at })
         })
     }
 }

@@ -109,3 +109,10 @@ pub struct TrialMarker {
     /// The trial's end, Unix seconds.
     pub trial_end: i64,
 }
+
+/// `RECONCILE#<provider>` / `CHECKPOINT`: up to when the provider's changes are in the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Unix seconds.
+    pub reconciled_to: i64,
+}

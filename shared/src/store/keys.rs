@@ -195,3 +195,8 @@ pub fn credit_cause(cause: &str) -> Key {
 pub fn trial_marker(user_id: &UserId) -> Key {
     (user_pk(user_id), "TRIAL".to_owned())
 }
+
+/// `RECONCILE#<provider>` / `CHECKPOINT`: the reconciler's checkpoint.
+pub fn reconcile_checkpoint(provider: Provider) -> Key {
+    (format!("RECONCILE#{provider}"), "CHECKPOINT".to_owned())
+}

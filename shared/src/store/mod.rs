@@ -319,6 +319,19 @@ pub trait EventLedger: Send + Sync {
         effects: &EventEffects,
         at: i64,
     ) -> Result<(), StoreError>;
+    /// The reconciler's checkpoint for `provider` (`RECONCILE#<provider>` / `CHECKPOINT`): every
+    /// change the provider made before it, Unix seconds, is in the ledger.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn reconcile_checkpoint(&self, provider: Provider) -> Result<Option<i64>, StoreError>;
+
+    /// Moves the checkpoint to `at`, never back (a later value stays).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn set_reconcile_checkpoint(&self, provider: Provider, at: i64)
+        -> Result<(), StoreError>;
 }
 
 /// One write of an atomic account change ([`AccountStore::commit`]). Each names the condition

@@ -3,7 +3,9 @@
 //! never lost, and a refused one leaves nothing behind.
 
 use crate::clock::Clock;
-use crate::domain::{EventError, EventStatus, Provider, WebhookEvent, EVENT_RETENTION_SECONDS};
+use crate::domain::{
+    Envelope, EventError, EventStatus, Provider, WebhookEvent, EVENT_RETENTION_SECONDS,
+};
 use crate::payments::signature::WebhookSecrets;
 use crate::payments::{verify_webhook, WebhookError};
 use crate::queue::{EventMessage, EventQueue, QueueError};
@@ -103,11 +105,27 @@ impl Ingest {
         let text = std::str::from_utf8(body)
             .map_err(|_| IngestError::Refused(WebhookError::Event(EventError::NotJson)))?;
         tracing::Span::current().record("event_id", tracing::field::display(&envelope.event_id));
+        self.accept(provider, envelope, text).await
+    }
+
+    /// Stores an event whose origin is established (a verified delivery, or the provider's own
+    /// API for the reconciler) in the ledger and enqueues it — unless it was processed or
+    /// ignored before. The one path every event takes into the processor.
+    ///
+    /// # Errors
+    /// `Store`, `Queue` (the event may be stored; the next delivery or run enqueues it).
+    pub async fn accept(
+        &self,
+        provider: Provider,
+        envelope: Envelope,
+        body: &str,
+    ) -> Result<IngestOutcome, IngestError> {
+        let now = self.clock.now();
         let event = WebhookEvent {
             provider,
             event_id: envelope.event_id,
             event_type: envelope.event_type,
-            body: text.to_owned(),
+            body: body.to_owned(),
             group_id: envelope.group_id,
             received_at: now,
             status: EventStatus::Received,
@@ -118,7 +136,7 @@ impl Ingest {
         };
         let (stored, new) = self.ledger.record_event(&event).await?;
         if !new && stored.status.is_final() {
-            tracing::info!(%provider, event_id = %stored.event_id, "duplicate webhook acknowledged");
+            tracing::info!(%provider, event_id = %stored.event_id, "duplicate event acknowledged");
             return Ok(IngestOutcome::Duplicate);
         }
         let message = EventMessage {
@@ -128,7 +146,7 @@ impl Ingest {
         self.queue
             .send(&message, &stored.group_id, stored.event_id.as_str())
             .await?;
-        tracing::info!(%provider, event_id = %stored.event_id, event_type = %stored.event_type, new, "webhook stored and enqueued");
+        tracing::info!(%provider, event_id = %stored.event_id, event_type = %stored.event_type, new, "event stored and enqueued");
         Ok(IngestOutcome::Accepted)
     }
 }

@@ -1,10 +1,13 @@
 //! The webhook pipeline's use cases (docs/architecture.md, "Webhook pipeline"): [`ingest`]
-//! (verify, store in the ledger, enqueue a pointer, only then acknowledge) and [`process`] (load,
-//! normalise, refetch, apply once). Provider specifics — signature schemes and event formats —
+//! (verify, store in the ledger, enqueue a pointer, only then acknowledge), [`process`] (load,
+//! normalise, refetch, apply once) and [`reconcile`] (list what the provider changed and hand
+//! anything missed to the same path). Provider specifics — signature schemes and event formats —
 //! are `crate::payments`'.
 
 pub mod ingest;
 pub mod process;
+pub mod reconcile;
 
 pub use ingest::{Ingest, IngestError, IngestOutcome, MAX_WEBHOOK_BYTES};
 pub use process::{BatchItem, ProcessError, ProcessOutcome, Processor, ProcessorStores};
+pub use reconcile::{ReconcileError, ReconcileReport, Reconciler};

@@ -25,7 +25,7 @@ use crate::domain::{
 };
 use crate::error::message;
 use crate::payments::{
-    path_segment, CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError,
+    path_segment, CheckoutRequest, CheckoutSession, EventPage, PaymentProvider, ProviderError,
 };
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -386,6 +386,14 @@ impl PaymentProvider for StripeProvider {
         .map_err(classify)
     }
 
+    async fn list_events(
+        &self,
+        since: i64,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, ProviderError> {
+        self.events_page(since, cursor).await
+    }
+
     async fn change_price(
         &self,
         subscription: &SubscriptionId,
@@ -414,7 +422,59 @@ impl PaymentProvider for StripeProvider {
     }
 }
 
+/// `GET /v1/events` query (docs.stripe.com/api/events/list).
+#[derive(Serialize)]
+struct EventsQuery<'a> {
+    created: CreatedFilter,
+    limit: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starting_after: Option<&'a str>,
+    types: &'a [&'a str],
+}
+
+#[derive(Serialize)]
+struct CreatedFilter {
+    gte: i64,
+}
+
+/// A page of events: each kept as JSON, as a webhook would carry it.
+#[derive(miniserde::Deserialize)]
+struct EventList {
+    data: Vec<miniserde::json::Value>,
+    has_more: bool,
+}
+
 impl StripeProvider {
+    /// `GET /v1/events?created[gte]=…&types[]=…&limit=100[&starting_after=…]`, newest first.
+    async fn events_page(
+        &self,
+        since: i64,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, ProviderError> {
+        let query = EventsQuery {
+            created: CreatedFilter { gte: since },
+            limit: 100,
+            starting_after: cursor,
+            types: &super::events::HANDLED_TYPES,
+        };
+        let list = RequestBuilder::new(StripeMethod::Get, "/events")
+            .query(&query)
+            .customize::<EventList>()
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        let events: Vec<String> = list.data.iter().map(miniserde::json::to_string).collect();
+        let next = if list.has_more {
+            events
+                .last()
+                .and_then(|e| super::events::envelope(e.as_bytes()).ok())
+                .map(|e| e.event_id.to_string())
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
+    }
+
     async fn retrieve_subscription(
         &self,
         subscription: &SubscriptionId,

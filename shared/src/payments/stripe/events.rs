@@ -9,6 +9,23 @@ use crate::domain::{
 use crate::payments::json::{int, object, text};
 use serde_json::Value;
 
+/// The event types [`normalize`] acts on: what the reconciler lists (`GET /v1/events`,
+/// `types[]`: at most 20) and what a deployment's webhook endpoint should subscribe to.
+pub const HANDLED_TYPES: [&str; 12] = [
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "charge.refunded",
+];
+
 /// Reads the envelope `{id, type, data: {object}}`; the FIFO group is the subscription the
 /// object belongs to, else its customer, else the event id.
 ///

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::error::message;
 use crate::payments::{
-    path_segment, CheckoutRequest, CheckoutSession, PaymentProvider, ProviderError,
+    path_segment, CheckoutRequest, CheckoutSession, EventPage, PaymentProvider, ProviderError,
 };
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
@@ -91,7 +91,76 @@ impl WhopProvider {
     }
 }
 
+/// A membership's update time: Unix seconds, or RFC 3339 (Whop's API answers both shapes).
+fn updated_at(membership: &Value) -> Option<i64> {
+    match membership.get("updated_at") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(time::OffsetDateTime::unix_timestamp)
+        }
+        _ => None,
+    }
+}
+
 impl WhopProvider {
+    /// `GET /memberships?first=100[&after=…]`: one page of the company's memberships; those
+    /// updated at or after `since` become `membership.reconciled` events (id
+    /// `reconcile_<membership>_<updated at>`, so each change is one event). Whop's list has no
+    /// "updated since" filter (docs.whop.com/api-reference/memberships/list-membership), so every
+    /// page is read.
+    async fn memberships_page(
+        &self,
+        since: i64,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, ProviderError> {
+        let mut path = "/memberships?first=100".to_owned();
+        if let Some(after) = cursor {
+            path.push_str("&after=");
+            path.push_str(
+                &url::form_urlencoded::byte_serialize(after.as_bytes()).collect::<String>(),
+            );
+        }
+        let page = self.call(reqwest::Method::GET, &path, None, None).await?;
+        let mut events = Vec::new();
+        for m in page
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(id), Some(at)) = (m.get("id").and_then(Value::as_str), updated_at(m)) else {
+                continue;
+            };
+            if at < since {
+                continue;
+            }
+            events.push(
+                json!({
+                    "id": format!("reconcile_{id}_{at}"),
+                    "api_version": "v1",
+                    "type": "membership.reconciled",
+                    "timestamp": crate::domain::rfc3339(at),
+                    "data": m,
+                })
+                .to_string(),
+            );
+        }
+        let info = page.get("page_info");
+        let next = info
+            .and_then(|i| i.get("has_next_page"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            .then(|| {
+                info.and_then(|i| i.get("end_cursor"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .flatten();
+        Ok(EventPage { events, next })
+    }
+
     /// `GET /memberships/{id}`.
     async fn get_membership(&self, subscription: &SubscriptionId) -> Result<Value, ProviderError> {
         self.call(
@@ -220,5 +289,13 @@ impl PaymentProvider for WhopProvider {
         Err(ProviderError::Rejected(message(
             "Whop memberships cannot change plan through the API; cancel and check out the new plan",
         )))
+    }
+
+    async fn list_events(
+        &self,
+        since: i64,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, ProviderError> {
+        self.memberships_page(since, cursor).await
     }
 }
