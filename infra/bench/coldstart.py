@@ -233,6 +233,7 @@ def bench_events(stack: local_stack.LocalStack, webhook_secret: str) -> dict[str
         "whoami": _sample("events/whoami/whoami-no-authorizer.401.json"),
         # 401: no bearer token, before any read.
         "usage": _sample("events/usage/track-no-token.401.json"),
+        "admin": _sample("events/admin/users-no-token.401.json"),
         # The schedule's event: Stripe (the local double) lists no event; the checkpoint is read
         # and written (GetItem, PutItem).
         "reconciler": BenchEvent("events/reconciler/scheduled.json (Stripe lists nothing)",

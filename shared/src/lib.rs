@@ -15,6 +15,7 @@
 //!    extractors, token responses, telemetry, OpenAPI pieces), [`lambda`] (feature `aws`); then
 //!    the function crates and the dev server.
 
+pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod clock;

@@ -9,6 +9,7 @@
 //!   embedded store with [`embedded_components`]); [`AppState::assemble`] keeps what `needs` asks
 //!   for.
 
+use crate::admin::{Admin, AdminParts};
 use crate::auth::{AccessVerifier, AccountStores, Auth, KeySet, KeySetError, Limiter};
 use crate::billing::{Billing, PlanAccess};
 use crate::clock::Clock;
@@ -115,6 +116,7 @@ struct Parts {
     ingest: Option<Ingest>,
     limiter: Option<Limiter>,
     usage: Option<Usage>,
+    admin: Option<Admin>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -172,6 +174,14 @@ impl AppState {
         self.0.usage.as_ref().ok_or(NotBuilt("accounts"))
     }
 
+    /// The admin use cases (built with accounts and billing).
+    ///
+    /// # Errors
+    /// [`NotBuilt`] for a function without accounts or billing.
+    pub fn admin(&self) -> Result<&Admin, NotBuilt> {
+        self.0.admin.as_ref().ok_or(NotBuilt("admin"))
+    }
+
     /// Webhook ingest.
     ///
     /// # Errors
@@ -222,16 +232,17 @@ impl AppState {
                 auth
             }
         });
-        let billing = needs.billing.then(|| {
+        let new_billing = || {
             Billing::new(
                 c.users.clone(),
                 c.billing_store.clone(),
                 c.providers.clone(),
-                access,
+                access.clone(),
                 c.clock.clone(),
                 c.config.billing.clone(),
             )
-        });
+        };
+        let billing = needs.billing.then(new_billing);
         let usage = needs.accounts.then(|| {
             Usage::new(
                 c.usage_store.clone(),
@@ -242,6 +253,20 @@ impl AppState {
                 Credits::new(c.credit_store.clone(), c.config.auth.audit_retention),
             )
         });
+        let admin = match (&usage, needs.accounts && needs.billing) {
+            (Some(usage), true) => Some(Admin::new(
+                AdminParts {
+                    users: c.users.clone(),
+                    sessions: c.sessions.clone(),
+                    accounts: c.accounts.clone(),
+                    billing: new_billing(),
+                    usage: usage.clone(),
+                },
+                c.clock.clone(),
+                c.config.auth.audit_retention,
+            )),
+            _ => None,
+        };
         let ingest = match (&c.queue, needs.ingest) {
             (Some(queue), true) => Some(Ingest::new(
                 c.ledger.clone(),
@@ -259,6 +284,7 @@ impl AppState {
             ingest,
             limiter,
             usage,
+            admin,
         }))
     }
 }
@@ -897,14 +923,30 @@ mod aws {
                 ),
                 _ => None,
             };
-            let billing = match (&store, access, provider_keys) {
-                (Some(store), Some(access), Some(keys)) => Some(Billing::new(
+            let providers = provider_keys.as_ref().map(providers_from).transpose()?;
+            let new_billing = || match (&store, &access, &providers) {
+                (Some(store), Some(access), Some(providers)) => Some(Billing::new(
                     store.clone(),
                     store.clone(),
-                    providers_from(&keys)?,
-                    access,
+                    providers.clone(),
+                    access.clone(),
                     clock.clone(),
                     config.billing.clone(),
+                )),
+                _ => None,
+            };
+            let billing = new_billing();
+            let admin = match (&store, &usage, new_billing()) {
+                (Some(store), Some(usage), Some(billing)) if needs.accounts => Some(Admin::new(
+                    AdminParts {
+                        users: store.clone(),
+                        sessions: store.clone(),
+                        accounts: store.clone(),
+                        billing,
+                        usage: usage.clone(),
+                    },
+                    clock.clone(),
+                    config.auth.audit_retention,
                 )),
                 _ => None,
             };
@@ -926,6 +968,7 @@ mod aws {
                 ingest,
                 limiter,
                 usage,
+                admin,
             })))
         }
     }

@@ -87,6 +87,7 @@ pub fn functions() -> Vec<Function> {
         function!("web", web),
         function!("whoami", whoami),
         function!("usage", usage),
+        function!("admin", admin),
     ]
 }
 

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 domain | `domain`, `error` |
 //! | 1 adapters | `store`, `queue`, `secrets`, `payments`, `mailer`, `clock` |
-//! | 2 use cases | `auth`, `billing`, `webhooks`, `mail` |
+//! | 2 use cases | `auth`, `billing`, `webhooks`, `mail`, `usage`, `admin` |
 //! | 3 edge | `config`, `state`, `http`, `lambda` |
 //!
 //! Every `crate::<module>` path in every source file (imports and inline paths; comments are
@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [(&str, u8); 18] = [
+const LAYERS: [(&str, u8); 19] = [
     ("domain", 0),
     ("error", 0),
     ("store", 1),
@@ -30,6 +30,7 @@ const LAYERS: [(&str, u8); 18] = [
     ("webhooks", 2),
     ("mail", 2),
     ("usage", 2),
+    ("admin", 2),
     ("config", 3),
     ("state", 3),
     ("http", 3),

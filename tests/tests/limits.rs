@@ -35,6 +35,13 @@ impl UserStore for CountingUsers {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.find_user_id_by_email(email).await
     }
+    async fn list_users(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<User>, Option<String>), StoreError> {
+        self.inner.list_users(cursor, limit).await
+    }
     async fn update_user(&self, user: &User, expected: u64) -> Result<(), StoreError> {
         self.inner.update_user(user, expected).await
     }

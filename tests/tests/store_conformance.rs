@@ -1640,6 +1640,40 @@ mod cases {
         }
     }
 
+    /// Paging through users reaches every user exactly once, pages hold at most `limit`, and a
+    /// cursor no page made is refused.
+    pub async fn users_page_through_every_user_once<S: Stores>(s: Arc<S>) {
+        let mut created = Vec::new();
+        for _ in 0..3 {
+            let u = user(&random_email());
+            s.create_user(&u).await.expect("create");
+            created.push(u.id);
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) = s.list_users(cursor.as_deref(), 2).await.expect("page");
+            assert!(page.len() <= 2);
+            seen.extend(page.iter().map(|u| u.id));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "a user listed twice");
+        assert!(
+            created.iter().all(|c| seen.contains(c)),
+            "every user listed"
+        );
+        assert_eq!(
+            conflict_of(s.list_users(Some("not-a-cursor"), 2).await),
+            Conflict::BadCursor
+        );
+    }
+
     fn credit(user: UserId, cause: &str, kind: CreditKind, amount: i64, at: i64) -> CreditWrite {
         let entry = CreditEntry::new(user, cause.to_owned(), kind, amount, at);
         CreditWrite {
@@ -2005,6 +2039,7 @@ macro_rules! all_cases {
                 credits_apply_once_per_cause_and_page_newest_first,
                 concurrent_spends_never_take_the_balance_below_zero,
                 an_event_grants_credits_once_and_trials_are_remembered,
+                users_page_through_every_user_once,
             ]
         );
     };

@@ -36,6 +36,13 @@
 //! It claims each item as the mailer does, so it never sends a mail the mailer is sending or has
 //! sent; it prints what it did (sent, skipped, failed, left for later).
 //!
+//! **Make the first admin** — the admin API (`/admin/*`) is for users holding the role `admin`:
+//!
+//! ```text
+//! TOLLGATE_TABLE_NAME=<table> TOLLGATE_PROVIDER_SECRETS_ID=<id> \
+//!   cargo run -p tollgate-admin -- grant-admin ops@example.com
+//! ```
+//!
 //! **Reconcile** — run the reconciler now (as its schedule does), from the checkpoints or from
 //! `--since` (Unix seconds); or resync one user's subscription from the provider:
 //!
@@ -87,6 +94,11 @@ enum Command {
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCommand,
+    },
+    /// Grant the admin role to the user with this email (how the first admin is made).
+    GrantAdmin {
+        /// The user's email.
+        email: String,
     },
     /// Repair missed webhooks now (the reconciler), or resync one user from the provider.
     Reconcile {
@@ -167,6 +179,7 @@ async fn main() -> ExitCode {
         Command::ApiKey {
             command: ApiKeyCommand::CreateService { owner, name },
         } => create_service_key(&owner, &name).await,
+        Command::GrantAdmin { email } => grant_admin(&email).await,
         Command::Reconcile { since, user } => match user {
             Some(user) => resync_user(&user).await,
             None => reconcile(since).await,
@@ -189,6 +202,23 @@ async fn drain_mail(limit: usize) -> Result<(), Failure> {
     println!(
         "mail outbox: {} sent, {} skipped (nothing to send), {} failed for good, {} left for a later attempt",
         report.sent, report.skipped, report.failed, report.retry
+    );
+    Ok(())
+}
+
+async fn grant_admin(email: &str) -> Result<(), Failure> {
+    let state = tollgate::AppState::from_env(tollgate::Needs {
+        accounts: true,
+        billing: true,
+        ..tollgate::Needs::NOTHING
+    })
+    .await?;
+    let user = state.admin()?.grant_admin_role(email).await?;
+    println!(
+        "{} ({}) holds the roles [{}]; their next request to /admin/* is allowed",
+        user.email,
+        user.id,
+        user.roles.join(", ")
     );
     Ok(())
 }

@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(webhook_ingest::routes())
         .merge(web::routes())
         .merge(usage::routes())
+        .merge(admin::routes())
         // The example route behind the Tollgate authorizer, with API Gateway's authorizer step
         // played in-process by the same use case.
         .merge(whoami::routes().route_layer(axum::middleware::from_fn(

@@ -22,6 +22,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         web::openapi(),
         whoami::openapi(),
         usage::openapi(),
+        admin::openapi(),
     ] {
         doc.merge(part);
     }

@@ -61,6 +61,16 @@ pub enum AuditAction {
     CreditsSpent,
     /// A refund took a purchase's credits back (detail: the amount and payment).
     CreditsRefunded,
+    /// An admin disabled the account (every session revoked; the actor is the admin).
+    AccountDisabled,
+    /// An admin enabled the account again.
+    AccountEnabled,
+    /// An admin revoked every session.
+    SessionsRevokedByAdmin,
+    /// An admin changed the roles (detail: the new roles).
+    RolesChanged,
+    /// An admin resynced the subscription from the provider.
+    BillingResynced,
 }
 
 impl AuditAction {
@@ -91,6 +101,11 @@ impl AuditAction {
             Self::CreditsGranted => "credits_granted",
             Self::CreditsSpent => "credits_spent",
             Self::CreditsRefunded => "credits_refunded",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountEnabled => "account_enabled",
+            Self::SessionsRevokedByAdmin => "sessions_revoked_by_admin",
+            Self::RolesChanged => "roles_changed",
+            Self::BillingResynced => "billing_resynced",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! to the log only.
 
 use super::telemetry::current_request_id;
+use crate::admin::AdminError;
 use crate::auth::AuthError;
 use crate::billing::BillingError;
 use crate::domain::ValidationError;
@@ -155,8 +156,12 @@ pub enum ProblemCode {
     /// 422: the idempotency key was used before for another feature or quantity.
     IdempotencyKeyReused,
     /// 402: the track costs more credits than the balance holds (see `credits`); buy a credit
-    /// pack.
+    /// pack. 409 from the admin API: a removal the balance does not cover.
     InsufficientCredits,
+    /// 403: the admin API needs an active user with the `admin` role.
+    AdminRequired,
+    /// 404: no such user.
+    UserNotFound,
     /// 409: the user already has access to a paid plan.
     SubscriptionExists,
     /// 404: there is no subscription to act on.
@@ -199,6 +204,9 @@ pub enum ApiError {
     /// A usage use case failed.
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// An admin use case failed.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     /// The handler's function was built without a part it uses (a bug; 500).
     #[error(transparent)]
     NotBuilt(#[from] NotBuilt),
@@ -495,6 +503,40 @@ fn usage(e: &UsageError) -> Mapped {
     }
 }
 
+fn admin(e: &AdminError) -> Mapped {
+    use ProblemCode as C;
+    match e {
+        AdminError::Forbidden => (
+            StatusCode::FORBIDDEN,
+            C::AdminRequired,
+            "this route needs an active user with the admin role".into(),
+        ),
+        AdminError::UserNotFound => (
+            StatusCode::NOT_FOUND,
+            C::UserNotFound,
+            "there is no such user".into(),
+        ),
+        AdminError::Invalid(m) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            C::ValidationFailed,
+            m.clone(),
+        ),
+        AdminError::InsufficientCredits { balance } => (
+            StatusCode::CONFLICT,
+            C::InsufficientCredits,
+            format!("the balance is {balance}: it does not cover the removal"),
+        ),
+        AdminError::Contended => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            C::Unavailable,
+            "the user changed meanwhile; retry".into(),
+        ),
+        AdminError::Billing(e) => billing(e),
+        AdminError::Usage(e) => usage(e),
+        AdminError::Store(e) => store(e),
+    }
+}
+
 fn ingest(e: &IngestError) -> Mapped {
     use ProblemCode as C;
     match e {
@@ -533,6 +575,7 @@ impl ApiError {
             Self::Billing(e) => billing(e),
             Self::Ingest(e) => ingest(e),
             Self::Usage(e) => usage(e),
+            Self::Admin(e) => admin(e),
             Self::NotBuilt(_) => internal(),
             Self::InvalidQuery(m) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -571,7 +614,8 @@ impl ApiError {
         };
         let errors = match self {
             Self::Auth(AuthError::Validation(errors))
-            | Self::Usage(UsageError::Invalid(errors)) => {
+            | Self::Usage(UsageError::Invalid(errors))
+            | Self::Admin(AdminError::Usage(UsageError::Invalid(errors))) => {
                 errors.iter().cloned().map(FieldError::from).collect()
             }
             _ => Vec::new(),

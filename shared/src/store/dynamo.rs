@@ -321,6 +321,58 @@ impl UserStore for DynamoStore {
             .map(|_| ())
             .map_err(classify_as(Conflict::StaleVersion))
     }
+
+    async fn list_users(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<User>, Option<String>), StoreError> {
+        let mut start = match cursor {
+            Some(c) => Some(key_of(
+                keys::decode_cursor(c).ok_or(StoreError::Conflict(Conflict::BadCursor))?,
+            )),
+            None => None,
+        };
+        let mut users = Vec::new();
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("SK = :profile AND begins_with(PK, :user)")
+                .expression_attribute_values(":profile", text(keys::PROFILE))
+                .expression_attribute_values(":user", text("USER#"))
+                .set_exclusive_start_key(start.take())
+                .limit(1000)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                if users.len() >= limit {
+                    break;
+                }
+                let key = (
+                    item.get(keys::PK)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default(),
+                    item.get(keys::SK)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                users.push((key, from_item::<User>(item)?));
+            }
+            if users.len() >= limit {
+                let next = users.last().map(|(k, _)| keys::encode_cursor(k));
+                return Ok((users.into_iter().map(|(_, u)| u).collect(), next));
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok((users.into_iter().map(|(_, u)| u).collect(), None)),
+            }
+        }
+    }
 }
 
 #[async_trait]

@@ -551,6 +551,51 @@ impl UserStore for EmbeddedStore {
             _ => Err(StoreError::Conflict(Conflict::StaleVersion)),
         })
     }
+
+    async fn list_users(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<User>, Option<String>), StoreError> {
+        let start = match cursor {
+            Some(c) => {
+                Some(keys::decode_cursor(c).ok_or(StoreError::Conflict(Conflict::BadCursor))?)
+            }
+            None => None,
+        };
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(ITEMS).map_err(internal)?;
+        let first = start
+            .as_ref()
+            .map_or(("USER#", ""), |(pk, sk)| (pk.as_str(), sk.as_str()));
+        let mut users = Vec::new();
+        let mut last = None;
+        for entry in table.range(first..).map_err(internal)? {
+            let (k, v) = entry.map_err(internal)?;
+            let (pk, sk) = k.value();
+            if start
+                .as_ref()
+                .is_some_and(|(spk, ssk)| spk == pk && ssk == sk)
+            {
+                continue; // the cursor's own item: exclusive
+            }
+            if !pk.starts_with("USER#") {
+                break;
+            }
+            if sk != keys::PROFILE {
+                continue;
+            }
+            users.push(serde_json::from_slice::<User>(v.value()).map_err(internal)?);
+            last = Some((pk.to_owned(), sk.to_owned()));
+            if users.len() >= limit {
+                break;
+            }
+        }
+        let next = (users.len() >= limit)
+            .then(|| last.as_ref().map(keys::encode_cursor))
+            .flatten();
+        Ok((users, next))
+    }
 }
 
 #[async_trait]

@@ -200,3 +200,25 @@ pub fn trial_marker(user_id: &UserId) -> Key {
 pub fn reconcile_checkpoint(provider: Provider) -> Key {
     (format!("RECONCILE#{provider}"), "CHECKPOINT".to_owned())
 }
+
+/// A paging cursor naming an item's key (`<pk>\t<sk>`, hex-encoded so it is URL-safe).
+pub fn encode_cursor(key: &Key) -> String {
+    format!("{}\t{}", key.0, key.1)
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The key a cursor of [`encode_cursor`] names, or `None` if it is not one.
+pub fn decode_cursor(cursor: &str) -> Option<Key> {
+    if !cursor.len().is_multiple_of(2) || cursor.is_empty() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (pk, sk) = text.split_once('\t')?;
+    Some((pk.to_owned(), sk.to_owned()))
+}

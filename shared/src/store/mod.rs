@@ -78,6 +78,9 @@ pub enum Conflict {
     /// The balance does not cover a spend.
     #[error("insufficient credits")]
     InsufficientCredits,
+    /// A paging cursor that no page of this list made.
+    #[error("not a cursor of this list")]
+    BadCursor,
 }
 
 /// A storage failure, classified so callers know whether to retry.
@@ -139,6 +142,20 @@ pub trait UserStore: Send + Sync {
     /// # Errors
     /// [`Conflict::StaleVersion`] if the user is missing or was changed meanwhile.
     async fn update_user(&self, user: &User, expected_version: u64) -> Result<(), StoreError>;
+
+    /// A page of users — at most `limit`, after `cursor` (a cursor an earlier page returned) —
+    /// in the store's order (DynamoDB: a `Scan` filtered to profiles, so a page costs reads of
+    /// every item it passes; for the admin API, not for hot paths). Returns the page and the
+    /// next cursor (`None` at the end).
+    ///
+    /// # Errors
+    /// [`Conflict::BadCursor`] for a cursor no page returned; [`StoreError::Unavailable`] /
+    /// [`StoreError::Internal`] on backend failure.
+    async fn list_users(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<User>, Option<String>), StoreError>;
 }
 
 /// Sessions (`USER#<id>`/`SESSION#<sid>`): one refresh-token family each.

@@ -38,12 +38,15 @@ impl std::fmt::Debug for Credits {
     }
 }
 
-/// The audit record of a credit entry: `credits_granted`, `credits_spent` or
-/// `credits_refunded`, with the amount and cause as detail (secret-free) and the acting operator.
+/// The audit record of a credit entry: `credits_granted` (a purchase, an allowance, an
+/// operator's grant), `credits_spent` (a spend, an operator's removal) or `credits_refunded`,
+/// with the amount and cause as detail (secret-free) and the acting operator.
 pub fn audit_of(entry: &CreditEntry, retention: i64) -> AuditRecord {
     let action = match entry.kind {
         CreditKind::Spend => AuditAction::CreditsSpent,
         CreditKind::Refund => AuditAction::CreditsRefunded,
+        // An operator's removal takes credits as a spend does.
+        CreditKind::Adjustment if entry.amount < 0 => AuditAction::CreditsSpent,
         CreditKind::Purchase | CreditKind::Allowance | CreditKind::Adjustment => {
             AuditAction::CreditsGranted
         }
