@@ -149,41 +149,19 @@ impl Admin {
             .find_user_id_by_email(&normalized)
             .await?
             .ok_or(AdminError::UserNotFound)?;
-        for _ in 0..UPDATE_ROUNDS {
-            let current = self.user(&id).await?;
-            if current.roles.iter().any(|r| r == ADMIN_ROLE) {
-                return Ok(current);
-            }
-            let next = current.updated(self.clock.now(), |u| u.roles.push(ADMIN_ROLE.to_owned()));
-            let audit = AuditRecord::new(
-                id,
-                AuditAction::RolesChanged,
-                &RequestOrigin::default(),
-                self.clock.now(),
-                self.audit_retention,
-            )
-            .with_detail(format!(
-                "roles: [{}] by the operator",
-                next.roles.join(", ")
-            ));
-            match self
-                .parts
-                .accounts
-                .commit(&[
-                    Change::UpdateUser {
-                        user: next.clone(),
-                        expected_version: current.version,
-                    },
-                    Change::Audit(audit),
-                ])
-                .await
-            {
-                Ok(()) => return Ok(next),
-                Err(StoreError::Conflict(Conflict::StaleVersion)) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let current = self.user(&id).await?;
+        if current.roles.iter().any(|r| r == ADMIN_ROLE) {
+            return Ok(current);
         }
-        Err(AdminError::Contended)
+        let mut roles = current.roles.clone();
+        roles.push(ADMIN_ROLE.to_owned());
+        let detail = format!("roles: [{}] by the operator", roles.join(", "));
+        self.update_user(None, &id, AuditAction::RolesChanged, Some(detail), |u| {
+            if !u.roles.iter().any(|r| r == ADMIN_ROLE) {
+                u.roles.push(ADMIN_ROLE.to_owned());
+            }
+        })
+        .await
     }
 
     async fn user(&self, id: &UserId) -> Result<User, AdminError> {
@@ -194,7 +172,8 @@ impl Admin {
             .ok_or(AdminError::UserNotFound)
     }
 
-    fn audit(&self, user: UserId, actor: UserId, action: AuditAction) -> AuditRecord {
+    /// An audit record of `action` on `user`'s account by `actor` (`None`: the operator's CLI).
+    fn audit(&self, user: UserId, actor: Option<UserId>, action: AuditAction) -> AuditRecord {
         let mut record = AuditRecord::new(
             user,
             action,
@@ -202,7 +181,7 @@ impl Admin {
             self.clock.now(),
             self.audit_retention,
         );
-        record.actor = Some(actor);
+        record.actor = actor;
         record
     }
 
@@ -259,7 +238,8 @@ impl Admin {
             self.parts.billing.subscription(user_id, None),
             self.parts.sessions.list_sessions(user_id),
             self.parts.accounts.list_api_keys(user_id),
-            self.parts.usage.credit_page(user_id, None, 20),
+            // Read only: viewing a user grants no allowance.
+            self.parts.usage.credits().page(user_id, None, 20),
             self.parts.usage.usage(user_id, None),
             self.parts.accounts.list_audit(user_id, None, 20),
         );
@@ -278,7 +258,7 @@ impl Admin {
     /// a lost race. Returns the user as written.
     async fn update_user(
         &self,
-        actor: &UserId,
+        actor: Option<&UserId>,
         user_id: &UserId,
         action: AuditAction,
         detail: Option<String>,
@@ -287,7 +267,7 @@ impl Admin {
         for _ in 0..UPDATE_ROUNDS {
             let current = self.user(user_id).await?;
             let next = current.updated(self.clock.now(), &change);
-            let mut audit = self.audit(*user_id, *actor, action);
+            let mut audit = self.audit(*user_id, actor.copied(), action);
             audit.detail = detail.clone();
             match self
                 .parts
@@ -333,7 +313,7 @@ impl Admin {
         } else {
             AuditAction::AccountEnabled
         };
-        self.update_user(actor, user_id, action, None, |u| {
+        self.update_user(Some(actor), user_id, action, None, |u| {
             if disabled {
                 u.status = UserStatus::Disabled;
                 u.session_epoch += 1;
@@ -357,7 +337,7 @@ impl Admin {
     ) -> Result<User, AdminError> {
         self.require_admin(actor).await?;
         self.update_user(
-            actor,
+            Some(actor),
             user_id,
             AuditAction::SessionsRevokedByAdmin,
             None,
@@ -401,7 +381,7 @@ impl Admin {
         }
         let detail = format!("roles: [{}]", roles.join(", "));
         self.update_user(
-            actor,
+            Some(actor),
             user_id,
             AuditAction::RolesChanged,
             Some(detail),
@@ -470,7 +450,7 @@ impl Admin {
         self.require_admin(actor).await?;
         self.user(user_id).await?;
         let view = self.parts.billing.resync(user_id).await?;
-        let record = self.audit(*user_id, *actor, AuditAction::BillingResynced);
+        let record = self.audit(*user_id, Some(*actor), AuditAction::BillingResynced);
         self.parts.accounts.commit(&[Change::Audit(record)]).await?;
         Ok(view)
     }

@@ -464,15 +464,11 @@ async fn payments(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::InvalidQuery("limit must be 1 to 100".into()));
     }
-    // `<paid at, 10 digits>#<provider>#<payment id>`: the documented pattern.
-    let cursor_ok = |c: &str| {
-        let mut parts = c.splitn(3, '#');
-        let (at, provider, id) = (parts.next(), parts.next(), parts.next());
-        at.is_some_and(|a| a.len() == 10 && a.bytes().all(|b| b.is_ascii_digit()))
-            && provider.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-            && id.is_some_and(|i| (1..=255).contains(&i.chars().count()) && !i.contains('#'))
-    };
-    if query.before.as_deref().is_some_and(|c| !cursor_ok(c)) {
+    if query
+        .before
+        .as_deref()
+        .is_some_and(|c| !tollgate::store::keys::is_payment_cursor(c))
+    {
         return Err(ApiError::InvalidQuery(
             "before must be a next_before of an earlier page".into(),
         ));

@@ -366,17 +366,11 @@ async fn credits(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::InvalidQuery("limit must be 1 to 100".into()));
     }
-    // `<at, 10 digits>#<cause>`: the documented pattern, checked before it reaches a key.
-    let cursor_ok = |c: &str| {
-        let (at, cause) = c.split_at(c.len().min(10));
-        at.len() == 10
-            && at.bytes().all(|b| b.is_ascii_digit())
-            && cause.len() > 1
-            && cause.len() <= 401
-            && cause.starts_with('#')
-            && cause.bytes().all(|b| (b' '..=b'~').contains(&b))
-    };
-    if query.before.as_deref().is_some_and(|c| !cursor_ok(c)) {
+    if query
+        .before
+        .as_deref()
+        .is_some_and(|c| !tollgate::store::keys::is_credit_cursor(c))
+    {
         return Err(ApiError::InvalidQuery(
             "before must be a next_before of an earlier page".into(),
         ));

@@ -315,12 +315,7 @@ impl Billing {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Payment>, Option<String>), BillingError> {
-        let cursor = |p: &Payment| {
-            let key =
-                crate::store::keys::payment(&p.user_id, p.paid_at, p.provider, &p.payment_id).1;
-            key.trim_start_matches(crate::store::keys::PAYMENT_PREFIX)
-                .to_owned()
-        };
+        let cursor = crate::store::keys::payment_cursor;
         let limit = limit.clamp(1, 100);
         let mut all = self.store.list_payments(user_id).await?;
         all.reverse();

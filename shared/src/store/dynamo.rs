@@ -704,12 +704,6 @@ impl EventLedger for DynamoStore {
         at: i64,
     ) -> Result<(), StoreError> {
         let mut credits = effects.credits.as_ref();
-        if let Some((entry, _)) = credits {
-            // Taken effect through another event (a second event of one payment): left out.
-            if self.credit_cause(&entry.cause).await?.is_some() {
-                credits = None;
-            }
-        }
         loop {
             let mut items = Vec::with_capacity(6);
             let mark = Update::builder()
@@ -752,7 +746,8 @@ impl EventLedger for DynamoStore {
             }
             match self.transact(items).await {
                 Ok(()) => return Ok(()),
-                // The cause took effect meanwhile: apply the rest without it.
+                // The cause took effect through another event (a second event of one payment):
+                // apply the rest without it.
                 Err(StoreError::Conflict(Conflict::ItemExists)) if credits.is_some() => {
                     credits = None;
                 }
@@ -830,6 +825,49 @@ impl<'a> Condition<'a> {
 }
 
 impl DynamoStore {
+    /// Items of partition `pk` whose sort key starts with `prefix` (which ends in `#`), highest
+    /// sort key first, strictly below `before` (a whole sort key) when given: at most `limit`.
+    /// One strongly consistent `Query` (`SK BETWEEN prefix AND before`, the inclusive bound's own
+    /// item skipped).
+    async fn newest_below<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        prefix: &str,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        // Just past every `PREFIX#…` sort key ('$' follows '#').
+        let upper = before
+            .clone()
+            .unwrap_or_else(|| format!("{}$", prefix.trim_end_matches('#')));
+        // One more when the bound's own item may come back first.
+        let extra = usize::from(before.is_some());
+        let want = i32::try_from(limit.saturating_add(extra)).unwrap_or(i32::MAX);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", text(pk))
+            .expression_attribute_values(":lo", text(prefix))
+            .expression_attribute_values(":hi", text(upper.clone()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(want)
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut page = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            if item.get(keys::SK) == Some(&text(upper.clone())) {
+                continue;
+            }
+            page.push(from_item(item)?);
+        }
+        page.truncate(limit);
+        Ok(page)
+    }
+
     fn tx_put(
         &self,
         key: &Key,
@@ -1323,36 +1361,9 @@ impl AccountStore for DynamoStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let upper = match before {
-            Some(id) => keys::audit(user_id, id).1,
-            // Just past every `AUDIT#…` sort key ('$' follows '#').
-            None => "AUDIT$".to_owned(),
-        };
-        let want = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", text(keys::user_pk(user_id)))
-            .expression_attribute_values(":lo", text(keys::AUDIT_PREFIX))
-            .expression_attribute_values(":hi", text(upper.clone()))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(want)
-            .send()
+        let before = before.map(|id| keys::audit(user_id, id).1);
+        self.newest_below(keys::user_pk(user_id), keys::AUDIT_PREFIX, before, limit)
             .await
-            .map_err(classify)?;
-        let mut page = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            // BETWEEN is inclusive: skip the record the page starts before.
-            if item.get(keys::SK) == Some(&text(upper.clone())) {
-                continue;
-            }
-            page.push(from_item(item)?);
-        }
-        page.truncate(limit);
-        Ok(page)
     }
 
     async fn get_identity(
@@ -1724,43 +1735,18 @@ impl CreditStore for DynamoStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<CreditEntry>, Option<String>), StoreError> {
-        let upper = match before {
-            Some(cursor) => format!("{}{cursor}", keys::CREDIT_PREFIX),
-            // Just past every `CREDIT#…` sort key ('$' follows '#').
-            None => "CREDIT$".to_owned(),
-        };
-        // One more than the page (to know there is a next), and one more again when the
-        // cursor's own entry comes back first.
-        let extra = if before.is_some() { 2 } else { 1 };
-        let want = i32::try_from(limit.saturating_add(extra)).unwrap_or(i32::MAX);
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", text(keys::user_pk(user_id)))
-            .expression_attribute_values(":lo", text(keys::CREDIT_PREFIX))
-            .expression_attribute_values(":hi", text(upper.clone()))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(want)
-            .send()
-            .await
-            .map_err(classify)?;
-        let mut page = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            // BETWEEN is inclusive: skip the entry the page starts before.
-            if item.get(keys::SK) == Some(&text(upper.clone())) {
-                continue;
-            }
-            page.push(from_item::<CreditEntry>(item)?);
-        }
+        let before = before.map(|cursor| format!("{}{cursor}", keys::CREDIT_PREFIX));
+        let mut page: Vec<CreditEntry> = self
+            .newest_below(
+                keys::user_pk(user_id),
+                keys::CREDIT_PREFIX,
+                before,
+                limit.saturating_add(1),
+            )
+            .await?;
         let next = if page.len() > limit {
             page.truncate(limit);
-            page.last().map(|e| {
-                keys::credit_entry(&e.user_id, e.at, &e.cause).1[keys::CREDIT_PREFIX.len()..]
-                    .to_owned()
-            })
+            page.last().map(keys::credit_cursor)
         } else {
             None
         };

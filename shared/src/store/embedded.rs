@@ -948,9 +948,7 @@ impl CreditStore for EmbeddedStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<CreditEntry>, Option<String>), StoreError> {
-        let cursor = |e: &CreditEntry| {
-            keys::credit_entry(&e.user_id, e.at, &e.cause).1[keys::CREDIT_PREFIX.len()..].to_owned()
-        };
+        let cursor = keys::credit_cursor;
         let mut all: Vec<CreditEntry> = self.list(&keys::user_pk(user_id), keys::CREDIT_PREFIX)?;
         all.reverse();
         let mut page: Vec<CreditEntry> = all

@@ -1,7 +1,9 @@
 //! The single-table key layout (docs/architecture.md, "Data"), shared by both backends:
 //! `(PK, SK)` string pairs.
 
-use crate::domain::{CustomerId, EventId, PaymentId, Provider, SessionId, TokenHash, UserId};
+use crate::domain::{
+    CreditEntry, CustomerId, EventId, Payment, PaymentId, Provider, SessionId, TokenHash, UserId,
+};
 
 /// A `(PK, SK)` pair.
 pub type Key = (String, String);
@@ -221,4 +223,70 @@ pub fn decode_cursor(cursor: &str) -> Option<Key> {
     let text = String::from_utf8(bytes?).ok()?;
     let (pk, sk) = text.split_once('\t')?;
     Some((pk.to_owned(), sk.to_owned()))
+}
+
+/// The paging cursor of a credit entry: its sort key after `CREDIT#`
+/// (`<at, 10 digits>#<cause>`).
+pub fn credit_cursor(e: &CreditEntry) -> String {
+    credit_entry(&e.user_id, e.at, &e.cause).1[CREDIT_PREFIX.len()..].to_owned()
+}
+
+/// Whether `s` has a credit cursor's shape: 10 digits, `#`, 1–400 printable ASCII characters
+/// (the API document's pattern; checked before a cursor reaches a key).
+pub fn is_credit_cursor(s: &str) -> bool {
+    let b = s.as_bytes();
+    (12..=411).contains(&b.len())
+        && b[..10].iter().all(u8::is_ascii_digit)
+        && b[10] == b'#'
+        && b[11..].iter().all(|c| (b' '..=b'~').contains(c))
+}
+
+/// The paging cursor of a payment: its sort key after `PAYMENT#`
+/// (`<paid at, 10 digits>#<provider>#<payment id>`).
+pub fn payment_cursor(p: &Payment) -> String {
+    payment(&p.user_id, p.paid_at, p.provider, &p.payment_id).1[PAYMENT_PREFIX.len()..].to_owned()
+}
+
+/// Whether `s` has a payment cursor's shape: 10 digits, `#`, a lowercase provider name, `#`, an
+/// id of 1–255 characters without `#` (the API document's pattern).
+pub fn is_payment_cursor(s: &str) -> bool {
+    let mut parts = s.splitn(3, '#');
+    let (at, provider, id) = (parts.next(), parts.next(), parts.next());
+    at.is_some_and(|a| a.len() == 10 && a.bytes().all(|b| b.is_ascii_digit()))
+        && provider.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && id.is_some_and(|i| (1..=255).contains(&i.chars().count()) && !i.contains('#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_odd_shapes_are_refused_without_panicking() {
+        let key = ("USER#1".to_owned(), "PROFILE".to_owned());
+        assert_eq!(decode_cursor(&encode_cursor(&key)), Some(key));
+        for bad in ["", "0", "zz", "4142"] {
+            assert_eq!(decode_cursor(bad), None, "{bad:?}");
+        }
+        assert!(is_credit_cursor("1796040000#purchase:stripe:pi_1"));
+        assert!(is_payment_cursor("1796040000#stripe#pi_1"));
+        // A multi-byte character at byte 10 must not panic a slice.
+        for bad in [
+            "",
+            "1796040000",
+            "179604000é#x",
+            "1796040000#",
+            "1796040000#é",
+        ] {
+            assert!(!is_credit_cursor(bad), "{bad:?}");
+        }
+        for bad in [
+            "1796040000#Stripe#pi",
+            "1796040000#stripe#",
+            "1796040000#stripe#a#b",
+            "x",
+        ] {
+            assert!(!is_payment_cursor(bad), "{bad:?}");
+        }
+    }
 }
