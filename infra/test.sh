@@ -27,6 +27,14 @@ if ! python3 -c "import aiosmtpd" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
 fi
 
+# The Standard Webhooks reference library: it verifies Tollgate's outbound events in
+# tests/tests/notices.rs (through tests/hooks/receiver.py).
+STANDARDWEBHOOKS_VERSION=1.1.0
+if ! python3 -c "import standardwebhooks" 2>/dev/null; then
+  log "installing standardwebhooks==$STANDARDWEBHOOKS_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+fi
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
 log "starting moto_server on 127.0.0.1:$port (infra/local/moto_atomic.py: DynamoDB writes atomic, as in AWS)"

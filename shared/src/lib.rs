@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod hooks;
 pub mod http;
 pub mod idp;
 #[cfg(feature = "aws")]

@@ -22,8 +22,8 @@ use crate::queue::EventQueue;
 use crate::secrets::providers::{OAuthClientSecrets, ProviderKeys, WebhookSigningSecrets};
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
-    AccountStore, BillingStore, CreditStore, EventLedger, Outbox, RateLimiter, SessionStore,
-    StoreError, UsageStore, UserStore,
+    AccountStore, BillingStore, CreditStore, EventLedger, OutboundStore, Outbox, RateLimiter,
+    SessionStore, StoreError, UsageStore, UserStore,
 };
 use crate::usage::{credits::Credits, Usage};
 use crate::webhooks::{Ingest, Processor, ProcessorStores, Reconciler};
@@ -358,6 +358,8 @@ pub struct Components {
     pub usage_store: Arc<dyn UsageStore>,
     /// Credit balances and their ledger.
     pub credit_store: Arc<dyn CreditStore>,
+    /// Outbound events to the customer's app.
+    pub outbound_store: Arc<dyn OutboundStore>,
     /// The webhook queue (without one, ingest is not built).
     pub queue: Option<Arc<dyn EventQueue>>,
     /// Signing keys (and their public half).
@@ -393,6 +395,21 @@ impl Components {
             templates,
             self.clock.clone(),
             mail_settings(&self.config),
+        )
+    }
+
+    /// The outbound event dispatcher over these parts, posting through `sender` to `endpoints`
+    /// (the dev server runs it in-process).
+    pub fn outbound(
+        &self,
+        sender: Arc<dyn crate::hooks::HookSender>,
+        endpoints: Vec<crate::hooks::Endpoint>,
+    ) -> crate::webhooks::outbound::OutboundDispatcher {
+        crate::webhooks::outbound::OutboundDispatcher::new(
+            self.outbound_store.clone(),
+            sender,
+            endpoints,
+            self.clock.clone(),
         )
     }
 
@@ -703,7 +720,8 @@ pub async fn embedded_components(
             ledger: shared.clone(),
             rate_limiter: shared.clone(),
             usage_store: shared.clone(),
-            credit_store: shared,
+            credit_store: shared.clone(),
+            outbound_store: shared,
             queue: None,
             keys,
             clock: Arc::new(SystemClock),

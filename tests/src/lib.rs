@@ -12,8 +12,8 @@ use tollgate::payments::{CheckoutRequest, CheckoutSession, PaymentProvider, Prov
 use tollgate::state::Components;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::store::{
-    AccountStore, BillingStore, CreditStore, EventLedger, Outbox, RateLimiter, SessionStore,
-    UsageStore, UserStore,
+    AccountStore, BillingStore, CreditStore, EventLedger, OutboundStore, Outbox, RateLimiter,
+    SessionStore, UsageStore, UserStore,
 };
 use tollgate::{AppState, Clock, Config, Needs};
 
@@ -150,6 +150,7 @@ pub trait AllStores:
     + SessionStore
     + AccountStore
     + Outbox
+    + OutboundStore
     + BillingStore
     + EventLedger
     + RateLimiter
@@ -164,6 +165,7 @@ impl<T> AllStores for T where
         + SessionStore
         + AccountStore
         + Outbox
+        + OutboundStore
         + BillingStore
         + EventLedger
         + RateLimiter
@@ -194,7 +196,8 @@ where
         ledger: store.clone(),
         rate_limiter: store.clone(),
         usage_store: store.clone(),
-        credit_store: store,
+        credit_store: store.clone(),
+        outbound_store: store,
         queue: Some(Arc::new(RecordingQueue::default())),
         keys,
         clock: Arc::new(tollgate::SystemClock),
@@ -218,7 +221,8 @@ where
     components.ledger = store.clone();
     components.rate_limiter = store.clone();
     components.usage_store = store.clone();
-    components.credit_store = store;
+    components.credit_store = store.clone();
+    components.outbound_store = store;
 }
 
 /// Which store a case of an HTTP test runs on ([`on_both_stores!`]).

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [(&str, u8); 19] = [
+const LAYERS: [(&str, u8); 20] = [
     ("domain", 0),
     ("error", 0),
     ("store", 1),
@@ -24,6 +24,7 @@ const LAYERS: [(&str, u8); 19] = [
     ("payments", 1),
     ("mailer", 1),
     ("idp", 1),
+    ("hooks", 1),
     ("clock", 1),
     ("auth", 2),
     ("billing", 2),

@@ -532,6 +532,7 @@ async fn deleting_an_account_cancels_its_stripe_subscription_and_keeps_its_payme
                 subscription: None,
                 payment: Some(payment),
                 credits: None,
+                notices: Default::default(),
             },
             now(),
         )

@@ -9,15 +9,15 @@
 use std::sync::Arc;
 use tollgate::domain::{
     ApiKey, ApiKeyKind, AuditAction, AuditRecord, CreditEntry, CreditKind, EmailOtp, EventEffects,
-    EventStatus, Identity, MailKind, MailStatus, OAuthMode, OAuthState, OneTimeToken, OutboxMail,
-    Payment, PaymentStatus, Period, Provider, RateRule, RequestOrigin, RevokeReason, Session,
-    SessionId, SessionOrigin, SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite,
-    TokenHash, TokenPurpose, User, UserId, UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS,
-    OTP_MAX_ATTEMPTS,
+    EventStatus, Identity, MailKind, MailStatus, Notices, OAuthMode, OAuthState, OneTimeToken,
+    OutboundEvent, OutboundStatus, OutboundType, OutboxMail, Payment, PaymentStatus, Period,
+    Provider, RateRule, RequestOrigin, RevokeReason, Session, SessionId, SessionOrigin,
+    SessionPolicy, Subscription, SubscriptionStatus, SubscriptionWrite, TokenHash, TokenPurpose,
+    User, UserId, UserStatus, WebhookEvent, EVENT_RETENTION_SECONDS, OTP_MAX_ATTEMPTS,
 };
 use tollgate::store::{
     Change, Conflict, CreditApplied, CreditWrite, EventLedger, EventMark, MailClaim, MailOutcome,
-    StoreError, TrackRequest, Tracked,
+    OutboundClaim, OutboundOutcome, StoreError, TrackRequest, Tracked,
 };
 use tollgate_tests::{random_email, AllStores as Stores};
 
@@ -225,6 +225,25 @@ fn conflict_of<T: std::fmt::Debug>(r: Result<T, StoreError>) -> Conflict {
         Err(StoreError::Conflict(c)) => c,
         other => panic!("expected a conflict, got {other:?}"),
     }
+}
+
+/// Ten concurrent claims of outbound event `id` at `now`: the ones that won.
+async fn futures_claims(s: &Arc<impl Stores>, id: &str, now: i64) -> Vec<OutboundEvent> {
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = s.clone();
+        let id = id.to_owned();
+        tasks.push(tokio::spawn(
+            async move { s.claim_outbound(&id, now, 60).await },
+        ));
+    }
+    let mut wins = Vec::new();
+    for t in tasks {
+        if let OutboundClaim::Claimed(e) = t.await.expect("task").expect("claim") {
+            wins.push(e);
+        }
+    }
+    wins
 }
 
 mod cases {
@@ -572,6 +591,7 @@ mod cases {
             }),
             payment: Some(payment(user, "in_conformance_1")),
             credits: None,
+            notices: Default::default(),
         };
         s.apply_event(
             Provider::Stripe,
@@ -607,6 +627,7 @@ mod cases {
             subscription: None,
             payment: Some(payment(user, "in_conformance_once")),
             credits: None,
+            notices: Default::default(),
         };
         s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, 1)
             .await
@@ -651,6 +672,7 @@ mod cases {
             }),
             payment: Some(payment(user, "in_conformance_stale")),
             credits: None,
+            notices: Default::default(),
         };
         let r = s
             .apply_event(Provider::Stripe, &id.as_str().into(), &effects, 1)
@@ -690,6 +712,7 @@ mod cases {
                         }),
                         payment: Some(payment(user, &format!("in_race_{i}"))),
                         credits: None,
+                        notices: Default::default(),
                     };
                     s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, i)
                         .await
@@ -1072,6 +1095,7 @@ mod cases {
                 subscription: None,
                 payment: Some(payment(u.id, &unique("in"))),
                 credits: None,
+                notices: Default::default(),
             },
             5,
         )
@@ -1287,6 +1311,150 @@ mod cases {
             }]
         };
         assert_eq!(concurrent_commits(&s, Conflict::StateSpent, spend).await, 1);
+    }
+
+    pub async fn notices_are_written_once_per_cause_and_outbound_events_claimed_once(
+        s: Arc<impl Stores>,
+    ) {
+        let user = UserId::new();
+        let cause = unique("receipt:stripe:in");
+        let event = |c: &str| {
+            OutboundEvent::new(
+                c,
+                OutboundType::PaymentSucceeded,
+                user,
+                serde_json::json!({}),
+                100,
+            )
+        };
+        let first = Notices {
+            mails: vec![OutboxMail::billing(
+                MailKind::PaymentReceipt,
+                cause.clone(),
+                user,
+                100,
+            )],
+            outbound: vec![event(&cause)],
+        };
+        s.put_subscription_with(
+            &SubscriptionWrite {
+                subscription: subscription(user, 1, SubscriptionStatus::Active),
+                expected_version: None,
+            },
+            &first,
+        )
+        .await
+        .expect("write");
+        let id = first.outbound[0].id.clone();
+        let OutboundClaim::Claimed(claimed) = s.claim_outbound(&id, 100, 60).await.expect("claim")
+        else {
+            panic!("a due event is claimable")
+        };
+        assert_eq!(
+            (claimed.status, claimed.attempts),
+            (OutboundStatus::Sending, 1)
+        );
+        // A second change owing the same causes and a new one: the stored ones stay as they are
+        // (neither reset nor failing the write), the new one is written — through both paths.
+        let cause_2 = unique("payment.failed:stripe:in");
+        let second = Notices {
+            mails: first.mails.clone(),
+            outbound: vec![event(&cause), event(&cause_2)],
+        };
+        s.put_subscription_with(
+            &SubscriptionWrite {
+                subscription: subscription(user, 2, SubscriptionStatus::Active),
+                expected_version: Some(1),
+            },
+            &second,
+        )
+        .await
+        .expect("write");
+        let ev = unique("evt");
+        s.record_event(&webhook_event(&ev)).await.expect("record");
+        let effects = EventEffects {
+            notices: second.clone(),
+            ..EventEffects::default()
+        };
+        s.apply_event(Provider::Stripe, &ev.as_str().into(), &effects, 101)
+            .await
+            .expect("apply with notices already stored");
+        assert_eq!(
+            stored_event(s.as_ref(), &ev).await.status,
+            EventStatus::Processed
+        );
+        let stored = s.get_outbound(&id).await.expect("read").expect("stored");
+        assert_eq!(
+            (stored.status, stored.attempts),
+            (OutboundStatus::Sending, 1)
+        );
+        assert!(s
+            .get_outbound(&second.outbound[1].id)
+            .await
+            .expect("read")
+            .is_some());
+        assert_eq!(
+            s.get_mail(&cause).await.expect("read").map(|m| m.status),
+            Some(MailStatus::Pending)
+        );
+        // Held until the lease ends; finishing needs the claim's attempt.
+        assert_eq!(
+            s.claim_outbound(&id, 120, 60).await.expect("claim"),
+            OutboundClaim::Wait { until: 160 }
+        );
+        let retry = OutboundOutcome {
+            status: OutboundStatus::Pending,
+            delivered_to: vec!["app".into()],
+            next_attempt_at: 200,
+            error: Some("other: HTTP 500".into()),
+            at: 121,
+        };
+        assert_eq!(
+            conflict_of(s.finish_outbound(&id, 7, &retry).await),
+            Conflict::MailChanged
+        );
+        s.finish_outbound(&id, 1, &retry).await.expect("finish");
+        assert_eq!(
+            s.claim_outbound(&id, 150, 60).await.expect("claim"),
+            OutboundClaim::Wait { until: 200 }
+        );
+        // Of concurrent claimers exactly one wins.
+        let wins = futures_claims(&s, &id, 200).await;
+        assert_eq!(wins.len(), 1);
+        assert_eq!(wins[0].attempts, 2);
+        assert_eq!(wins[0].delivered_to, vec!["app".to_owned()]);
+        let dead = OutboundOutcome {
+            status: OutboundStatus::Dead,
+            delivered_to: vec!["app".into()],
+            next_attempt_at: 200,
+            error: Some("other: HTTP 500".into()),
+            at: 201,
+        };
+        s.finish_outbound(&id, 2, &dead).await.expect("finish");
+        assert_eq!(
+            s.claim_outbound(&id, 10_000, 60).await.expect("claim"),
+            OutboundClaim::Done
+        );
+        let listed = s
+            .list_outbound(OutboundStatus::Dead, 100_000)
+            .await
+            .expect("list");
+        let mine = listed.iter().find(|e| e.id == id).expect("listed as dead");
+        assert_eq!(mine.finished_at, Some(201));
+        assert!(s.replay_outbound(&id, 300).await.expect("replay"));
+        assert!(
+            !s.replay_outbound(&id, 300).await.expect("replay"),
+            "only a dead one"
+        );
+        let OutboundClaim::Claimed(again) = s.claim_outbound(&id, 300, 60).await.expect("claim")
+        else {
+            panic!("a replayed event is due at once")
+        };
+        assert_eq!((again.attempts, again.delivered_to.len()), (1, 1));
+        assert_eq!(
+            s.claim_outbound("msg_none", 300, 60).await.expect("claim"),
+            OutboundClaim::Done
+        );
     }
 
     pub async fn a_mail_is_claimed_by_one_sender_until_its_lease_lapses(s: Arc<impl Stores>) {
@@ -1838,6 +2006,7 @@ mod cases {
                 subscription: None,
                 payment: None,
                 credits: Some((grant.entry.clone(), grant.audit.clone())),
+                notices: Default::default(),
             };
             s.apply_event(Provider::Stripe, &id.as_str().into(), &effects, 6)
                 .await
@@ -1873,6 +2042,7 @@ mod cases {
                 }),
                 payment: None,
                 credits: None,
+                notices: Default::default(),
             },
             7,
         )
@@ -1997,6 +2167,7 @@ macro_rules! all_cases {
             [
                 created_user_reads_back_by_id_and_email,
                 missing_items_read_as_none,
+                notices_are_written_once_per_cause_and_outbound_events_claimed_once,
                 email_is_unique_case_insensitively_and_the_first_user_is_kept,
                 concurrent_signups_for_one_email_have_one_winner,
                 user_update_requires_the_expected_version,

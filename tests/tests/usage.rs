@@ -359,6 +359,7 @@ async fn payments_are_listed_newest_first_in_pages(backend: Backend) {
             subscription: None,
             payment: Some(payment),
             credits: None,
+            notices: Default::default(),
         };
         rig.ledger
             .apply_event(Provider::Stripe, &event.event_id, &effects, NOV_15)

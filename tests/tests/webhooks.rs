@@ -611,8 +611,12 @@ impl BillingStore for FlakyStore {
             None => self.inner.get_subscription(user_id).await,
         }
     }
-    async fn put_subscription(&self, w: &SubscriptionWrite) -> Result<(), StoreError> {
-        self.inner.put_subscription(w).await
+    async fn put_subscription_with(
+        &self,
+        w: &SubscriptionWrite,
+        n: &tollgate::domain::Notices,
+    ) -> Result<(), StoreError> {
+        self.inner.put_subscription_with(w, n).await
     }
     async fn claim_customer(
         &self,

@@ -52,6 +52,17 @@
 //! TOLLGATE_TABLE_NAME=<table> TOLLGATE_PROVIDER_SECRETS_ID=<id> \
 //!   cargo run -p tollgate-admin -- reconcile --user <user id>
 //! ```
+//!
+//! **Push the plans** (plans as code) — make Stripe's products and prices match the catalog and
+//! write the resulting price ids back into it (`plans` module; `--dry-run` lists the actions and
+//! changes nothing):
+//!
+//! ```text
+//! STRIPE_SECRET_KEY=sk_test_… cargo run -p tollgate-admin -- plans push [--dry-run] \
+//!   [--file infra/plans.toml]
+//! ```
+
+mod plans;
 
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
@@ -109,6 +120,18 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// The plan catalog as code (infra/plans.toml).
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlansCommand {
+    /// Make Stripe's products and prices match the catalog (by lookup key; changed prices are
+    /// replaced and the old ones archived) and write the price ids back into the file.
+    Push(plans::PushArgs),
 }
 
 #[derive(Subcommand)]
@@ -184,6 +207,9 @@ async fn main() -> ExitCode {
             Some(user) => resync_user(&user).await,
             None => reconcile(since).await,
         },
+        Command::Plans {
+            command: PlansCommand::Push(args),
+        } => plans::push(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 //! processed" in one transaction), the checkout redirect sync directly; both go through
 //! [`apply_provider_state`].
 
+use super::notices::{notices, BillingChange};
 use crate::domain::{
     should_replace, Catalog, ProviderSubscription, Subscription, SubscriptionWrite, UserId,
 };
@@ -40,7 +41,8 @@ pub enum Applied {
 
 /// How one round's result is committed: the subscription write (`None` when the stored state
 /// is as new or newer, or nothing was fetched), guarded by its expected version, together with
-/// whatever else belongs in the same transaction.
+/// whatever else belongs in the same transaction — and the notices the change owes
+/// ([`super::notices`]), decided from `previous` (the stored subscription the round read).
 #[async_trait]
 pub trait Commit: Send + Sync {
     /// Performs the write.
@@ -48,19 +50,45 @@ pub trait Commit: Send + Sync {
     /// # Errors
     /// [`Conflict::StaleVersion`] when the expected version moved (the loop reads again);
     /// [`Conflict::AlreadyProcessed`] when the cause already took effect; other store errors.
-    async fn commit(&self, write: Option<SubscriptionWrite>) -> Result<(), StoreError>;
+    async fn commit(
+        &self,
+        previous: Option<&Subscription>,
+        write: Option<SubscriptionWrite>,
+    ) -> Result<(), StoreError>;
 }
 
-/// Commits the subscription alone, straight to the billing store (the checkout redirect sync).
-pub struct Direct<'a>(pub &'a dyn BillingStore);
+/// Commits the subscription and its notices straight to the billing store (the checkout
+/// redirect sync, a resync).
+pub struct Direct<'a> {
+    /// Where.
+    pub store: &'a dyn BillingStore,
+    /// The catalog (plan names in notices).
+    pub catalog: &'a Catalog,
+    /// When, Unix seconds.
+    pub now: i64,
+}
 
 #[async_trait]
 impl Commit for Direct<'_> {
-    async fn commit(&self, write: Option<SubscriptionWrite>) -> Result<(), StoreError> {
-        match write {
-            Some(w) => self.0.put_subscription(&w).await,
-            None => Ok(()),
-        }
+    async fn commit(
+        &self,
+        previous: Option<&Subscription>,
+        write: Option<SubscriptionWrite>,
+    ) -> Result<(), StoreError> {
+        let Some(w) = write else {
+            return Ok(());
+        };
+        let change = BillingChange {
+            user_id: w.subscription.user_id,
+            previous,
+            written: Some(&w.subscription),
+            payment: None,
+            credits: None,
+            now: self.now,
+        };
+        self.store
+            .put_subscription_with(&w, &notices(&change, self.catalog))
+            .await
     }
 }
 
@@ -91,7 +119,7 @@ pub async fn apply_provider_state(
                 expected_version: stored.as_ref().map(|s| s.version),
             });
         let subscription = next.is_some();
-        match commit.commit(next).await {
+        match commit.commit(stored.as_ref(), next).await {
             Ok(()) => return Ok(Applied::Written { subscription }),
             Err(StoreError::Conflict(Conflict::AlreadyProcessed)) => {
                 return Ok(Applied::AlreadyProcessed)

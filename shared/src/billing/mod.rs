@@ -4,6 +4,8 @@
 //! webhook processor. The rules themselves (state, access, catalog) are the domain's.
 
 pub mod apply;
+pub mod notices;
+pub mod plans_push;
 mod service;
 
 pub use apply::{apply_provider_state, Applied, Commit, Direct, Fetched};

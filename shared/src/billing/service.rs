@@ -397,7 +397,11 @@ impl Billing {
             self.access.catalog(),
             *user_id,
             Some(&fetched),
-            &Direct(self.store.as_ref()),
+            &Direct {
+                store: self.store.as_ref(),
+                catalog: self.access.catalog(),
+                now: self.clock.now(),
+            },
         )
         .await?;
         Ok(())
@@ -422,7 +426,11 @@ impl Billing {
             self.access.catalog(),
             *user_id,
             Some(&fetched),
-            &Direct(self.store.as_ref()),
+            &Direct {
+                store: self.store.as_ref(),
+                catalog: self.access.catalog(),
+                now: self.clock.now(),
+            },
         )
         .await?;
         tracing::info!(user_id = %user_id, provider = %stored.provider, "subscription resynced from the provider");

@@ -112,4 +112,25 @@ pub struct EventEffects {
     /// A credit change (a pack's grant, a refund's claw-back) with its audit record: `(entry,
     /// audit)`; applied once per cause.
     pub credits: Option<(super::credits::CreditEntry, super::audit::AuditRecord)>,
+    /// The mails and outbound events the change owes.
+    pub notices: Notices,
+}
+
+/// What a billing change owes the user (billing mails in the outbox) and the customer's app
+/// (outbound events), written in the same transaction as the change. Every item's id is its
+/// cause, and an item whose id is already stored is left as it is: a second provider event of
+/// the same cause adds nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notices {
+    /// Billing mails (`MAIL#<cause>`).
+    pub mails: Vec<super::mail::OutboxMail>,
+    /// Outbound events (`HOOK#<id>`).
+    pub outbound: Vec<super::outbound::OutboundEvent>,
+}
+
+impl Notices {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.mails.is_empty() && self.outbound.is_empty()
+    }
 }

@@ -35,16 +35,39 @@ pub enum MailKind {
     PasswordChanged,
     /// Notice: the account was deleted.
     AccountDeleted,
+    /// Billing: a receipt for a paid payment (cause `receipt:<provider>:<payment id>`).
+    PaymentReceipt,
+    /// Billing: a payment failed, with the link to manage billing (cause
+    /// `payment_failed:<provider>:<payment id>`).
+    PaymentFailed,
+    /// Billing: the free trial ends within [`TRIAL_ENDING_NOTICE_SECONDS`] (cause
+    /// `trial_ending:<provider>:<subscription id>:<trial end>`).
+    TrialEnding,
+    /// Billing: the subscription was canceled — now, or at the end of the period (cause
+    /// `canceled:<provider>:<subscription id>:<end>`).
+    SubscriptionCanceled,
+    /// Billing: the subscription moved to another plan (cause
+    /// `plan_changed:<provider>:<subscription id>:<new version>`).
+    PlanChanged,
 }
+
+/// How long before a trial ends its notice is due, in seconds: 3 days — when Stripe sends
+/// `customer.subscription.trial_will_end` (<https://docs.stripe.com/billing/subscriptions/trials#use-webhooks>).
+pub const TRIAL_ENDING_NOTICE_SECONDS: i64 = 3 * 86_400;
 
 impl MailKind {
     /// Every kind, for template checks.
-    pub const ALL: [MailKind; 5] = [
+    pub const ALL: [MailKind; 10] = [
         Self::VerifyEmail,
         Self::PasswordReset,
         Self::SignInCode,
         Self::PasswordChanged,
         Self::AccountDeleted,
+        Self::PaymentReceipt,
+        Self::PaymentFailed,
+        Self::TrialEnding,
+        Self::SubscriptionCanceled,
+        Self::PlanChanged,
     ];
 
     /// The snake_case name: the template's file name stem.
@@ -55,7 +78,25 @@ impl MailKind {
             Self::SignInCode => "sign_in_code",
             Self::PasswordChanged => "password_changed",
             Self::AccountDeleted => "account_deleted",
+            Self::PaymentReceipt => "payment_receipt",
+            Self::PaymentFailed => "payment_failed",
+            Self::TrialEnding => "trial_ending",
+            Self::SubscriptionCanceled => "subscription_canceled",
+            Self::PlanChanged => "plan_changed",
         }
+    }
+
+    /// Whether it is a billing mail: addressed to the account's email at send time (the item
+    /// carries the user id, not an address), skipped when the account is gone.
+    pub const fn is_billing(self) -> bool {
+        matches!(
+            self,
+            Self::PaymentReceipt
+                | Self::PaymentFailed
+                | Self::TrialEnding
+                | Self::SubscriptionCanceled
+                | Self::PlanChanged
+        )
     }
 }
 
@@ -151,6 +192,16 @@ impl OutboxMail {
             message_id: None,
             last_error: None,
             expires_at: now.saturating_add(MAIL_RETENTION_SECONDS),
+        }
+    }
+
+    /// A billing mail owed to `user_id` under the deterministic cause id `cause` (so a second
+    /// event of the same cause finds it queued and adds nothing); the address is the account's
+    /// when it is sent.
+    pub fn billing(kind: MailKind, cause: String, user_id: UserId, now: i64) -> Self {
+        Self {
+            id: cause,
+            ..Self::new(kind, String::new(), Some(user_id), now)
         }
     }
 

@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod limits;
 pub mod mail;
 pub mod one_time;
+pub mod outbound;
 pub mod session;
 pub mod subscription;
 pub mod time;
@@ -51,15 +52,20 @@ pub use ids::{
     SubscriptionId, UserId,
 };
 pub use ledger::{
-    EventEffects, EventStatus, Payment, PaymentStatus, SubscriptionWrite, WebhookEvent,
+    EventEffects, EventStatus, Notices, Payment, PaymentStatus, SubscriptionWrite, WebhookEvent,
     EVENT_RETENTION_SECONDS,
 };
 pub use limits::{rules, LoginFailures, RateDecision, RateLimits, RateRule, Throttled};
 pub use mail::{
     ClaimDecision, MailKind, MailStatus, OutboxMail, MAIL_LEASE_SECONDS, MAIL_MAX_ATTEMPTS,
+    MAIL_RETENTION_SECONDS, TRIAL_ENDING_NOTICE_SECONDS,
 };
 pub use one_time::{
     EmailOtp, OneTimeToken, OtpCheck, TokenPurpose, OTP_LIFETIME_SECONDS, OTP_MAX_ATTEMPTS,
+};
+pub use outbound::{
+    outbound_id, retry_delay, OutboundDecision, OutboundEvent, OutboundStatus, OutboundType,
+    OUTBOUND_LEASE_SECONDS, OUTBOUND_MAX_ATTEMPTS, OUTBOUND_RETENTION_SECONDS,
 };
 pub use session::{
     RefreshDecision, RevokeReason, Session, SessionOrigin, SessionPolicy, SignInMethod, TokenHash,

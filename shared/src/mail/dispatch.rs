@@ -315,8 +315,13 @@ impl Dispatcher {
             ("at".to_owned(), rfc3339(mail.created_at)),
             ("ip".to_owned(), String::new()),
             ("how".to_owned(), "change".to_owned()),
+            (
+                "manage_link".to_owned(),
+                format!("{}/account#billing", self.settings.app_url),
+            ),
         ]);
         context.extend(mail.context.clone());
+        let mut to = mail.email.clone();
         let email = Email::from_stored(mail.email.clone());
         match mail.kind {
             MailKind::VerifyEmail => {
@@ -379,6 +384,21 @@ impl Dispatcher {
                 );
             }
             MailKind::PasswordChanged | MailKind::AccountDeleted => {}
+            MailKind::PaymentReceipt
+            | MailKind::PaymentFailed
+            | MailKind::TrialEnding
+            | MailKind::SubscriptionCanceled
+            | MailKind::PlanChanged => {
+                let user = match mail.user_id {
+                    Some(id) => self.users.get_user(&id).await?,
+                    None => None,
+                };
+                let Some(user) = user else {
+                    return Ok(Prepared::Skip("the account no longer exists"));
+                };
+                to = user.email.clone();
+                context.insert("email".into(), to.clone());
+            }
         }
         let rendered = self
             .templates
@@ -386,7 +406,7 @@ impl Dispatcher {
             .map_err(DispatchError::Template)?;
         Ok(Prepared::Send(OutgoingMail {
             id: mail.id.clone(),
-            to: mail.email.clone(),
+            to,
             subject: rendered.subject,
             text: rendered.text,
             html: rendered.html,

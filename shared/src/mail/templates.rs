@@ -5,19 +5,25 @@
 //! with sample values).
 //!
 //! Files per kind `<kind>` (`verify_email`, `password_reset`, `sign_in_code`,
-//! `password_changed`, `account_deleted`): `<kind>.subject.txt`, `<kind>.txt`, `<kind>.html`;
+//! `password_changed`, `account_deleted`, and the billing mails `payment_receipt`,
+//! `payment_failed`, `trial_ending`, `subscription_canceled`, `plan_changed`):
+//! `<kind>.subject.txt`, `<kind>.txt`, `<kind>.html`;
 //! plus `layout.html`, which the HTML files extend. Variables: `app_name`, `app_url`, `email`,
 //! `at` (RFC 3339 time of the change), `ip` (may be empty); `link` and `expires_hours`
 //! (verify_email), `link` and `expires_minutes` (password_reset), `code`, `link`,
 //! `code_minutes` and `link_minutes` (sign_in_code), `how` (`reset` or `change`,
-//! password_changed).
+//! password_changed); `manage_link` (every kind: `<app>/account#billing`, the page with the
+//! "manage billing" button that opens the provider's portal); `amount` (e.g. `19.00 USD`),
+//! `description` and `payment_id` (payment_receipt, payment_failed); `plan` and `trial_end`
+//! (trial_ending); `plan` and `ends_at` (subscription_canceled; empty when it ended at once);
+//! `from_plan` and `to_plan` (plan_changed).
 
 use crate::domain::MailKind;
 use minijinja::{Environment, UndefinedBehavior};
 use std::collections::BTreeMap;
 
 /// The built-in templates: `(file name, source)`.
-pub const BUILT_IN: [(&str, &str); 16] = [
+pub const BUILT_IN: [(&str, &str); 31] = [
     (
         "layout.html",
         include_str!("../../templates/mail/layout.html"),
@@ -81,6 +87,66 @@ pub const BUILT_IN: [(&str, &str); 16] = [
     (
         "account_deleted.html",
         include_str!("../../templates/mail/account_deleted.html"),
+    ),
+    (
+        "payment_receipt.subject.txt",
+        include_str!("../../templates/mail/payment_receipt.subject.txt"),
+    ),
+    (
+        "payment_receipt.txt",
+        include_str!("../../templates/mail/payment_receipt.txt"),
+    ),
+    (
+        "payment_receipt.html",
+        include_str!("../../templates/mail/payment_receipt.html"),
+    ),
+    (
+        "payment_failed.subject.txt",
+        include_str!("../../templates/mail/payment_failed.subject.txt"),
+    ),
+    (
+        "payment_failed.txt",
+        include_str!("../../templates/mail/payment_failed.txt"),
+    ),
+    (
+        "payment_failed.html",
+        include_str!("../../templates/mail/payment_failed.html"),
+    ),
+    (
+        "trial_ending.subject.txt",
+        include_str!("../../templates/mail/trial_ending.subject.txt"),
+    ),
+    (
+        "trial_ending.txt",
+        include_str!("../../templates/mail/trial_ending.txt"),
+    ),
+    (
+        "trial_ending.html",
+        include_str!("../../templates/mail/trial_ending.html"),
+    ),
+    (
+        "subscription_canceled.subject.txt",
+        include_str!("../../templates/mail/subscription_canceled.subject.txt"),
+    ),
+    (
+        "subscription_canceled.txt",
+        include_str!("../../templates/mail/subscription_canceled.txt"),
+    ),
+    (
+        "subscription_canceled.html",
+        include_str!("../../templates/mail/subscription_canceled.html"),
+    ),
+    (
+        "plan_changed.subject.txt",
+        include_str!("../../templates/mail/plan_changed.subject.txt"),
+    ),
+    (
+        "plan_changed.txt",
+        include_str!("../../templates/mail/plan_changed.txt"),
+    ),
+    (
+        "plan_changed.html",
+        include_str!("../../templates/mail/plan_changed.html"),
     ),
 ];
 
@@ -209,6 +275,7 @@ pub fn sample_context(kind: MailKind) -> BTreeMap<String, String> {
         ("at", "2026-11-30T12:00:00Z"),
         ("ip", "203.0.113.7"),
         ("how", "change"),
+        ("manage_link", "https://app.example.com/account#billing"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -230,6 +297,23 @@ pub fn sample_context(kind: MailKind) -> BTreeMap<String, String> {
             c.insert("link_minutes".into(), "15".into());
         }
         MailKind::PasswordChanged | MailKind::AccountDeleted => {}
+        MailKind::PaymentReceipt | MailKind::PaymentFailed => {
+            c.insert("amount".into(), "19.00 USD".into());
+            c.insert("description".into(), "the Pro plan".into());
+            c.insert("payment_id".into(), "in_1TestInvoice".into());
+        }
+        MailKind::TrialEnding => {
+            c.insert("plan".into(), "Pro".into());
+            c.insert("trial_end".into(), "2026-12-03".into());
+        }
+        MailKind::SubscriptionCanceled => {
+            c.insert("plan".into(), "Pro".into());
+            c.insert("ends_at".into(), "2026-12-31".into());
+        }
+        MailKind::PlanChanged => {
+            c.insert("from_plan".into(), "Pro".into());
+            c.insert("to_plan".into(), "Team".into());
+        }
     }
     c
 }

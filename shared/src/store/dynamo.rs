@@ -12,15 +12,17 @@ use super::items::{
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, CreditApplied, CreditStore, CreditWrite,
-    EventLedger, EventMark, MailClaim, MailOutcome, Outbox, RateLimiter, SessionStore, StoreError,
-    TrackRequest, Tracked, UsageStore, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
+    EventLedger, EventMark, MailClaim, MailOutcome, OutboundClaim, OutboundOutcome, OutboundStore,
+    Outbox, RateLimiter, SessionStore, StoreError, TrackRequest, Tracked, UsageStore, UserStore,
+    REVOKED_API_KEY_RETENTION_SECONDS,
 };
 use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
     ApiKey, AuditRecord, ClaimDecision, CreditEntry, CustomerId, EmailOtp, EventEffects, EventId,
-    EventStatus, Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail,
-    Payment, Provider, RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription,
-    SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
+    EventStatus, Identity, LoginFailures, MailStatus, Notices, OAuthState, OneTimeToken,
+    OutboundDecision, OutboundEvent, OutboundStatus, OutboxMail, Payment, Provider, RateDecision,
+    RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite, TokenHash, User,
+    UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use crate::domain::{IDEMPOTENCY_TTL_SECONDS, USAGE_RETENTION_SECONDS};
 use async_trait::async_trait;
@@ -36,6 +38,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 
 type Item = HashMap<String, AttributeValue>;
+
+/// Rounds of a transaction that also writes notices (or a credit cause): a round that finds one
+/// of them stored already drops it and tries again.
+const NOTICE_ROUNDS: usize = 4;
 
 /// The table's key schema, attribute definitions, billing mode and TTL attribute, for creating it
 /// in tests and local runs. `template.yaml` declares the same shape for AWS.
@@ -535,29 +541,30 @@ impl BillingStore for DynamoStore {
         self.get(keys::subscription(user_id)).await
     }
 
-    async fn put_subscription(&self, write: &SubscriptionWrite) -> Result<(), StoreError> {
-        let put = self.put_version_checked(write)?;
-        if let Some(marker) = self.trial_marker(write)? {
-            let subscription = TxItem {
-                item: TransactWriteItem::builder().put(put).build(),
+    async fn put_subscription_with(
+        &self,
+        write: &SubscriptionWrite,
+        notices: &Notices,
+    ) -> Result<(), StoreError> {
+        let mut notices = self.fresh_notices(notices).await?;
+        for round in 0..NOTICE_ROUNDS {
+            let mut items = vec![TxItem {
+                item: TransactWriteItem::builder()
+                    .put(self.put_version_checked(write)?)
+                    .build(),
                 conflict: Conflict::StaleVersion,
-            };
-            return self.transact(vec![subscription, marker]).await;
+            }];
+            items.extend(self.trial_marker(write)?);
+            items.extend(self.notice_items(&notices)?);
+            match self.transact(items).await {
+                // A notice's cause was noticed meanwhile by another writer: without it.
+                Err(StoreError::Conflict(Conflict::ItemExists)) if round + 1 < NOTICE_ROUNDS => {
+                    notices = self.fresh_notices(&notices).await?;
+                }
+                other => return other,
+            }
         }
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(put.item().clone()));
-        if let Some(c) = put.condition_expression() {
-            req = req
-                .condition_expression(c)
-                .set_expression_attribute_values(put.expression_attribute_values().cloned());
-        }
-        req.send()
-            .await
-            .map(|_| ())
-            .map_err(classify_as(Conflict::StaleVersion))
+        Err(StoreError::Conflict(Conflict::ItemExists))
     }
 
     async fn claim_customer(
@@ -704,7 +711,8 @@ impl EventLedger for DynamoStore {
         at: i64,
     ) -> Result<(), StoreError> {
         let mut credits = effects.credits.as_ref();
-        loop {
+        let mut notices = self.fresh_notices(&effects.notices).await?;
+        for round in 0..NOTICE_ROUNDS {
             let mut items = Vec::with_capacity(6);
             let mark = Update::builder()
                 .table_name(&self.table)
@@ -744,12 +752,18 @@ impl EventLedger for DynamoStore {
                 };
                 items.extend(self.credit_items(&write, true)?);
             }
+            items.extend(self.notice_items(&notices)?);
             match self.transact(items).await {
                 Ok(()) => return Ok(()),
-                // The cause took effect through another event (a second event of one payment):
-                // apply the rest without it.
-                Err(StoreError::Conflict(Conflict::ItemExists)) if credits.is_some() => {
-                    credits = None;
+                // A cause took effect through another event (a second event of one payment), or
+                // a notice's cause was noticed meanwhile: apply the rest without it.
+                Err(StoreError::Conflict(Conflict::ItemExists)) if round + 1 < NOTICE_ROUNDS => {
+                    if let Some((entry, _)) = credits {
+                        if self.credit_cause(&entry.cause).await?.is_some() {
+                            credits = None;
+                        }
+                    }
+                    notices = self.fresh_notices(&notices).await?;
                 }
                 Err(StoreError::Conflict(_)) => {
                     return match self.get_event(provider, event_id).await? {
@@ -763,6 +777,7 @@ impl EventLedger for DynamoStore {
                 Err(e) => return Err(e),
             }
         }
+        Err(StoreError::Conflict(Conflict::ItemExists))
     }
 
     async fn reconcile_checkpoint(&self, provider: Provider) -> Result<Option<i64>, StoreError> {
@@ -955,6 +970,43 @@ impl DynamoStore {
             .await
             .map(|_| ())
             .map_err(|e| transaction_error(e, &conflicts))
+    }
+
+    /// The notices whose ids are not stored yet (each is one `GetItem`; a change owes a few).
+    async fn fresh_notices(&self, notices: &Notices) -> Result<Notices, StoreError> {
+        let mut fresh = Notices::default();
+        for mail in &notices.mails {
+            if self
+                .get::<OutboxMail>(keys::mail(&mail.id))
+                .await?
+                .is_none()
+            {
+                fresh.mails.push(mail.clone());
+            }
+        }
+        for event in &notices.outbound {
+            if self
+                .get::<OutboundEvent>(keys::outbound(&event.id))
+                .await?
+                .is_none()
+            {
+                fresh.outbound.push(event.clone());
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// The transaction's puts of `notices`, each conditioned on its id being new.
+    fn notice_items(&self, notices: &Notices) -> Result<Vec<TxItem>, StoreError> {
+        let new = Some(("attribute_not_exists(PK)", Conflict::ItemExists));
+        let mut items = Vec::with_capacity(notices.mails.len() + notices.outbound.len());
+        for mail in &notices.mails {
+            items.push(self.tx_put(&keys::mail(&mail.id), mail, new)?);
+        }
+        for event in &notices.outbound {
+            items.push(self.tx_put(&keys::outbound(&event.id), event, new)?);
+        }
+        Ok(items)
     }
 
     /// The trial marker written with a subscription that has a trial end (unconditional: the
@@ -1886,5 +1938,151 @@ impl Outbox for DynamoStore {
         }
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(found.into_iter().take(limit).map(|m| m.id).collect())
+    }
+}
+
+#[async_trait]
+impl OutboundStore for DynamoStore {
+    async fn get_outbound(&self, id: &str) -> Result<Option<OutboundEvent>, StoreError> {
+        self.get(keys::outbound(id)).await
+    }
+
+    async fn claim_outbound(
+        &self,
+        id: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<OutboundClaim, StoreError> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::outbound(id))))
+            .update_expression("SET #s = :sending, lease_until = :until ADD attempts :one")
+            .condition_expression(
+                "attribute_exists(PK) AND ((#s = :pending AND next_attempt_at <= :now) OR (#s = :sending AND lease_until <= :now))",
+            )
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":sending", attr(OutboundStatus::Sending)?)
+            .expression_attribute_values(":pending", attr(OutboundStatus::Pending)?)
+            .expression_attribute_values(":until", num(now + lease))
+            .expression_attribute_values(":now", num(now))
+            .expression_attribute_values(":one", num(1))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(classify);
+        match claimed {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(OutboundClaim::Claimed(from_item(item)?)),
+                None => Err(StoreError::internal(crate::error::message(
+                    "claim returned no item",
+                ))),
+            },
+            Err(StoreError::Conflict(_)) => Ok(match self.get_outbound(id).await? {
+                None => OutboundClaim::Done,
+                Some(event) => match event.decision(now) {
+                    OutboundDecision::Done => OutboundClaim::Done,
+                    OutboundDecision::Wait { until } => OutboundClaim::Wait { until },
+                    // Changed between our write and this read: someone else may be taking it.
+                    OutboundDecision::Claim => OutboundClaim::Wait { until: now },
+                },
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn finish_outbound(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &OutboundOutcome,
+    ) -> Result<(), StoreError> {
+        let mut update = "SET #s = :status, delivered_to = :to, next_attempt_at = :next".to_owned();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::outbound(id))))
+            .condition_expression("#s = :sending AND attempts = :attempt")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":status", attr(outcome.status)?)
+            .expression_attribute_values(":sending", attr(OutboundStatus::Sending)?)
+            .expression_attribute_values(":attempt", num(attempt))
+            .expression_attribute_values(":to", attr(&outcome.delivered_to)?)
+            .expression_attribute_values(":next", num(outcome.next_attempt_at));
+        if outcome.status != OutboundStatus::Pending {
+            update.push_str(", finished_at = :at");
+            req = req.expression_attribute_values(":at", num(outcome.at));
+        }
+        if let Some(e) = &outcome.error {
+            update.push_str(", last_error = :e");
+            req = req.expression_attribute_values(":e", text(e.clone()));
+        }
+        update.push_str(" REMOVE lease_until");
+        req.update_expression(update)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify_as(Conflict::MailChanged))
+    }
+
+    async fn list_outbound(
+        &self,
+        status: OutboundStatus,
+        limit: usize,
+    ) -> Result<Vec<OutboundEvent>, StoreError> {
+        let mut found: Vec<OutboundEvent> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(PK, :hook) AND #s = :status")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":hook", text(keys::HOOK_PREFIX))
+                .expression_attribute_values(":status", attr(status)?)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                found.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn replay_outbound(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let replayed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::outbound(id))))
+            .update_expression(
+                "SET #s = :pending, attempts = :zero, next_attempt_at = :now REMOVE finished_at",
+            )
+            .condition_expression("#s = :dead")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":pending", attr(OutboundStatus::Pending)?)
+            .expression_attribute_values(":dead", attr(OutboundStatus::Dead)?)
+            .expression_attribute_values(":zero", num(0))
+            .expression_attribute_values(":now", num(now))
+            .send()
+            .await
+            .map_err(classify);
+        match replayed {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -17,15 +17,17 @@ use super::items::{
 use super::keys::{self, Key};
 use super::{
     AccountStore, BillingStore, Change, Conflict, CreditApplied, CreditStore, CreditWrite,
-    EventLedger, EventMark, MailClaim, MailOutcome, Outbox, RateLimiter, SessionStore, StoreError,
-    TrackRequest, Tracked, UsageStore, UserStore, REVOKED_API_KEY_RETENTION_SECONDS,
+    EventLedger, EventMark, MailClaim, MailOutcome, OutboundClaim, OutboundOutcome, OutboundStore,
+    Outbox, RateLimiter, SessionStore, StoreError, TrackRequest, Tracked, UsageStore, UserStore,
+    REVOKED_API_KEY_RETENTION_SECONDS,
 };
 use crate::domain::limits::LOGIN_FAILURES_TTL_SECONDS;
 use crate::domain::{
     ApiKey, AuditRecord, ClaimDecision, CreditEntry, CustomerId, EmailOtp, EventEffects, EventId,
-    EventStatus, Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail,
-    Payment, Provider, RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription,
-    SubscriptionWrite, TokenHash, User, UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
+    EventStatus, Identity, LoginFailures, MailStatus, Notices, OAuthState, OneTimeToken,
+    OutboundDecision, OutboundEvent, OutboundStatus, OutboxMail, Payment, Provider, RateDecision,
+    RateRule, RevokeReason, Session, SessionId, Subscription, SubscriptionWrite, TokenHash, User,
+    UserId, WebhookEvent, OTP_MAX_ATTEMPTS,
 };
 use crate::domain::{IDEMPOTENCY_TTL_SECONDS, USAGE_RETENTION_SECONDS};
 use async_trait::async_trait;
@@ -485,6 +487,27 @@ fn put_subscription_checked(
         }
     }
     put(table, &key, &write.subscription)
+}
+
+/// Writes the notices a change owes; one whose id is stored already is left as it is (its cause
+/// was noticed by an earlier event).
+fn put_notices(
+    table: &mut redb::Table<'_, (&str, &str), &[u8]>,
+    notices: &Notices,
+) -> Result<(), StoreError> {
+    for mail in &notices.mails {
+        let key = keys::mail(&mail.id);
+        if !exists(table, &key)? {
+            put(table, &key, mail)?;
+        }
+    }
+    for event in &notices.outbound {
+        let key = keys::outbound(&event.id);
+        if !exists(table, &key)? {
+            put(table, &key, event)?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies a credit write inside a write transaction: nothing if its cause took effect
@@ -1051,13 +1074,116 @@ impl Outbox for EmbeddedStore {
 }
 
 #[async_trait]
+impl OutboundStore for EmbeddedStore {
+    async fn get_outbound(&self, id: &str) -> Result<Option<OutboundEvent>, StoreError> {
+        self.get(&keys::outbound(id))
+    }
+
+    async fn claim_outbound(
+        &self,
+        id: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<OutboundClaim, StoreError> {
+        let key = keys::outbound(id);
+        self.write(|t| match read::<OutboundEvent>(t, &key)? {
+            None => Ok(OutboundClaim::Done),
+            Some(mut event) => match event.decision(now) {
+                OutboundDecision::Done => Ok(OutboundClaim::Done),
+                OutboundDecision::Wait { until } => Ok(OutboundClaim::Wait { until }),
+                OutboundDecision::Claim => {
+                    event.status = OutboundStatus::Sending;
+                    event.attempts += 1;
+                    event.lease_until = Some(now + lease);
+                    put(t, &key, &event)?;
+                    Ok(OutboundClaim::Claimed(event))
+                }
+            },
+        })
+    }
+
+    async fn finish_outbound(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &OutboundOutcome,
+    ) -> Result<(), StoreError> {
+        let key = keys::outbound(id);
+        self.write(|t| match read::<OutboundEvent>(t, &key)? {
+            Some(mut event)
+                if event.status == OutboundStatus::Sending && event.attempts == attempt =>
+            {
+                event.status = outcome.status;
+                event.lease_until = None;
+                event.delivered_to = outcome.delivered_to.clone();
+                event.next_attempt_at = outcome.next_attempt_at;
+                if outcome.error.is_some() {
+                    event.last_error = outcome.error.clone();
+                }
+                if outcome.status != OutboundStatus::Pending {
+                    event.finished_at = Some(outcome.at);
+                }
+                put(t, &key, &event)
+            }
+            _ => Err(StoreError::Conflict(Conflict::MailChanged)),
+        })
+    }
+
+    async fn list_outbound(
+        &self,
+        status: OutboundStatus,
+        limit: usize,
+    ) -> Result<Vec<OutboundEvent>, StoreError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(ITEMS).map_err(internal)?;
+        let mut found: Vec<OutboundEvent> = Vec::new();
+        // Every `HOOK#…` partition ('$' follows '#').
+        for entry in table
+            .range((keys::HOOK_PREFIX, "")..("HOOK$", ""))
+            .map_err(internal)?
+        {
+            let (_, v) = entry.map_err(internal)?;
+            let event: OutboundEvent = serde_json::from_slice(v.value()).map_err(internal)?;
+            if event.status == status {
+                found.push(event);
+            }
+        }
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn replay_outbound(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let key = keys::outbound(id);
+        self.write(|t| match read::<OutboundEvent>(t, &key)? {
+            Some(mut event) if event.status == OutboundStatus::Dead => {
+                event.status = OutboundStatus::Pending;
+                event.attempts = 0;
+                event.next_attempt_at = now;
+                event.finished_at = None;
+                put(t, &key, &event)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+    }
+}
+
+#[async_trait]
 impl BillingStore for EmbeddedStore {
     async fn get_subscription(&self, user_id: &UserId) -> Result<Option<Subscription>, StoreError> {
         self.get(&keys::subscription(user_id))
     }
 
-    async fn put_subscription(&self, write: &SubscriptionWrite) -> Result<(), StoreError> {
-        self.write(|t| put_subscription_checked(t, write))
+    async fn put_subscription_with(
+        &self,
+        write: &SubscriptionWrite,
+        notices: &Notices,
+    ) -> Result<(), StoreError> {
+        self.write(|t| {
+            put_subscription_checked(t, write)?;
+            put_notices(t, notices)
+        })
     }
 
     async fn claim_customer(
@@ -1196,6 +1322,7 @@ impl EventLedger for EmbeddedStore {
                 };
                 apply_credit_write(t, &write, true)?;
             }
+            put_notices(t, &effects.notices)?;
             event.status = EventStatus::Processed;
             event.processed_at = Some(at);
             event.last_error = None;

@@ -102,6 +102,14 @@ pub fn mail(id: &str) -> Key {
     (format!("{MAIL_PREFIX}{id}"), "MAIL".to_owned())
 }
 
+/// The partition prefix of outbound events.
+pub const HOOK_PREFIX: &str = "HOOK#";
+
+/// `HOOK#<id>` / `HOOK`: an outbound event (its `webhook-id`).
+pub fn outbound(id: &str) -> Key {
+    (format!("{HOOK_PREFIX}{id}"), "HOOK".to_owned())
+}
+
 /// Sort-key prefix of audit records.
 pub const AUDIT_PREFIX: &str = "AUDIT#";
 

@@ -15,9 +15,10 @@ pub mod keys;
 
 use crate::domain::{
     ApiKey, AuditRecord, CreditEntry, CustomerId, EmailOtp, EventEffects, EventId, EventStatus,
-    Identity, LoginFailures, MailStatus, OAuthState, OneTimeToken, OutboxMail, Payment, Period,
-    Provider, RateDecision, RateRule, RevokeReason, Session, SessionId, Subscription,
-    SubscriptionWrite, TokenHash, TokenPurpose, User, UserId, WebhookEvent,
+    Identity, LoginFailures, MailStatus, Notices, OAuthState, OneTimeToken, OutboundEvent,
+    OutboundStatus, OutboxMail, Payment, Period, Provider, RateDecision, RateRule, RevokeReason,
+    Session, SessionId, Subscription, SubscriptionWrite, TokenHash, TokenPurpose, User, UserId,
+    WebhookEvent,
 };
 use crate::error::BoxError;
 use async_trait::async_trait;
@@ -224,7 +225,20 @@ pub trait BillingStore: Send + Sync {
     ///
     /// # Errors
     /// [`Conflict::StaleVersion`] if the stored version differs; nothing is written then.
-    async fn put_subscription(&self, write: &SubscriptionWrite) -> Result<(), StoreError>;
+    async fn put_subscription(&self, write: &SubscriptionWrite) -> Result<(), StoreError> {
+        self.put_subscription_with(write, &Notices::default()).await
+    }
+
+    /// [`BillingStore::put_subscription`] together with the mails and outbound events the
+    /// change owes, in one transaction; a notice whose id is stored already is left as it is.
+    ///
+    /// # Errors
+    /// [`Conflict::StaleVersion`] if the stored version differs; nothing is written then.
+    async fn put_subscription_with(
+        &self,
+        write: &SubscriptionWrite,
+        notices: &Notices,
+    ) -> Result<(), StoreError>;
 
     /// Claims a provider customer for a user, once. Returns the owner: `user_id` if the claim is
     /// new or already theirs, the other owner otherwise (the claim never moves).
@@ -786,6 +800,91 @@ pub trait CreditStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
     async fn credit_cause(&self, cause: &str) -> Result<Option<CreditEntry>, StoreError>;
+}
+
+/// The result of trying to claim an outbound event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboundClaim {
+    /// Claimed: the event as it now stands (`Sending`, attempts counted, leased).
+    Claimed(OutboundEvent),
+    /// Not now: not due yet, or held by another worker, until this time (Unix seconds).
+    Wait {
+        /// When it may be claimed.
+        until: i64,
+    },
+    /// Nothing to do: delivered, dead, or no such event.
+    Done,
+}
+
+/// How a claimed outbound attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundOutcome {
+    /// `Delivered`, `Dead`, or `Pending` (retry at `next_attempt_at`).
+    pub status: OutboundStatus,
+    /// Endpoints that have accepted it so far (names).
+    pub delivered_to: Vec<String>,
+    /// When the next attempt is due (`Pending`), Unix seconds.
+    pub next_attempt_at: i64,
+    /// Why the attempt failed (no secrets).
+    pub error: Option<String>,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
+/// Outbound events (`HOOK#<id>` / `HOOK`): written with the change that owes them
+/// ([`EventLedger::apply_event`], [`BillingStore::put_subscription_with`]); workers claim,
+/// deliver and finish them here; an operator lists and replays the dead ones.
+#[async_trait]
+pub trait OutboundStore: Send + Sync {
+    /// Reads an event (strongly consistent).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn get_outbound(&self, id: &str) -> Result<Option<OutboundEvent>, StoreError>;
+
+    /// Claims the event for `lease` seconds from `now` if it is pending and due, or its worker's
+    /// lease ran out (conditional write: of concurrent claimers exactly one gets it), counting
+    /// an attempt.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn claim_outbound(
+        &self,
+        id: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<OutboundClaim, StoreError>;
+
+    /// Ends a claimed attempt with `outcome`, if the event is still `Sending` with the claim's
+    /// attempt count `attempt`.
+    ///
+    /// # Errors
+    /// [`Conflict::MailChanged`] if the claim is no longer the caller's.
+    async fn finish_outbound(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &OutboundOutcome,
+    ) -> Result<(), StoreError>;
+
+    /// Events in `status`, oldest first, at most `limit`: a worker's sweep lists `Pending` and
+    /// `Sending` (and claims what is due), an operator `Dead`. The embedded store reads its
+    /// `HOOK#` range; DynamoDB scans the table with a filter (a scheduled sweep, not a hot path).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn list_outbound(
+        &self,
+        status: OutboundStatus,
+        limit: usize,
+    ) -> Result<Vec<OutboundEvent>, StoreError>;
+
+    /// Replays a dead event: `Pending`, due at `now`, attempts from zero (endpoints that
+    /// accepted it already are not sent to again). Returns whether it was dead.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn replay_outbound(&self, id: &str, now: i64) -> Result<bool, StoreError>;
 }
 
 /// The result of trying to claim an outbox item.

@@ -4,12 +4,14 @@
 //! (`crate::billing::apply`), so an older provider state never overwrites a newer one and each
 //! event takes effect once.
 
+use crate::billing::notices::{notices, BillingChange};
 use crate::billing::{apply_provider_state, Applied, Commit, Fetched};
 use crate::clock::Clock;
 use crate::domain::{
     cause_purchase, cause_refund, AuditRecord, BillingEvent, Catalog, CreditEntry, CreditKind,
-    CustomerId, EventEffects, EventId, EventStatus, Party, Payment, PaymentFacts, PaymentId,
-    PaymentStatus, Provider, SubscriptionId, SubscriptionWrite, UserId, WebhookEvent,
+    CustomerId, EventEffects, EventId, EventStatus, Notices, Party, Payment, PaymentFacts,
+    PaymentId, PaymentStatus, Provider, Subscription, SubscriptionId, SubscriptionWrite, UserId,
+    WebhookEvent,
 };
 use crate::error::Chain;
 use crate::payments::{normalize_event, ProviderError, Providers};
@@ -328,6 +330,8 @@ impl Processor {
         };
         let commit = ThroughLedger {
             ledger: self.ledger.as_ref(),
+            catalog: &self.catalog,
+            user_id,
             provider,
             event_id: &event.event_id,
             payment,
@@ -431,8 +435,23 @@ impl Processor {
             let audit = audit_of(&entry, self.audit_retention);
             (entry, audit)
         });
+        let notices = match &credits {
+            Some((entry, _)) if entry.amount != 0 => notices(
+                &BillingChange {
+                    user_id: entry.user_id,
+                    previous: None,
+                    written: None,
+                    payment: None,
+                    credits: Some(entry),
+                    now: self.clock.now(),
+                },
+                &self.catalog,
+            ),
+            _ => Notices::default(),
+        };
         let effects = EventEffects {
             credits,
+            notices,
             ..EventEffects::default()
         };
         match self
@@ -525,6 +544,8 @@ impl Processor {
 /// in one transaction of the ledger.
 struct ThroughLedger<'a> {
     ledger: &'a dyn EventLedger,
+    catalog: &'a Catalog,
+    user_id: UserId,
     provider: Provider,
     event_id: &'a EventId,
     payment: Option<Payment>,
@@ -534,11 +555,25 @@ struct ThroughLedger<'a> {
 
 #[async_trait]
 impl Commit for ThroughLedger<'_> {
-    async fn commit(&self, subscription: Option<SubscriptionWrite>) -> Result<(), StoreError> {
+    async fn commit(
+        &self,
+        previous: Option<&Subscription>,
+        subscription: Option<SubscriptionWrite>,
+    ) -> Result<(), StoreError> {
+        let change = BillingChange {
+            user_id: self.user_id,
+            previous,
+            written: subscription.as_ref().map(|w| &w.subscription),
+            payment: self.payment.as_ref(),
+            credits: self.credits.as_ref().map(|(entry, _)| entry),
+            now: self.at,
+        };
+        let notices = notices(&change, self.catalog);
         let effects = EventEffects {
             subscription,
             payment: self.payment.clone(),
             credits: self.credits.clone(),
+            notices,
         };
         self.ledger
             .apply_event(self.provider, self.event_id, &effects, self.at)
