@@ -17,6 +17,8 @@
 //! | `TOLLGATE_JWKS_SECRET_ID` | `tollgate/jwks` | Secrets Manager id of the published JWKS (Lambda: the functions that only verify tokens) |
 //! | `TOLLGATE_PROVIDER_SECRETS_ID` | `tollgate/provider-secrets` | Secrets Manager id of the provider API keys JSON (Lambda: the functions that call Stripe or Whop) |
 //! | `TOLLGATE_WEBHOOK_SECRETS_ID` | `tollgate/webhook-secrets` | Secrets Manager id of the webhook signing secrets JSON (Lambda: webhook ingest) |
+//! | `TOLLGATE_OUTBOUND_ENDPOINTS_SECRET_ID` | `tollgate/outbound-endpoints` | Secrets Manager id of the outbound endpoints JSON, `[{"name", "url", "secret": "whsec_…", "types"?}]` (Lambda: the mailer) |
+//! | `TOLLGATE_OUTBOUND_ENDPOINTS` | unset | the same JSON for the dev server (no Secrets Manager locally) |
 //! | `TOLLGATE_QUEUE_URL` | unset | SQS FIFO queue URL of webhook events (Lambda) |
 //! | `TOLLGATE_PLANS_FILE` | the built-in `infra/plans.toml` | plan catalog |
 //! | `TOLLGATE_SUCCESS_URL` | `<issuer>/billing/success?checkout_session={CHECKOUT_SESSION_ID}` | checkout success redirect |
@@ -128,6 +130,8 @@ pub struct Config {
     pub oauth_secrets_id: String,
     /// The rate rules (`TOLLGATE_RATE_LIMITS` over the defaults).
     pub rate_limits: crate::domain::RateLimits,
+    /// Secrets Manager id of the outbound endpoints JSON (Lambda: the mailer).
+    pub outbound_endpoints_secret_id: String,
 }
 
 impl Default for Config {
@@ -149,6 +153,7 @@ impl Default for Config {
             oauth: OAuthConfig::default(),
             oauth_secrets_id: "tollgate/oauth-secrets".to_owned(),
             rate_limits: crate::domain::RateLimits::default(),
+            outbound_endpoints_secret_id: "tollgate/outbound-endpoints".to_owned(),
         }
     }
 }
@@ -422,6 +427,10 @@ impl Config {
             jwks_secret_id: text("TOLLGATE_JWKS_SECRET_ID", &d.jwks_secret_id),
             provider_secrets_id: text("TOLLGATE_PROVIDER_SECRETS_ID", &d.provider_secrets_id),
             webhook_secrets_id: text("TOLLGATE_WEBHOOK_SECRETS_ID", &d.webhook_secrets_id),
+            outbound_endpoints_secret_id: text(
+                "TOLLGATE_OUTBOUND_ENDPOINTS_SECRET_ID",
+                &d.outbound_endpoints_secret_id,
+            ),
         };
         if problems.is_empty() {
             Ok(config)

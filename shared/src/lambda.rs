@@ -257,48 +257,86 @@ pub fn batch_from_sqs(
     (items, failed)
 }
 
-/// The DynamoDB stream entry point of the `mailer` function: builds
+/// The entry point of the `mailer` function, the outbox worker: builds
 /// [`mailer_from_env`](crate::state::mailer_from_env) once (no signing keys, no provider
-/// secrets), then for each batch delivers the new outbox items in order
-/// ([`crate::mail::Dispatcher::deliver_in_order`]) and reports the first one not delivered as
-/// the partial batch failure (`ReportBatchItemFailures`), so the stream retries from it.
+/// secrets), then answers two kinds of invocation:
+/// - a DynamoDB stream batch: the new `MAIL#` items are delivered in order
+///   ([`crate::mail::Dispatcher::deliver_in_order`]) and the first one not delivered is reported
+///   as the partial batch failure (`ReportBatchItemFailures`), so the stream retries from it;
+///   then each new `HOOK#` item gets its first delivery attempt (one that fails is rescheduled
+///   in the store with backoff, not retried by the stream);
+/// - the scheduled sweep (EventBridge): every outbound event whose retry is due is attempted
+///   ([`OutboundDispatcher::sweep`](crate::webhooks::outbound::OutboundDispatcher::sweep)); the
+///   answer is the sweep's report, and the invocation fails if the events cannot be listed.
 ///
 /// # Errors
 /// Start-up errors end the init phase with the error logged.
-#[cfg(all(feature = "mail", feature = "ses"))]
+#[cfg(all(feature = "mail", feature = "ses", feature = "hooks"))]
 pub async fn run_mailer() -> Result<(), lambda_runtime::Error> {
-    use aws_lambda_events::event::dynamodb::Event;
-    use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
     init_tracing();
-    let dispatcher = crate::state::mailer_from_env()
+    let worker = crate::state::mailer_from_env()
         .await
         .inspect_err(|e| tracing::error!(error = %Chain(e), "start-up failed"))?;
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<Event>| {
-            let dispatcher = dispatcher.clone();
-            async move {
-                let items = mail_ids_from_stream(&event.payload);
-                let mut response = DynamoDbEventResponse::default();
-                // Wait out a lapsed claim within the invocation (60 s timeout, 30 s lease).
-                if let Some(sequence) = dispatcher.deliver_in_order(&items, 35).await {
-                    let mut failure = DynamoDbBatchItemFailure::default();
-                    failure.item_identifier = Some(sequence);
-                    response.batch_item_failures.push(failure);
-                }
-                Ok::<_, lambda_runtime::Error>(response)
-            }
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let worker = worker.clone();
+            async move { mailer_answer(&worker, event.payload).await }
         },
     ))
     .await
 }
 
-/// The outbox items a DynamoDB stream batch announces: `(sequence number, cause id)` of every
-/// `INSERT` of a `MAIL#<cause id>` item, in stream order. Other records (updates of claimed
-/// items, other items — the event source mapping filters them out, this checks again) are
-/// skipped.
+/// One invocation of the `mailer` function (see [`run_mailer`]): a stream batch (it has
+/// `Records`) or the scheduled sweep (anything else).
+///
+/// # Errors
+/// A payload with `Records` that is not a DynamoDB stream event; a sweep that cannot list the
+/// outbound events.
+#[cfg(all(feature = "mail", feature = "ses", feature = "hooks"))]
+pub async fn mailer_answer(
+    worker: &crate::state::OutboxWorker,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    use aws_lambda_events::event::dynamodb::Event;
+    use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+    if payload.get("Records").is_none() {
+        let report = worker.outbound.sweep(OUTBOUND_SWEEP_LIMIT).await?;
+        tracing::info!(?report, "outbound sweep");
+        return Ok(serde_json::json!({
+            "delivered": report.delivered,
+            "retry": report.retry,
+            "dead": report.dead,
+        }));
+    }
+    let event: Event = serde_json::from_value(payload)?;
+    let mut response = DynamoDbEventResponse::default();
+    // Wait out a lapsed claim within the invocation (60 s timeout, 30 s lease).
+    let mail = stream_ids(&event, crate::store::keys::MAIL_PREFIX);
+    if let Some(sequence) = worker.mail.deliver_in_order(&mail, 35).await {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence);
+        response.batch_item_failures.push(failure);
+    }
+    for (_, id) in stream_ids(&event, crate::store::keys::HOOK_PREFIX) {
+        if let Err(e) = worker.outbound.deliver(&id).await {
+            tracing::warn!(event_id = %id, error = %Chain(&e), "outbound event not attempted; the sweep will");
+        }
+    }
+    Ok(serde_json::to_value(response)?)
+}
+
+/// Outbound events one scheduled sweep attempts at most (each endpoint call gives up after
+/// 10 s; the function's timeout bounds the rest, and the next sweep goes on).
+pub const OUTBOUND_SWEEP_LIMIT: usize = 200;
+
+/// The outbox items a DynamoDB stream batch announces: `(sequence number, id)` of every `INSERT`
+/// of an item whose partition key starts with `prefix` (`MAIL#`, `HOOK#`), in stream order.
+/// Other records (updates of claimed items, other items — the event source mapping filters them
+/// out, this checks again) are skipped.
 #[cfg(all(feature = "mail", feature = "ses"))]
-pub fn mail_ids_from_stream(
+pub fn stream_ids(
     event: &aws_lambda_events::event::dynamodb::Event,
+    prefix: &str,
 ) -> Vec<(String, String)> {
     event
         .records
@@ -309,13 +347,21 @@ pub fn mail_ids_from_stream(
                 Some(serde_dynamo::AttributeValue::S(pk)) => pk,
                 _ => return None,
             };
-            let id = pk.strip_prefix(crate::store::keys::MAIL_PREFIX)?;
+            let id = pk.strip_prefix(prefix)?;
             Some((
                 r.change.sequence_number.clone().unwrap_or_default(),
                 id.to_owned(),
             ))
         })
         .collect()
+}
+
+/// The mail items of a stream batch: [`stream_ids`] with `MAIL#`.
+#[cfg(all(feature = "mail", feature = "ses"))]
+pub fn mail_ids_from_stream(
+    event: &aws_lambda_events::event::dynamodb::Event,
+) -> Vec<(String, String)> {
+    stream_ids(event, crate::store::keys::MAIL_PREFIX)
 }
 
 /// JSON logs filtered by `RUST_LOG` in `tracing`'s `target=level,…` syntax (default `info`; an

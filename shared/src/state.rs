@@ -46,6 +46,16 @@ pub enum KeyAccess {
     Signing,
 }
 
+/// What the `mailer` Lambda works the outbox with: mail and outbound events.
+#[cfg(feature = "mail")]
+#[derive(Clone, Debug)]
+pub struct OutboxWorker {
+    /// Delivers `MAIL#` items.
+    pub mail: Arc<crate::mail::Dispatcher>,
+    /// Delivers `HOOK#` items.
+    pub outbound: Arc<crate::webhooks::outbound::OutboundDispatcher>,
+}
+
 /// What a function builds at start-up; each function crate declares its own (`NEEDS`), and its
 /// IAM role in `template.yaml` grants exactly the secrets and table access that implies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +73,9 @@ pub struct Needs {
     pub mail: bool,
     /// Sign-in with identity providers: their client secrets (with `accounts`).
     pub oauth: bool,
+    /// Delivering outbound events: the customer's endpoints and their signing secrets (the
+    /// `mailer` function, which works the whole outbox).
+    pub outbound: bool,
 }
 
 impl Needs {
@@ -74,6 +87,7 @@ impl Needs {
         ingest: true,
         mail: true,
         oauth: true,
+        outbound: true,
     };
 
     /// Nothing at all (a function serving static documents).
@@ -84,11 +98,12 @@ impl Needs {
         ingest: false,
         mail: false,
         oauth: false,
+        outbound: false,
     };
 
     /// Whether the function uses the table.
     pub fn table(&self) -> bool {
-        self.accounts || self.billing || self.ingest || self.mail
+        self.accounts || self.billing || self.ingest || self.mail || self.outbound
     }
 
     /// Whether the function reads the plan catalog.
@@ -811,6 +826,19 @@ mod aws {
             })
         }
 
+        /// The customer's outbound endpoints with their signing secrets.
+        #[cfg(feature = "hooks")]
+        async fn outbound_endpoints(&self) -> Result<Vec<crate::hooks::Endpoint>, StartupError> {
+            let name = &self.config.outbound_endpoints_secret_id;
+            let json = self.secrets.get_secret(name).await?;
+            crate::hooks::parse_endpoints(json.expose_secret()).map_err(|e| {
+                StartupError::BadSecret {
+                    name: name.clone(),
+                    source: crate::error::message(e),
+                }
+            })
+        }
+
         /// The identity providers with their client secrets — read even when none is configured,
         /// so a missing or broken secret fails the start, not the first sign-in.
         async fn identity_providers(&self) -> Result<IdentityProviders, StartupError> {
@@ -991,18 +1019,20 @@ mod aws {
         }
     }
 
-    /// The mail dispatcher alone, for the `mailer` Lambda: the DynamoDB store (outbox, users,
-    /// one-time secrets), SES v2 from `TOLLGATE_MAIL_FROM` (through
-    /// `TOLLGATE_SES_CONFIGURATION_SET` when set) and the templates — no signing keys, no
+    /// The outbox worker alone, for the `mailer` Lambda: the mail dispatcher over the DynamoDB
+    /// store (outbox, users, one-time secrets), SES v2 from `TOLLGATE_MAIL_FROM` (through
+    /// `TOLLGATE_SES_CONFIGURATION_SET` when set) and the templates; the outbound dispatcher
+    /// with the endpoints of `TOLLGATE_OUTBOUND_ENDPOINTS_SECRET_ID` — no signing keys, no
     /// provider or webhook secrets.
     ///
     /// # Errors
-    /// [`StartupError`] for bad configuration or broken template overrides.
-    #[cfg(all(feature = "mail", feature = "ses"))]
-    pub async fn mailer_from_env() -> Result<Arc<crate::mail::Dispatcher>, StartupError> {
+    /// [`StartupError`] for bad configuration, broken template overrides, or a missing or
+    /// malformed endpoints secret.
+    #[cfg(all(feature = "mail", feature = "ses", feature = "hooks"))]
+    pub async fn mailer_from_env() -> Result<OutboxWorker, StartupError> {
         let start = AwsStart::new().await?;
         let templates = load_templates(&start.config)?;
-        let store = start.store().await;
+        let (store, endpoints) = tokio::join!(start.store(), start.outbound_endpoints());
         // A send that takes longer than this is abandoned (and retried) well before the mail's
         // claim lapses (`MAIL_LEASE_SECONDS`), so a slow send is never doubled by a takeover.
         let ses_config = aws_sdk_sesv2::config::Builder::from(&start.aws)
@@ -1017,17 +1047,32 @@ mod aws {
             start.config.mail.from.clone(),
             start.config.mail.ses_configuration_set.clone(),
         );
-        Ok(Arc::new(crate::mail::Dispatcher::new(
-            crate::mail::MailStores {
-                users: store.clone(),
-                accounts: store.clone(),
-                outbox: store,
-            },
-            Arc::new(ses),
-            templates,
-            Arc::new(SystemClock),
-            mail_settings(&start.config),
-        )))
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sender = crate::hooks::http::HttpHookSender::new().map_err(|e| {
+            StartupError::Config(crate::config::ConfigError(vec![format!(
+                "outbound HTTP client: {}",
+                crate::error::Chain(&e)
+            )]))
+        })?;
+        Ok(OutboxWorker {
+            mail: Arc::new(crate::mail::Dispatcher::new(
+                crate::mail::MailStores {
+                    users: store.clone(),
+                    accounts: store.clone(),
+                    outbox: store.clone(),
+                },
+                Arc::new(ses),
+                templates,
+                clock.clone(),
+                mail_settings(&start.config),
+            )),
+            outbound: Arc::new(crate::webhooks::outbound::OutboundDispatcher::new(
+                store,
+                Arc::new(sender),
+                endpoints?,
+                clock,
+            )),
+        })
     }
 
     /// The reconciler alone, for its scheduled Lambda: the DynamoDB store (ledger and

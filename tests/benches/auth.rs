@@ -21,6 +21,7 @@ fn claims(now: i64) -> AccessClaims {
         plan: "free".into(),
         tier: 0,
         entitlements: BTreeMap::new(),
+        roles: Vec::new(),
     }
 }
 

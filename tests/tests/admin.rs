@@ -94,6 +94,25 @@ async fn non_admins_are_refused_on_every_admin_route(backend: Backend) {
         "the refused calls changed nothing"
     );
     assert_eq!(view["credit_balance"], 0);
+    // The role is also a claim of the access tokens issued after the grant (none before).
+    let roles_claim = |token: &str| -> Value {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).expect("a JWT");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url");
+        serde_json::from_slice::<Value>(&bytes).expect("claims")["roles"].clone()
+    };
+    assert_eq!(roles_claim(&ops_tokens.access_token), Value::Null);
+    let refreshed = rig
+        .state
+        .auth()
+        .expect("accounts")
+        .refresh_token(&ops_tokens.refresh_token, &Default::default())
+        .await
+        .expect("refresh");
+    assert_eq!(roles_claim(&refreshed.access_token), json!(["admin"]));
+    assert_eq!(roles_claim(&tokens.access_token), Value::Null);
 }
 
 async fn an_admin_finds_views_disables_and_grants_credits(backend: Backend) {

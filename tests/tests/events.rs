@@ -409,6 +409,130 @@ async fn the_mailer_stream_sample_delivers_its_two_new_mails() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `events/mailer/stream.json` and `scheduled.json` through the mailer's own entry
+/// (`tollgate::lambda::mailer_answer`): the stream batch's outbound insert gets its first
+/// attempt (its endpoint is down: rescheduled, not reported as a batch failure); after the
+/// backoff the scheduled sample's sweep delivers it, signed, to the endpoint now up.
+#[tokio::test]
+async fn the_mailer_samples_attempt_and_sweep_outbound_events() {
+    use tollgate::domain::{OutboundEvent, OutboundStatus, OutboundType, UserId};
+    use tollgate::store::{BillingStore, OutboundStore};
+    use wiremock::matchers::{header_exists, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let now = tollgate_tests::now();
+    let (components, clock, store) = tollgate_tests::components_at(now);
+    let sample = |name: &str| -> serde_json::Value {
+        let raw = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/mailer/{name}")),
+        )
+        .expect("sample");
+        serde_json::from_str(&raw).expect("json")
+    };
+    let id = "msg_0123456789abcdef0123456789abcdef";
+    let mut event = OutboundEvent::new(
+        "sample",
+        OutboundType::SubscriptionUpdated,
+        UserId::new(),
+        serde_json::json!({"plan": "pro"}),
+        now,
+    );
+    event.id = id.to_owned();
+    let first = tollgate::domain::Subscription {
+        user_id: event.user_id,
+        provider: tollgate::domain::Provider::Stripe,
+        subscription_id: "sub_sample".into(),
+        customer_id: None,
+        plan: "pro".into(),
+        interval: None,
+        price_id: "price_1TestProMonthly01".into(),
+        status: tollgate::domain::SubscriptionStatus::Active,
+        current_period_end: None,
+        cancel_at_period_end: false,
+        trial_end: None,
+        past_due_since: None,
+        source_fetched_at_us: 1,
+        version: 1,
+        updated_at: now,
+    };
+    store
+        .put_subscription_with(
+            &tollgate::domain::SubscriptionWrite {
+                subscription: first,
+                expected_version: None,
+            },
+            &tollgate::domain::Notices {
+                mails: vec![],
+                outbound: vec![event],
+            },
+        )
+        .await
+        .expect("write");
+    let endpoint = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&endpoint)
+        .await;
+    Mock::given(method("POST"))
+        .and(header_exists("webhook-signature"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&endpoint)
+        .await;
+    let endpoints = tollgate::hooks::parse_endpoints(&format!(
+        r#"[{{"name":"app","url":"{}/hooks","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}]"#,
+        endpoint.uri()
+    ))
+    .expect("endpoints");
+    let dir = std::env::temp_dir().join(format!("tollgate-mailer-hooks-{}", std::process::id()));
+    let worker = tollgate::state::OutboxWorker {
+        mail: Arc::new(
+            components.dispatcher(
+                Arc::new(
+                    dev_server::mail::DevMailer::new(
+                        dir.clone(),
+                        None,
+                        "Tollgate <no-reply@example.com>",
+                    )
+                    .expect("outbox"),
+                ),
+                Arc::new(tollgate::mail::Templates::built_in()),
+            ),
+        ),
+        outbound: Arc::new(components.outbound(
+            Arc::new(tollgate::hooks::http::HttpHookSender::new().expect("client")),
+            endpoints,
+        )),
+    };
+    let answer = tollgate::lambda::mailer_answer(&worker, sample("stream.json"))
+        .await
+        .expect("stream batch");
+    // The two mails of the sample are not in this store: skipped as done, nothing failed.
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{answer}"
+    );
+    let stored = store.get_outbound(id).await.expect("read").expect("event");
+    assert_eq!(
+        (stored.status, stored.attempts),
+        (OutboundStatus::Pending, 1)
+    );
+    assert!(stored
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("HTTP 503"));
+    clock.advance(31);
+    let report = tollgate::lambda::mailer_answer(&worker, sample("scheduled.json"))
+        .await
+        .expect("sweep");
+    assert_eq!(report["delivered"], 1, "{report}");
+    let stored = store.get_outbound(id).await.expect("read").expect("event");
+    assert_eq!(stored.status, OutboundStatus::Delivered);
+    assert_eq!(endpoint.received_requests().await.map_or(0, |r| r.len()), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `events/authorizer/*.{allow,deny}.json`: API Gateway authorizer requests (payload 2.0) through
 /// `tollgate::lambda::authorize_event`, on DynamoDB (moto) when available, else the embedded
 /// store, on a state built from the authorizer's own `NEEDS`. Placeholders: `${ACCESS_TOKEN}` is

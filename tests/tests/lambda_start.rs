@@ -14,22 +14,24 @@ use tollgate::secrets::SecretError;
 use tollgate::state::StartupError;
 use tollgate::{AppState, KeyAccess, Needs};
 
-const SECRETS: [&str; 5] = [
+const SECRETS: [&str; 6] = [
     "TOLLGATE_JWT_KEYS_SECRET_ID",
     "TOLLGATE_JWKS_SECRET_ID",
     "TOLLGATE_PROVIDER_SECRETS_ID",
     "TOLLGATE_WEBHOOK_SECRETS_ID",
     "TOLLGATE_OAUTH_SECRETS_ID",
+    "TOLLGATE_OUTBOUND_ENDPOINTS_SECRET_ID",
 ];
 
 /// Which of [`SECRETS`] a function with `needs` reads.
-fn reads(needs: Needs) -> [bool; 5] {
+fn reads(needs: Needs) -> [bool; 6] {
     [
         needs.keys == KeyAccess::Signing,
         needs.keys == KeyAccess::Public,
         needs.billing,
         needs.ingest,
         needs.oauth,
+        needs.outbound,
     ]
 }
 
@@ -57,6 +59,7 @@ async fn every_function_starts_with_exactly_its_own_secrets() {
         "provider-secrets",
         "webhook-secrets",
         "oauth-secrets",
+        "outbound-endpoints",
     ]
     .iter()
     .map(|n| format!("tollgate-start-{run}/{n}"))
@@ -85,6 +88,12 @@ async fn every_function_starts_with_exactly_its_own_secrets() {
         r#"{"GITHUB_CLIENT_SECRET":"start-test"}"#,
     )
     .await;
+    put(
+        &client,
+        &names[5],
+        r#"[{"name":"app","url":"https://app.example.com/hooks","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}]"#,
+    )
+    .await;
     // GitHub is configured: the oauth function builds it with the secret's client secret.
     std::env::set_var("TOLLGATE_GITHUB_CLIENT_ID", "start-test-client");
     std::env::set_var("TOLLGATE_TABLE_NAME", tollgate_tests::TEST_TABLE);
@@ -98,11 +107,14 @@ async fn every_function_starts_with_exactly_its_own_secrets() {
             std::env::set_var(var, name);
         }
     };
-    let mut starts: Vec<(&str, [bool; 5])> = tollgate_tests::functions()
+    let mut starts: Vec<(&str, [bool; 6])> = tollgate_tests::functions()
         .iter()
         .map(|f| (f.name, reads(f.needs)))
         .collect();
-    starts.push(("webhook-processor", [false, false, true, false, false]));
+    starts.push((
+        "webhook-processor",
+        [false, false, true, false, false, false],
+    ));
     starts.push(("mailer", reads(mailer::NEEDS)));
     for (function, needed) in starts {
         let start = || async {

@@ -56,6 +56,7 @@ fn needs_of(binary: &str) -> Option<Needs> {
             ingest: false,
             mail: false,
             oauth: false,
+            outbound: false,
         });
     }
     if binary == MAILER {
@@ -75,7 +76,7 @@ type Reads = fn(&Needs) -> bool;
 
 /// The template's secrets by the variable that names them and the part of `Needs` that reads
 /// them.
-const SECRETS: [(&str, &str, Reads); 5] = [
+const SECRETS: [(&str, &str, Reads); 6] = [
     ("JwtKeysSecret", "TOLLGATE_JWT_KEYS_SECRET_ID", |n| {
         n.keys == KeyAccess::Signing
     }),
@@ -89,6 +90,11 @@ const SECRETS: [(&str, &str, Reads); 5] = [
         n.ingest
     }),
     ("OAuthSecrets", "TOLLGATE_OAUTH_SECRETS_ID", |n| n.oauth),
+    (
+        "OutboundEndpoints",
+        "TOLLGATE_OUTBOUND_ENDPOINTS_SECRET_ID",
+        |n| n.outbound,
+    ),
 ];
 
 fn workspace_root() -> PathBuf {
@@ -894,14 +900,27 @@ fn check_mailer(doc: &Yaml<'_>) -> Result<(), String> {
         .and_then(|e| untag(e).as_mapping())
         .map(|m| m.values().collect())
         .unwrap_or_default();
-    let [event] = events.as_slice() else {
+    let of_type = |t: &str| -> Vec<&Yaml<'_>> {
+        events
+            .iter()
+            .copied()
+            .filter(|e| text_at(e, "Type") == Some(t))
+            .collect()
+    };
+    let (streams, schedules) = (of_type("DynamoDB"), of_type("Schedule"));
+    let ([event], [_sweep]) = (streams.as_slice(), schedules.as_slice()) else {
         return Err(format!(
-            "{id}: expected exactly one event, found {}",
-            events.len()
+            "{id}: expected one DynamoDB stream trigger and one Schedule (the outbound sweep), found {} events: {} stream(s), {} schedule(s)",
+            events.len(),
+            streams.len(),
+            schedules.len()
         ));
     };
-    if text_at(event, "Type") != Some("DynamoDB") {
-        return Err(format!("{id}: the trigger is not a DynamoDB stream"));
+    if events.len() != 2 {
+        return Err(format!(
+            "{id}: expected exactly two events, found {}",
+            events.len()
+        ));
     }
     let ep = get(event, "Properties").ok_or(format!("{id}: the event has no Properties"))?;
     if get(ep, "Stream").and_then(getatt_target) != Some((table_id, "StreamArn")) {
@@ -932,13 +951,15 @@ fn check_mailer(doc: &Yaml<'_>) -> Result<(), String> {
         .filter_map(|f| text_at(f, "Pattern"))
         .filter_map(|p| serde_json::from_str(p).ok())
         .collect();
-    let wanted = serde_json::json!({
-        "eventName": ["INSERT"],
-        "dynamodb": {"Keys": {"PK": {"S": [{"prefix": keys::MAIL_PREFIX}]}}}
+    let wanted = [keys::MAIL_PREFIX, keys::HOOK_PREFIX].map(|prefix| {
+        serde_json::json!({
+            "eventName": ["INSERT"],
+            "dynamodb": {"Keys": {"PK": {"S": [{"prefix": prefix}]}}}
+        })
     });
-    if patterns != [wanted.clone()] {
+    if patterns != wanted {
         return Err(format!(
-            "{id}: the stream filter is {patterns:?}, expected [{wanted}]"
+            "{id}: the stream filter is {patterns:?}, expected {wanted:?}"
         ));
     }
     let dlq = get(ep, "DestinationConfig")

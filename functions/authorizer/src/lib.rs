@@ -29,4 +29,5 @@ pub const NEEDS: Needs = Needs {
     ingest: false,
     mail: false,
     oauth: false,
+    outbound: false,
 };

@@ -21,4 +21,5 @@ pub const NEEDS: Needs = Needs {
     ingest: false,
     mail: true,
     oauth: false,
+    outbound: true,
 };

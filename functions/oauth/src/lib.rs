@@ -64,6 +64,7 @@ pub const NEEDS: Needs = Needs {
     ingest: false,
     mail: false,
     oauth: true,
+    outbound: false,
 };
 
 /// This function's routes, with full public paths.

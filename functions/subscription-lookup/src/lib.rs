@@ -58,6 +58,7 @@ pub const NEEDS: Needs = Needs {
     ingest: false,
     mail: false,
     oauth: false,
+    outbound: false,
 };
 
 /// This function's routes, with full public paths.

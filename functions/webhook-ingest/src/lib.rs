@@ -37,6 +37,7 @@ pub const NEEDS: Needs = Needs {
     ingest: true,
     mail: false,
     oauth: false,
+    outbound: false,
 };
 
 /// This function's routes, with full public paths.

@@ -53,6 +53,16 @@
 //!   cargo run -p tollgate-admin -- reconcile --user <user id>
 //! ```
 //!
+//! **Outbound events** — list the dead-letter records (events the customer's endpoints did not
+//! accept after every retry), replay them once the endpoint is fixed, and make a signing secret
+//! for a new endpoint (configured like the mailer function):
+//!
+//! ```text
+//! TOLLGATE_TABLE_NAME=<table> cargo run -p tollgate-admin -- outbound dead
+//! TOLLGATE_TABLE_NAME=<table> cargo run -p tollgate-admin -- outbound replay msg_… [msg_…] | --all-dead
+//! cargo run -p tollgate-admin -- outbound new-secret
+//! ```
+//!
 //! **Push the plans** (plans as code) — make Stripe's products and prices match the catalog and
 //! write the resulting price ids back into it (`plans` module; `--dry-run` lists the actions and
 //! changes nothing):
@@ -120,11 +130,38 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Outbound events to the customer's endpoints: the dead-letter records and their replay.
+    Outbound {
+        #[command(subcommand)]
+        command: OutboundCommand,
+    },
     /// The plan catalog as code (infra/plans.toml).
     Plans {
         #[command(subcommand)]
         command: PlansCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboundCommand {
+    /// List the dead-letter records: events given up after every attempt (oldest first).
+    Dead {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Replay dead events now: each is attempted at once, and retried with backoff again if an
+    /// endpoint still fails (endpoints that accepted it before are not sent it again).
+    Replay {
+        /// The event ids (`msg_…`, as `outbound dead` lists them).
+        #[arg(required_unless_present = "all_dead")]
+        ids: Vec<String>,
+        /// Every dead event instead.
+        #[arg(long, conflicts_with = "ids")]
+        all_dead: bool,
+    },
+    /// Print a new Standard Webhooks signing secret (`whsec_…`) for an endpoint.
+    NewSecret,
 }
 
 #[derive(Subcommand)]
@@ -210,6 +247,7 @@ async fn main() -> ExitCode {
         Command::Plans {
             command: PlansCommand::Push(args),
         } => plans::push(args).await,
+        Command::Outbound { command } => outbound(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,12 +261,61 @@ async fn main() -> ExitCode {
 type Failure = Box<dyn std::error::Error>;
 
 async fn drain_mail(limit: usize) -> Result<(), Failure> {
-    let dispatcher = tollgate::state::mailer_from_env().await?;
-    let report = dispatcher.drain(limit).await?;
+    let worker = tollgate::state::mailer_from_env().await?;
+    let report = worker.mail.drain(limit).await?;
     println!(
         "mail outbox: {} sent, {} skipped (nothing to send), {} failed for good, {} left for a later attempt",
         report.sent, report.skipped, report.failed, report.retry
     );
+    Ok(())
+}
+
+async fn outbound(command: OutboundCommand) -> Result<(), Failure> {
+    if let OutboundCommand::NewSecret = command {
+        let secret = tollgate::hooks::new_secret().map_err(|e| -> Failure { e })?;
+        println!("{secret}");
+        return Ok(());
+    }
+    let worker = tollgate::state::mailer_from_env().await?;
+    match command {
+        OutboundCommand::Dead { limit } => {
+            let dead = worker.outbound.dead(limit).await?;
+            for e in &dead {
+                println!(
+                    "{}\t{}\tuser {}\t{} attempts\tcreated {}\t{}",
+                    e.id,
+                    e.event_type.as_str(),
+                    e.user_id,
+                    e.attempts,
+                    tollgate::domain::rfc3339(e.created_at),
+                    e.last_error.as_deref().unwrap_or_default()
+                );
+            }
+            println!("{} dead outbound event(s)", dead.len());
+        }
+        OutboundCommand::Replay { ids, all_dead } => {
+            let ids = if all_dead {
+                worker
+                    .outbound
+                    .dead(usize::MAX)
+                    .await?
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect()
+            } else {
+                ids
+            };
+            for id in ids {
+                match worker.outbound.replay(&id).await? {
+                    Some(attempt) => println!("{id}: replayed: {attempt:?}"),
+                    None => {
+                        println!("{id}: not dead (delivered, pending, or unknown): left as it is")
+                    }
+                }
+            }
+        }
+        OutboundCommand::NewSecret => {}
+    }
     Ok(())
 }
 

@@ -278,6 +278,26 @@ pub fn spawn_worker(
     })
 }
 
+/// Sweeps the outbound events every second (`TOLLGATE_OUTBOUND_ENDPOINTS` names the endpoints;
+/// without it each event is marked delivered with nothing sent): what the mailer's stream
+/// trigger and schedule do in Lambda.
+pub fn spawn_outbound_worker(
+    dispatcher: Arc<tollgate::webhooks::outbound::OutboundDispatcher>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match dispatcher.sweep(100).await {
+                Ok(report) if report != Default::default() => {
+                    tracing::info!(?report, "outbound events swept")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %Chain(&e), "outbound events unreadable"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

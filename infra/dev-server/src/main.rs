@@ -87,6 +87,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(components.dispatcher(mailer.clone(), templates)),
         mail_delay,
     );
+    let endpoints = match std::env::var("TOLLGATE_OUTBOUND_ENDPOINTS") {
+        Ok(json) if !json.trim().is_empty() => tollgate::hooks::parse_endpoints(&json)
+            .map_err(|e| format!("TOLLGATE_OUTBOUND_ENDPOINTS: {e}"))?,
+        _ => Vec::new(),
+    };
+    let outbound_worker = dev_server::mail::spawn_outbound_worker(Arc::new(components.outbound(
+        Arc::new(tollgate::hooks::http::HttpHookSender::new()?),
+        endpoints,
+    )));
     let state = tollgate::AppState::assemble(&components, tollgate::Needs::ALL);
     let flusher = store.spawn_flusher();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
@@ -114,6 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     flusher.abort();
     worker.abort();
     mail_worker.abort();
+    outbound_worker.abort();
     store.flush()?;
     tracing::info!("stopped; store flushed");
     Ok(())

@@ -985,6 +985,7 @@ impl Auth {
             plan: plan.plan,
             tier: plan.tier,
             entitlements: plan.entitlements,
+            roles: user.roles.clone(),
         };
         let access_token = signer.sign(&claims)?;
         Ok(IssuedTokens {

@@ -48,6 +48,11 @@ pub struct AccessClaims {
     pub tier: u32,
     /// The plan's entitlements: flags (`true`) and numeric limits.
     pub entitlements: BTreeMap<String, serde_json::Value>,
+    /// The user's roles at issue time (`["admin"]`; absent when none): for the customer's own
+    /// services. Tollgate's admin API reads the stored roles on every request instead, so a
+    /// role taken away counts at once, not when the token expires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// The stored form of the signing keys (the Secrets Manager secret's JSON, or the dev server's
@@ -410,6 +415,7 @@ mod tests {
             plan: "free".into(),
             tier: 0,
             entitlements: BTreeMap::new(),
+            roles: Vec::new(),
         }
     }
 
