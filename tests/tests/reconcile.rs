@@ -218,20 +218,62 @@ async fn a_whop_membership_change_without_a_webhook_is_applied_once(backend: Bac
         .respond_with(ResponseTemplate::new(200).set_body_json(membership.clone()))
         .mount(&whop)
         .await;
+    // A credit pack bought on Whop whose payment.succeeded never arrived, listed on the second
+    // page of payments; an old payment on the first page is not listed.
+    let text = String::from_utf8(tollgate_tests::fixture(
+        "whop/events/payment.succeeded.one_time_credits.json",
+    ))
+    .expect("utf-8")
+    .replace("user_7f3c2a", &user.id.to_string());
+    let mut pack_payment =
+        serde_json::from_str::<serde_json::Value>(&text).expect("json")["data"].clone();
+    pack_payment["id"] = json!(unique("pay"));
+    pack_payment["member"]["id"] = json!(unique("mber"));
+    pack_payment["paid_at"] = json!("2026-11-30T11:55:00.000Z");
+    let old_payment =
+        json!({"id": unique("pay"), "status": "paid", "paid_at": "2026-10-01T00:00:00.000Z"});
+    Mock::given(method("GET"))
+        .and(path("/api/v1/payments"))
+        .and(wiremock::matchers::query_param("after", "p1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [pack_payment],
+            "page_info": {"end_cursor": "p2", "has_next_page": false},
+        })))
+        .with_priority(1)
+        .mount(&whop)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/payments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [old_payment],
+            "page_info": {"end_cursor": "p1", "has_next_page": true},
+        })))
+        .with_priority(2)
+        .mount(&whop)
+        .await;
     let first = rig.reconcile(Provider::Whop).await;
     assert_eq!(
         (first.listed, first.recorded),
-        (1, 1),
-        "only the membership updated since: {first:?}"
+        (2, 2),
+        "only the membership updated since and the pack's payment: {first:?}"
     );
     rig.drain().await;
     let applied = rig.plan_of(user.id).await.expect("a subscription");
     assert_eq!(applied.0, "pro");
+    let balance = || async {
+        rig.components
+            .credit_store
+            .credit_balance(&user.id)
+            .await
+            .expect("balance")
+    };
+    assert_eq!(balance().await, 1000, "the missed pack purchase granted");
     rig.clock.advance(900);
     let second = rig.reconcile(Provider::Whop).await;
-    assert_eq!((second.recorded, second.already_done), (0, 1), "{second:?}");
+    assert_eq!((second.recorded, second.already_done), (0, 2), "{second:?}");
     assert_eq!(rig.drain().await, 0);
     assert_eq!(rig.plan_of(user.id).await, Some(applied));
+    assert_eq!(balance().await, 1000, "granted once");
 }
 
 async fn a_run_that_dies_part_way_moves_no_checkpoint_and_loses_nothing(backend: Backend) {

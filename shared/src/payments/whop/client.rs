@@ -93,7 +93,12 @@ impl WhopProvider {
 
 /// A membership's update time: Unix seconds, or RFC 3339 (Whop's API answers both shapes).
 fn updated_at(membership: &Value) -> Option<i64> {
-    match membership.get("updated_at") {
+    time_of(membership, "updated_at")
+}
+
+/// A time field of a Whop object: Unix seconds, or RFC 3339.
+fn time_of(object: &Value, field: &str) -> Option<i64> {
+    match object.get(field) {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => {
             time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -104,7 +109,119 @@ fn updated_at(membership: &Value) -> Option<i64> {
     }
 }
 
+/// The events a listed payment stands for, as `(event id, type, data, time)`: a paid payment →
+/// `payment.succeeded`; a failed one (`substatus = "failed"`, or `failure_message` set while
+/// not paid) → `payment.failed`; a refunded one (`refunded_at` set) → also `refund.created`
+/// with `data.payment.id`. The ids (`reconcile_<payment>_<paid|failed|refunded>`) make each
+/// state one event. Only payments that changed at or after `since` (paid, failed or refunded
+/// then) are listed.
+fn payment_events(p: &Value, since: i64) -> Vec<(String, &'static str, Value, i64)> {
+    let Some(id) = p.get("id").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let status = p.get("status").and_then(Value::as_str).unwrap_or_default();
+    let substatus = p
+        .get("substatus")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let failed = status != "paid"
+        && (substatus == "failed" || p.get("failure_message").is_some_and(|m| !m.is_null()));
+    let mut events = Vec::new();
+    let changed = |t: Option<i64>| t.filter(|t| *t >= since);
+    if let Some(at) = changed(time_of(p, "paid_at").or_else(|| time_of(p, "created_at")))
+        .filter(|_| status == "paid")
+    {
+        events.push((
+            format!("reconcile_{id}_paid"),
+            "payment.succeeded",
+            p.clone(),
+            at,
+        ));
+    }
+    if let Some(at) =
+        changed(time_of(p, "last_payment_attempt").or_else(|| time_of(p, "created_at")))
+            .filter(|_| failed)
+    {
+        events.push((
+            format!("reconcile_{id}_failed"),
+            "payment.failed",
+            p.clone(),
+            at,
+        ));
+    }
+    if let Some(at) = changed(time_of(p, "refunded_at")) {
+        events.push((
+            format!("reconcile_{id}_refunded"),
+            "refund.created",
+            json!({"id": format!("reconcile_{id}"), "payment": p}),
+            at,
+        ));
+    }
+    events
+}
+
+/// Whop's cursor of the page after `page` (`page_info.end_cursor` while `has_next_page`).
+fn next_cursor(page: &Value) -> Option<String> {
+    let info = page.get("page_info");
+    info.and_then(|i| i.get("has_next_page"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        .then(|| {
+            info.and_then(|i| i.get("end_cursor"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .flatten()
+}
+
+/// The reconciler's cursor: which list (memberships, then payments) and Whop's page cursor.
+const MEMBERSHIPS: &str = "memberships:";
+const PAYMENTS: &str = "payments:";
+
 impl WhopProvider {
+    /// `GET /payments?first=100[&after=…]`: one page of the company's payments; those paid,
+    /// failed or refunded at or after `since` become the events [`payment_events`] names. Like
+    /// memberships, the list has no "changed since" filter
+    /// (docs.whop.com/api-reference/payments/list-payments), so every page is read.
+    async fn payments_page(
+        &self,
+        since: i64,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, ProviderError> {
+        let mut path = "/payments?first=100".to_owned();
+        if let Some(after) = cursor.filter(|c| !c.is_empty()) {
+            path.push_str("&after=");
+            path.push_str(
+                &url::form_urlencoded::byte_serialize(after.as_bytes()).collect::<String>(),
+            );
+        }
+        let page = self.call(reqwest::Method::GET, &path, None, None).await?;
+        let mut events = Vec::new();
+        for p in page
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for (id, event_type, data, at) in payment_events(p, since) {
+                events.push(
+                    json!({
+                        "id": id,
+                        "api_version": "v1",
+                        "type": event_type,
+                        "timestamp": crate::domain::rfc3339(at),
+                        "data": data,
+                    })
+                    .to_string(),
+                );
+            }
+        }
+        Ok(EventPage {
+            events,
+            next: next_cursor(&page),
+        })
+    }
+
     /// `GET /memberships?first=100[&after=…]`: one page of the company's memberships; those
     /// updated at or after `since` become `membership.reconciled` events (id
     /// `reconcile_<membership>_<updated at>`, so each change is one event). Whop's list has no
@@ -147,18 +264,10 @@ impl WhopProvider {
                 .to_string(),
             );
         }
-        let info = page.get("page_info");
-        let next = info
-            .and_then(|i| i.get("has_next_page"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .then(|| {
-                info.and_then(|i| i.get("end_cursor"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .flatten();
-        Ok(EventPage { events, next })
+        Ok(EventPage {
+            events,
+            next: next_cursor(&page),
+        })
     }
 
     /// `GET /memberships/{id}`.
@@ -291,11 +400,64 @@ impl PaymentProvider for WhopProvider {
         )))
     }
 
+    /// Every membership changed since, then every payment paid, failed or refunded since
+    /// (the cursor says which list and where in it: `memberships:<after>`, `payments:<after>`).
     async fn list_events(
         &self,
         since: i64,
         cursor: Option<&str>,
     ) -> Result<EventPage, ProviderError> {
-        self.memberships_page(since, cursor).await
+        let cursor = cursor.unwrap_or(MEMBERSHIPS);
+        if let Some(after) = cursor.strip_prefix(PAYMENTS) {
+            let mut page = self.payments_page(since, Some(after)).await?;
+            page.next = page.next.map(|n| format!("{PAYMENTS}{n}"));
+            return Ok(page);
+        }
+        let after = cursor.strip_prefix(MEMBERSHIPS).unwrap_or(cursor);
+        let mut page = self
+            .memberships_page(since, Some(after).filter(|a| !a.is_empty()))
+            .await?;
+        page.next = Some(match page.next {
+            Some(n) => format!("{MEMBERSHIPS}{n}"),
+            None => PAYMENTS.to_owned(),
+        });
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_payments_become_one_event_per_state_changed_since() {
+        let ids = |p: Value| -> Vec<(String, &'static str)> {
+            payment_events(&p, 1_000)
+                .into_iter()
+                .map(|(id, t, _, _)| (id, t))
+                .collect()
+        };
+        assert_eq!(
+            ids(json!({"id": "pay_1", "status": "paid", "paid_at": 1_500})),
+            [("reconcile_pay_1_paid".to_owned(), "payment.succeeded")]
+        );
+        assert_eq!(
+            ids(json!({"id": "pay_2", "status": "paid", "paid_at": 500})),
+            [],
+            "paid before the checkpoint"
+        );
+        assert_eq!(
+            ids(json!({"id": "pay_3", "status": "open", "substatus": "failed",
+                       "last_payment_attempt": "1970-01-01T00:20:00Z"})),
+            [("reconcile_pay_3_failed".to_owned(), "payment.failed")]
+        );
+        let refunded = payment_events(
+            &json!({"id": "pay_4", "status": "paid", "paid_at": 500, "refunded_at": 2_000}),
+            1_000,
+        );
+        assert_eq!(refunded.len(), 1);
+        assert_eq!(refunded[0].1, "refund.created");
+        assert_eq!(refunded[0].2["payment"]["id"], "pay_4", "what the refund normalizes by");
+        assert_eq!(refunded[0].3, 2_000);
     }
 }
