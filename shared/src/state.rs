@@ -750,6 +750,8 @@ pub async fn embedded_components(
 }
 
 #[cfg(all(feature = "aws", feature = "mail", feature = "ses"))]
+pub use aws::mail_dispatcher_from_env;
+#[cfg(all(feature = "aws", feature = "mail", feature = "ses", feature = "hooks"))]
 pub use aws::mailer_from_env;
 #[cfg(feature = "aws")]
 pub use aws::{processor_from_env, reconciler_from_env, AwsStart};
@@ -1031,8 +1033,43 @@ mod aws {
     #[cfg(all(feature = "mail", feature = "ses", feature = "hooks"))]
     pub async fn mailer_from_env() -> Result<OutboxWorker, StartupError> {
         let start = AwsStart::new().await?;
-        let templates = load_templates(&start.config)?;
         let (store, endpoints) = tokio::join!(start.store(), start.outbound_endpoints());
+        let sender = crate::hooks::http::HttpHookSender::new().map_err(|e| {
+            StartupError::Config(crate::config::ConfigError(vec![format!(
+                "outbound HTTP client: {}",
+                crate::error::Chain(&e)
+            )]))
+        })?;
+        Ok(OutboxWorker {
+            mail: Arc::new(mail_dispatcher(&start, store.clone())?),
+            outbound: Arc::new(crate::webhooks::outbound::OutboundDispatcher::new(
+                store,
+                Arc::new(sender),
+                endpoints?,
+                Arc::new(SystemClock),
+            )),
+        })
+    }
+
+    /// The mail dispatcher alone (`tollgate-admin mail drain`): as the mailer's, without the
+    /// outbound endpoints.
+    ///
+    /// # Errors
+    /// [`StartupError`] for bad configuration or broken template overrides.
+    #[cfg(all(feature = "mail", feature = "ses"))]
+    pub async fn mail_dispatcher_from_env() -> Result<Arc<crate::mail::Dispatcher>, StartupError> {
+        let start = AwsStart::new().await?;
+        let store = start.store().await;
+        Ok(Arc::new(mail_dispatcher(&start, store)?))
+    }
+
+    /// The mail dispatcher over `store` and SES v2 as `start` configures it.
+    #[cfg(all(feature = "mail", feature = "ses"))]
+    fn mail_dispatcher(
+        start: &AwsStart,
+        store: Arc<DynamoStore>,
+    ) -> Result<crate::mail::Dispatcher, StartupError> {
+        let templates = load_templates(&start.config)?;
         // A send that takes longer than this is abandoned (and retried) well before the mail's
         // claim lapses (`MAIL_LEASE_SECONDS`), so a slow send is never doubled by a takeover.
         let ses_config = aws_sdk_sesv2::config::Builder::from(&start.aws)
@@ -1047,32 +1084,17 @@ mod aws {
             start.config.mail.from.clone(),
             start.config.mail.ses_configuration_set.clone(),
         );
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let sender = crate::hooks::http::HttpHookSender::new().map_err(|e| {
-            StartupError::Config(crate::config::ConfigError(vec![format!(
-                "outbound HTTP client: {}",
-                crate::error::Chain(&e)
-            )]))
-        })?;
-        Ok(OutboxWorker {
-            mail: Arc::new(crate::mail::Dispatcher::new(
-                crate::mail::MailStores {
-                    users: store.clone(),
-                    accounts: store.clone(),
-                    outbox: store.clone(),
-                },
-                Arc::new(ses),
-                templates,
-                clock.clone(),
-                mail_settings(&start.config),
-            )),
-            outbound: Arc::new(crate::webhooks::outbound::OutboundDispatcher::new(
-                store,
-                Arc::new(sender),
-                endpoints?,
-                clock,
-            )),
-        })
+        Ok(crate::mail::Dispatcher::new(
+            crate::mail::MailStores {
+                users: store.clone(),
+                accounts: store.clone(),
+                outbox: store,
+            },
+            Arc::new(ses),
+            templates,
+            Arc::new(SystemClock),
+            mail_settings(&start.config),
+        ))
     }
 
     /// The reconciler alone, for its scheduled Lambda: the DynamoDB store (ledger and

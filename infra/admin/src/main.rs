@@ -261,8 +261,8 @@ async fn main() -> ExitCode {
 type Failure = Box<dyn std::error::Error>;
 
 async fn drain_mail(limit: usize) -> Result<(), Failure> {
-    let worker = tollgate::state::mailer_from_env().await?;
-    let report = worker.mail.drain(limit).await?;
+    let dispatcher = tollgate::state::mail_dispatcher_from_env().await?;
+    let report = dispatcher.drain(limit).await?;
     println!(
         "mail outbox: {} sent, {} skipped (nothing to send), {} failed for good, {} left for a later attempt",
         report.sent, report.skipped, report.failed, report.retry

@@ -447,8 +447,10 @@ mod tests {
             "paid before the checkpoint"
         );
         assert_eq!(
-            ids(json!({"id": "pay_3", "status": "open", "substatus": "failed",
-                       "last_payment_attempt": "1970-01-01T00:20:00Z"})),
+            ids(
+                json!({"id": "pay_3", "status": "open", "substatus": "failed",
+                       "last_payment_attempt": "1970-01-01T00:20:00Z"})
+            ),
             [("reconcile_pay_3_failed".to_owned(), "payment.failed")]
         );
         let refunded = payment_events(
@@ -457,7 +459,10 @@ mod tests {
         );
         assert_eq!(refunded.len(), 1);
         assert_eq!(refunded[0].1, "refund.created");
-        assert_eq!(refunded[0].2["payment"]["id"], "pay_4", "what the refund normalizes by");
+        assert_eq!(
+            refunded[0].2["payment"]["id"], "pay_4",
+            "what the refund normalizes by"
+        );
         assert_eq!(refunded[0].3, 2_000);
     }
 }
