@@ -6,7 +6,9 @@
 # OAuth cases, for which it installs oauth2-mock-server (a real OpenID Connect server) — then Schemathesis over
 # the API document against the dev server (infra/schemathesis.sh), the functions as separate
 # Lambda processes against moto (infra/local-lambda.sh) and the release Lambda builds
-# (infra/lambda-build.sh). Needs a Rust toolchain, python3 with pip and venv, and node with npm.
+# (infra/lambda-build.sh), and the hosted pages in headless Chromium (infra/browser.sh, which
+# installs Debian's chromium with apt-get when missing). Needs a Rust toolchain, python3 with pip
+# and venv, and node with npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +75,9 @@ log "DynamoDB requests served by moto_server: $(grep -c '"POST / HTTP' target/mo
 
 log "infra/schemathesis.sh (the API document against the dev server: no 5xx, every response as documented)"
 bash infra/schemathesis.sh
+
+log "infra/browser.sh (the hosted pages in headless Chromium: flows, console, CSP, axe-core, screenshots in target/screenshots)"
+bash infra/browser.sh
 
 log "infra/local-lambda.sh (every function as its own Lambda process under cargo lambda watch, against moto)"
 bash infra/local-lambda.sh

@@ -23,13 +23,14 @@
 //! | `TOLLGATE_PLANS_FILE` | the built-in `infra/plans.toml` | plan catalog |
 //! | `TOLLGATE_SUCCESS_URL` | `<issuer>/billing/success?checkout_session={CHECKOUT_SESSION_ID}` | checkout success redirect |
 //! | `TOLLGATE_CANCEL_URL` | `<issuer>/billing/canceled` | checkout cancel redirect |
-//! | `TOLLGATE_PORTAL_RETURN_URL` | `<issuer>/` | billing portal return URL |
+//! | `TOLLGATE_PORTAL_RETURN_URL` | `<issuer>/account` | billing portal return URL (the account page) |
 //! | `TOLLGATE_PAST_DUE_GRACE_SECONDS` | `604800` | access kept while `past_due` (7 d) |
 //! | `TOLLGATE_REQUIRE_VERIFIED_EMAIL` | `false` | login (password, code, link) needs a verified email; signup then starts no session |
 //! | `TOLLGATE_PASSWORDLESS_SIGNUP` | `false` | an email code or magic link for an email without an account creates one |
 //! | `TOLLGATE_REAUTH_WINDOW_SECONDS` | `300` | how recent a login must be to delete the account without a password or code (5 min) |
 //! | `TOLLGATE_AUDIT_RETENTION_DAYS` | `400` | how long audit records are kept (TTL) |
 //! | `TOLLGATE_APP_NAME` | `Tollgate` | the product name in mails |
+//! | `TOLLGATE_ACCENT_COLOR` | `#1d4ed8` | the hosted pages' accent colour, `#rrggbb` (text on it is white or black, whichever contrasts more) |
 //! | `TOLLGATE_APP_URL` | the issuer | where mail links point: `<app>/verify-email?token=…`, `<app>/reset-password?token=…`, `<app>/magic-link?token=…` |
 //! | `TOLLGATE_MAIL_FROM` | `Tollgate <no-reply@example.com>` | the sender (an address of the SES identity) |
 //! | `TOLLGATE_SES_CONFIGURATION_SET` | unset | SES configuration set for sends (bounce and complaint events) |
@@ -132,6 +133,8 @@ pub struct Config {
     pub rate_limits: crate::domain::RateLimits,
     /// Secrets Manager id of the outbound endpoints JSON (Lambda: the mailer).
     pub outbound_endpoints_secret_id: String,
+    /// The hosted pages' accent colour, `#rrggbb` (`TOLLGATE_ACCENT_COLOR`).
+    pub accent_color: String,
 }
 
 impl Default for Config {
@@ -154,8 +157,20 @@ impl Default for Config {
             oauth_secrets_id: "tollgate/oauth-secrets".to_owned(),
             rate_limits: crate::domain::RateLimits::default(),
             outbound_endpoints_secret_id: "tollgate/outbound-endpoints".to_owned(),
+            accent_color: DEFAULT_ACCENT_COLOR.to_owned(),
         }
     }
+}
+
+/// The hosted pages' default accent colour: white text on it has a contrast of 6.7:1 (WCAG AA
+/// asks 4.5:1).
+pub const DEFAULT_ACCENT_COLOR: &str = "#1d4ed8";
+
+/// Whether `value` is `#rrggbb`.
+pub fn is_hex_color(value: &str) -> bool {
+    value.len() == 7
+        && value.starts_with('#')
+        && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn mail_defaults(issuer: &str) -> MailConfig {
@@ -172,7 +187,7 @@ fn billing_defaults(issuer: &str, grace: i64) -> BillingSettings {
     BillingSettings {
         success_url: format!("{issuer}/billing/success?checkout_session={{CHECKOUT_SESSION_ID}}"),
         cancel_url: format!("{issuer}/billing/canceled"),
-        portal_return_url: format!("{issuer}/"),
+        portal_return_url: format!("{issuer}/account"),
         past_due_grace: grace,
     }
 }
@@ -308,6 +323,12 @@ impl Config {
                 "TOLLGATE_APP_URL={app_url:?}: expected an http(s) URL"
             ));
         }
+        let accent_color = text("TOLLGATE_ACCENT_COLOR", DEFAULT_ACCENT_COLOR);
+        if !is_hex_color(&accent_color) {
+            problems.push(format!(
+                "TOLLGATE_ACCENT_COLOR={accent_color:?}: expected a colour #rrggbb"
+            ));
+        }
         let mail_d = mail_defaults(&issuer);
         let mail = MailConfig {
             app_name: text("TOLLGATE_APP_NAME", &mail_d.app_name),
@@ -431,6 +452,7 @@ impl Config {
                 "TOLLGATE_OUTBOUND_ENDPOINTS_SECRET_ID",
                 &d.outbound_endpoints_secret_id,
             ),
+            accent_color,
         };
         if problems.is_empty() {
             Ok(config)
