@@ -30,8 +30,11 @@ cargo build --locked --quiet -p dev-server
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
 base="http://127.0.0.1:$port"
-# No Stripe key: the offline stand-in takes the checkout. Rate rules as deployed.
+# No Stripe key: the offline stand-in takes the checkout. Rate rules as deployed. GitHub sign-in
+# configured (at an address nothing answers; the run only checks its button).
 env -u STRIPE_SECRET_KEY -u WHOP_API_KEY \
+  TOLLGATE_GITHUB_CLIENT_ID=Iv1.browser GITHUB_CLIENT_SECRET=browser \
+  TOLLGATE_GITHUB_WEB_BASE=http://127.0.0.1:9 TOLLGATE_GITHUB_API_BASE=http://127.0.0.1:9 \
   target/debug/dev-server --addr "127.0.0.1:$port" --data-dir "$data" >target/browser-dev-server.log 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT

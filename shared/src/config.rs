@@ -168,9 +168,7 @@ pub const DEFAULT_ACCENT_COLOR: &str = "#1d4ed8";
 
 /// Whether `value` is `#rrggbb`.
 pub fn is_hex_color(value: &str) -> bool {
-    value.len() == 7
-        && value.starts_with('#')
-        && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn mail_defaults(issuer: &str) -> MailConfig {

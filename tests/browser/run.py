@@ -9,7 +9,8 @@ The flows (each step asserts what a person would see):
   pro -> the account shows the subscription, usage and a created API key (then revoked) -> a
   second session (another browser) is revoked and its next page load is signed out -> log out;
   forgot password -> reset through the outbox -> log in; email-code sign-in; a non-admin sees no
-  admin page.
+  admin page; an admin (made with the dev server's POST /dev/admin) finds the user, grants credits,
+  disables and enables the account; the configured identity provider's button.
 Throughout: no console error, no page error, no Content-Security-Policy violation (recorded by a
 `securitypolicyviolation` listener). Every page is checked with axe-core (no serious or critical
 violation) and photographed at phone (390 x 844) and desktop (1280 x 800) width.
@@ -153,6 +154,10 @@ def main():
         visit(page, "/pricing", "pricing-signed-out")
         expect(page.locator(".plan h2", has_text="Pro")).to_be_visible()
         visit(page, "/login", "login")
+        # GitHub is configured (infra/browser.sh): its button starts the authorization flow here.
+        github = page.get_by_role("link", name="Continue with GitHub")
+        expect(github).to_be_visible()
+        check("/auth/oauth/github?redirect_to=" in (github.get_attribute("href") or ""), "the GitHub button's link")
         visit(page, "/forgot-password", "forgot-password")
         visit(page, "/billing/canceled", "billing-canceled")
         visit(page, "/verify-email?token=x", "verify-email")
@@ -287,6 +292,40 @@ def main():
         expect(page.locator("#subscription-plan")).to_have_text("Pro")
         visit(page, "/pricing", "pricing-signed-in")
         expect(page.locator(".plan.current h2")).to_have_text("Pro")
+
+        step("an admin finds the user, views, grants credits, disables and enables the account")
+        ops_email = f"ops-{uuid.uuid4().hex[:10]}@example.com"
+        ctx3, ops = new_page("ops")
+        ops.goto(BASE + "/signup")
+        ready(ops)
+        ops.get_by_label("Email").fill(ops_email)
+        ops.get_by_label("Password (8 to 128 characters)").fill(PASSWORD)
+        ops.get_by_role("button", name="Create account").click()
+        ops.wait_for_url(BASE + "/account")
+        ready(ops)
+        expect(ops.locator("#nav-admin")).to_be_hidden()
+        req = urllib.request.Request(BASE + "/dev/admin", method="POST", data=json.dumps({"email": ops_email}).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            check(json.loads(r.read())["roles"] == ["admin"], "the dev server granted the role")
+        ops.goto(BASE + "/admin")
+        ready(ops)
+        expect(ops.locator("#nav-admin")).to_be_visible()
+        expect(ops.locator("#admin-panel")).to_be_visible()
+        ops.get_by_label("Find a user by email").fill(email)
+        ops.get_by_role("button", name="Find user").click()
+        expect(ops.locator("#admin-user-facts")).to_contain_text(email)
+        ops.get_by_label("Amount (negative removes)").fill("50")
+        ops.get_by_label("Reason").fill("browser test goodwill")
+        ops.get_by_role("button", name="Apply").click()
+        expect(ops.locator("#admin-status")).to_contain_text("Balance:")
+        audit(ops, "admin")
+        ops.get_by_role("button", name="Disable").click()
+        expect(ops.locator("#admin-status")).to_contain_text("Disabled")
+        expect(ops.locator("#admin-user-facts")).to_contain_text("disabled")
+        ops.get_by_role("button", name="Enable").click()
+        expect(ops.locator("#admin-user-facts")).to_contain_text("active")
+        ctx3.close()
 
         ctx.close()
         browser.close()

@@ -259,7 +259,7 @@ impl Page {
 <body data-page="{id}">
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
-<a class="brand" href="/">{app}</a>
+<a class="brand" href="/"><img src="{ICON_PATH}" alt="" width="24" height="24">{app}</a>
 <nav aria-label="Main">
 {nav}
 </nav>

@@ -76,6 +76,7 @@ pub fn app_with(state: AppState, parts: DevParts) -> Router {
     if let Some(mailer) = parts.mail {
         all = all.merge(mail::routes(mailer));
     }
+    all = all.route("/dev/admin", axum::routing::post(grant_admin));
     tollgate::http_app(all, state)
 }
 
@@ -107,6 +108,32 @@ async fn complete_json(
         )
         .into_response(),
         Err(e) => provider_problem(e),
+    }
+}
+
+/// `POST /dev/admin {"email"}`: gives an existing user the `admin` role — what
+/// `tollgate-admin grant-admin` does for a deployed stack (the dev server holds its store, so the
+/// command cannot open it while it runs). Only on the dev server, which listens on loopback.
+async fn grant_admin(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let Some(email) = body.get("email").and_then(serde_json::Value::as_str) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "expected {\"email\": \"…\"}"})),
+        )
+            .into_response();
+    };
+    let granted = async {
+        let admin = state.admin()?;
+        Ok::<_, tollgate::http::ApiError>(admin.grant_admin_role(email).await?)
+    };
+    match granted.await {
+        Ok(user) => {
+            Json(json!({"user_id": user.id.to_string(), "roles": user.roles})).into_response()
+        }
+        Err(e) => e.into_response(),
     }
 }
 
