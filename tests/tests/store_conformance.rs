@@ -1402,10 +1402,23 @@ mod cases {
             s.claim_outbound(&id, 120, 60).await.expect("claim"),
             OutboundClaim::Wait { until: 160 }
         );
+        let due = |now: i64| {
+            let s = s.clone();
+            let id = id.clone();
+            async move {
+                s.due_outbound(now, 1_000_000)
+                    .await
+                    .expect("due")
+                    .contains(&id)
+            }
+        };
+        assert!(due(100).await, "a claimed event stays in the due index");
+        assert!(!due(99).await);
         let retry = OutboundOutcome {
             status: OutboundStatus::Pending,
             delivered_to: vec!["app".into()],
             next_attempt_at: 200,
+            claimed_due: 100,
             error: Some("other: HTTP 500".into()),
             at: 121,
         };
@@ -1414,6 +1427,8 @@ mod cases {
             Conflict::MailChanged
         );
         s.finish_outbound(&id, 1, &retry).await.expect("finish");
+        assert!(!due(199).await, "moved to its next attempt");
+        assert!(due(200).await);
         assert_eq!(
             s.claim_outbound(&id, 150, 60).await.expect("claim"),
             OutboundClaim::Wait { until: 200 }
@@ -1427,10 +1442,15 @@ mod cases {
             status: OutboundStatus::Dead,
             delivered_to: vec!["app".into()],
             next_attempt_at: 200,
+            claimed_due: 200,
             error: Some("other: HTTP 500".into()),
             at: 201,
         };
         s.finish_outbound(&id, 2, &dead).await.expect("finish");
+        assert!(
+            !due(i64::from(u32::MAX)).await,
+            "a dead event leaves the due index"
+        );
         assert_eq!(
             s.claim_outbound(&id, 10_000, 60).await.expect("claim"),
             OutboundClaim::Done
@@ -1442,6 +1462,7 @@ mod cases {
         let mine = listed.iter().find(|e| e.id == id).expect("listed as dead");
         assert_eq!(mine.finished_at, Some(201));
         assert!(s.replay_outbound(&id, 300).await.expect("replay"));
+        assert!(due(300).await, "a replayed event is due again");
         assert!(
             !s.replay_outbound(&id, 300).await.expect("replay"),
             "only a dead one"

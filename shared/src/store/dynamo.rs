@@ -6,8 +6,8 @@
 //! [`table_definition`] is the one place the table's shape is written in code.
 
 use super::items::{
-    ApiKeyOwner, Checkpoint, CreditBalance, CustomerClaim, EmailClaim, IdempotencyRecord, TokenRef,
-    TrialMarker, UsageCounter, UserCustomer,
+    ApiKeyOwner, Checkpoint, CreditBalance, CustomerClaim, EmailClaim, IdempotencyRecord,
+    OutboundDue, TokenRef, TrialMarker, UsageCounter, UserCustomer,
 };
 use super::keys::{self, Key};
 use super::{
@@ -999,14 +999,28 @@ impl DynamoStore {
     /// The transaction's puts of `notices`, each conditioned on its id being new.
     fn notice_items(&self, notices: &Notices) -> Result<Vec<TxItem>, StoreError> {
         let new = Some(("attribute_not_exists(PK)", Conflict::ItemExists));
-        let mut items = Vec::with_capacity(notices.mails.len() + notices.outbound.len());
+        let mut items = Vec::with_capacity(notices.mails.len() + 2 * notices.outbound.len());
         for mail in &notices.mails {
             items.push(self.tx_put(&keys::mail(&mail.id), mail, new)?);
         }
         for event in &notices.outbound {
             items.push(self.tx_put(&keys::outbound(&event.id), event, new)?);
+            items.push(self.due_item(event.next_attempt_at, event)?);
         }
         Ok(items)
+    }
+
+    /// The put of `event`'s due-index entry at `due_at`.
+    fn due_item(&self, due_at: i64, event: &OutboundEvent) -> Result<TxItem, StoreError> {
+        self.tx_put(
+            &keys::outbound_due(due_at, &event.id),
+            &OutboundDue {
+                id: event.id.clone(),
+                due_at,
+                expires_at: event.expires_at,
+            },
+            None,
+        )
     }
 
     /// The trial marker written with a subscription that has a trial end (unconditional: the
@@ -1999,32 +2013,89 @@ impl OutboundStore for DynamoStore {
         outcome: &OutboundOutcome,
     ) -> Result<(), StoreError> {
         let mut update = "SET #s = :status, delivered_to = :to, next_attempt_at = :next".to_owned();
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(keys::outbound(id))))
-            .condition_expression("#s = :sending AND attempts = :attempt")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":status", attr(outcome.status)?)
-            .expression_attribute_values(":sending", attr(OutboundStatus::Sending)?)
-            .expression_attribute_values(":attempt", num(attempt))
-            .expression_attribute_values(":to", attr(&outcome.delivered_to)?)
-            .expression_attribute_values(":next", num(outcome.next_attempt_at));
+        let mut values = vec![
+            (":status", attr(outcome.status)?),
+            (":sending", attr(OutboundStatus::Sending)?),
+            (":attempt", num(attempt)),
+            (":to", attr(&outcome.delivered_to)?),
+            (":next", num(outcome.next_attempt_at)),
+        ];
         if outcome.status != OutboundStatus::Pending {
             update.push_str(", finished_at = :at");
-            req = req.expression_attribute_values(":at", num(outcome.at));
+            values.push((":at", num(outcome.at)));
         }
         if let Some(e) = &outcome.error {
             update.push_str(", last_error = :e");
-            req = req.expression_attribute_values(":e", text(e.clone()));
+            values.push((":e", text(e.clone())));
         }
         update.push_str(" REMOVE lease_until");
-        req.update_expression(update)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(classify_as(Conflict::MailChanged))
+        let mut event = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(keys::outbound(id))))
+            .update_expression(update)
+            .condition_expression("#s = :sending AND attempts = :attempt")
+            .expression_attribute_names("#s", "status");
+        for (k, v) in values {
+            event = event.expression_attribute_values(k, v);
+        }
+        let mut items = vec![TxItem {
+            item: TransactWriteItem::builder()
+                .update(built(event.build())?)
+                .build(),
+            conflict: Conflict::MailChanged,
+        }];
+        let old = keys::outbound_due(outcome.claimed_due, id);
+        let moved_to = (outcome.status == OutboundStatus::Pending)
+            .then(|| keys::outbound_due(outcome.next_attempt_at, id));
+        if moved_to.as_ref() != Some(&old) {
+            items.push(self.tx_delete(old, None, Conflict::MailChanged)?);
+            if outcome.status == OutboundStatus::Pending {
+                let stored = self.get_outbound(id).await?.map_or(
+                    outcome.at + crate::domain::OUTBOUND_RETENTION_SECONDS,
+                    |e| e.expires_at,
+                );
+                items.push(self.tx_put(
+                    &keys::outbound_due(outcome.next_attempt_at, id),
+                    &OutboundDue {
+                        id: id.to_owned(),
+                        due_at: outcome.next_attempt_at,
+                        expires_at: stored,
+                    },
+                    None,
+                )?);
+            }
+        }
+        self.transact(items).await
+    }
+
+    async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start: Option<Item> = None;
+        while ids.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK <= :until")
+                .expression_attribute_values(":pk", text(keys::OUTBOUND_DUE_PK))
+                .expression_attribute_values(":until", text(keys::outbound_due_until(now)))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - ids.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let due: OutboundDue = from_item(item)?;
+                ids.push(due.id);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        ids.truncate(limit);
+        Ok(ids)
     }
 
     async fn list_outbound(
@@ -2062,9 +2133,10 @@ impl OutboundStore for DynamoStore {
     }
 
     async fn replay_outbound(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        let replayed = self
-            .client
-            .update_item()
+        let Some(event) = self.get_outbound(id).await? else {
+            return Ok(false);
+        };
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(keys::outbound(id))))
             .update_expression(
@@ -2075,12 +2147,18 @@ impl OutboundStore for DynamoStore {
             .expression_attribute_values(":pending", attr(OutboundStatus::Pending)?)
             .expression_attribute_values(":dead", attr(OutboundStatus::Dead)?)
             .expression_attribute_values(":zero", num(0))
-            .expression_attribute_values(":now", num(now))
-            .send()
-            .await
-            .map_err(classify);
-        match replayed {
-            Ok(_) => Ok(true),
+            .expression_attribute_values(":now", num(now));
+        let items = vec![
+            TxItem {
+                item: TransactWriteItem::builder()
+                    .update(built(update.build())?)
+                    .build(),
+                conflict: Conflict::MailChanged,
+            },
+            self.due_item(now, &event)?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e),
         }

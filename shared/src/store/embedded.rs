@@ -12,7 +12,7 @@
 
 use super::items::{
     ApiKeyOwner, Checkpoint, CreditBalance, CustomerClaim, EmailClaim, FailuresItem,
-    IdempotencyRecord, TokenRef, TrialMarker, UsageCounter, UserCustomer,
+    IdempotencyRecord, OutboundDue, TokenRef, TrialMarker, UsageCounter, UserCustomer,
 };
 use super::keys::{self, Key};
 use super::{
@@ -505,9 +505,27 @@ fn put_notices(
         let key = keys::outbound(&event.id);
         if !exists(table, &key)? {
             put(table, &key, event)?;
+            put_due(table, event.next_attempt_at, event)?;
         }
     }
     Ok(())
+}
+
+/// The due-index entry of `event`, due at `due_at`.
+fn put_due(
+    table: &mut redb::Table<'_, (&str, &str), &[u8]>,
+    due_at: i64,
+    event: &OutboundEvent,
+) -> Result<(), StoreError> {
+    put(
+        table,
+        &keys::outbound_due(due_at, &event.id),
+        &OutboundDue {
+            id: event.id.clone(),
+            due_at,
+            expires_at: event.expires_at,
+        },
+    )
 }
 
 /// Applies a credit write inside a write transaction: nothing if its cause took effect
@@ -1120,13 +1138,37 @@ impl OutboundStore for EmbeddedStore {
                 if outcome.error.is_some() {
                     event.last_error = outcome.error.clone();
                 }
-                if outcome.status != OutboundStatus::Pending {
+                let due = keys::outbound_due(outcome.claimed_due, id);
+                t.remove((due.0.as_str(), due.1.as_str()))
+                    .map_err(internal)?;
+                if outcome.status == OutboundStatus::Pending {
+                    put_due(t, outcome.next_attempt_at, &event)?;
+                } else {
                     event.finished_at = Some(outcome.at);
                 }
                 put(t, &key, &event)
             }
             _ => Err(StoreError::Conflict(Conflict::MailChanged)),
         })
+    }
+
+    async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(ITEMS).map_err(internal)?;
+        let until = keys::outbound_due_until(now);
+        let mut ids = Vec::new();
+        for entry in table
+            .range((keys::OUTBOUND_DUE_PK, "")..=(keys::OUTBOUND_DUE_PK, until.as_str()))
+            .map_err(internal)?
+        {
+            if ids.len() >= limit {
+                break;
+            }
+            let (_, v) = entry.map_err(internal)?;
+            let due: OutboundDue = serde_json::from_slice(v.value()).map_err(internal)?;
+            ids.push(due.id);
+        }
+        Ok(ids)
     }
 
     async fn list_outbound(
@@ -1162,6 +1204,7 @@ impl OutboundStore for EmbeddedStore {
                 event.next_attempt_at = now;
                 event.finished_at = None;
                 put(t, &key, &event)?;
+                put_due(t, now, &event)?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -116,3 +116,16 @@ pub struct Checkpoint {
     /// Unix seconds.
     pub reconciled_to: i64,
 }
+
+/// `HOOKDUE` / `<due at, 12 digits>#<event id>`: an outbound event still to attempt, by when its
+/// attempt is due — the index a sweep queries instead of scanning the table. Written and moved
+/// in the same transaction as the event's own changes; gone once it is delivered or dead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundDue {
+    /// The event's id.
+    pub id: String,
+    /// When its attempt is due, Unix seconds.
+    pub due_at: i64,
+    /// TTL attribute: the event's own.
+    pub expires_at: i64,
+}

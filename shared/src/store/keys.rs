@@ -110,6 +110,23 @@ pub fn outbound(id: &str) -> Key {
     (format!("{HOOK_PREFIX}{id}"), "HOOK".to_owned())
 }
 
+/// The partition of the due index of outbound events.
+pub const OUTBOUND_DUE_PK: &str = "HOOKDUE";
+
+/// `HOOKDUE` / `<due at, zero-padded to 12 digits>#<id>`: an outbound event due at `due_at`
+/// (Unix seconds; the padding makes the sort keys order by time until the year 33658).
+pub fn outbound_due(due_at: i64, id: &str) -> Key {
+    (
+        OUTBOUND_DUE_PK.to_owned(),
+        format!("{:012}#{id}", due_at.max(0)),
+    )
+}
+
+/// The greatest due-index sort key of an attempt due at or before `now`.
+pub fn outbound_due_until(now: i64) -> String {
+    format!("{:012}#~", now.max(0))
+}
+
 /// Sort-key prefix of audit records.
 pub const AUDIT_PREFIX: &str = "AUDIT#";
 

@@ -825,6 +825,9 @@ pub struct OutboundOutcome {
     pub delivered_to: Vec<String>,
     /// When the next attempt is due (`Pending`), Unix seconds.
     pub next_attempt_at: i64,
+    /// When the claimed attempt was due (the claimed event's `next_attempt_at`): where its
+    /// due-index entry is, moved or removed with this outcome.
+    pub claimed_due: i64,
     /// Why the attempt failed (no secrets).
     pub error: Option<String>,
     /// When, Unix seconds.
@@ -856,7 +859,8 @@ pub trait OutboundStore: Send + Sync {
     ) -> Result<OutboundClaim, StoreError>;
 
     /// Ends a claimed attempt with `outcome`, if the event is still `Sending` with the claim's
-    /// attempt count `attempt`.
+    /// attempt count `attempt`; in the same write its due-index entry moves to the next attempt
+    /// (`Pending`) or goes (`Delivered`, `Dead`).
     ///
     /// # Errors
     /// [`Conflict::MailChanged`] if the claim is no longer the caller's.
@@ -867,9 +871,18 @@ pub trait OutboundStore: Send + Sync {
         outcome: &OutboundOutcome,
     ) -> Result<(), StoreError>;
 
-    /// Events in `status`, oldest first, at most `limit`: a worker's sweep lists `Pending` and
-    /// `Sending` (and claims what is due), an operator `Dead`. The embedded store reads its
-    /// `HOOK#` range; DynamoDB scans the table with a filter (a scheduled sweep, not a hot path).
+    /// Ids of the events whose attempt is due at or before `now` — pending past their time, or
+    /// claimed by a worker that may have died (its claim is checked when it is claimed) — the
+    /// earliest first, at most `limit`: what a sweep attempts. A query of the due index
+    /// (`HOOKDUE`), never a scan.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
+    async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// Events in `status`, oldest first, at most `limit`: an operator lists the `Dead` ones (and
+    /// tests any). The embedded store reads its `HOOK#` range; DynamoDB scans the table with a
+    /// filter (an operator's command, not a hot path).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.
@@ -879,8 +892,8 @@ pub trait OutboundStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<OutboundEvent>, StoreError>;
 
-    /// Replays a dead event: `Pending`, due at `now`, attempts from zero (endpoints that
-    /// accepted it already are not sent to again). Returns whether it was dead.
+    /// Replays a dead event: `Pending`, due at `now` (back in the due index), attempts from zero
+    /// (endpoints that accepted it already are not sent to again). Returns whether it was dead.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Internal`] on backend failure.

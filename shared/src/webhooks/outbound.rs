@@ -142,6 +142,7 @@ impl OutboundDispatcher {
             status,
             delivered_to,
             next_attempt_at: next,
+            claimed_due: event.next_attempt_at,
             error,
             at,
         };
@@ -152,32 +153,22 @@ impl OutboundDispatcher {
     }
 
     /// Attempts every event that is due (pending past its time, or claimed by a worker whose
-    /// lease ran out), oldest first, at most `limit`: what the scheduled sweep and the dev
-    /// server's worker run.
+    /// lease ran out), earliest first, at most `limit` — read from the due index, not by a
+    /// scan: what the scheduled sweep and the dev server's worker run.
     ///
     /// # Errors
     /// [`StoreError`] if the events cannot be listed.
     pub async fn sweep(&self, limit: usize) -> Result<SweepReport, StoreError> {
         let now = self.clock.now();
         let mut report = SweepReport::default();
-        let mut due = Vec::new();
-        for status in [OutboundStatus::Pending, OutboundStatus::Sending] {
-            due.extend(
-                self.store
-                    .list_outbound(status, limit)
-                    .await?
-                    .into_iter()
-                    .filter(|e| matches!(e.decision(now), crate::domain::OutboundDecision::Claim)),
-            );
-        }
-        for event in due.into_iter().take(limit) {
-            match self.deliver(&event.id).await {
+        for id in self.store.due_outbound(now, limit).await? {
+            match self.deliver(&id).await {
                 Ok(Attempt::Delivered) => report.delivered += 1,
                 Ok(Attempt::Retry { .. }) => report.retry += 1,
                 Ok(Attempt::Dead) => report.dead += 1,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(event_id = %event.id, error = %Chain(&e), "outbound event not attempted");
+                    tracing::warn!(event_id = %id, error = %Chain(&e), "outbound event not attempted");
                     report.retry += 1;
                 }
             }
