@@ -926,6 +926,8 @@ async fn every_subscription_converges_to_the_provider_state_under_duplicates_reo
 struct GatedProvider {
     inner: FakeProvider,
     release: tokio::sync::Notify,
+    /// Notified when the first fetch has read its state (and now waits for `release`).
+    fetched: tokio::sync::Notify,
     first: std::sync::atomic::AtomicBool,
 }
 
@@ -959,6 +961,7 @@ impl PaymentProvider for GatedProvider {
     ) -> Result<ProviderSubscription, ProviderError> {
         let state = self.inner.fetch_subscription(id).await;
         if self.first.swap(false, Ordering::SeqCst) {
+            self.fetched.notify_one();
             self.release.notified().await;
         }
         state
@@ -1002,6 +1005,7 @@ async fn a_slow_fetch_of_an_older_state_never_overwrites_a_newer_one() {
     let provider = Arc::new(GatedProvider {
         inner: FakeProvider::new(Provider::Stripe),
         release: tokio::sync::Notify::new(),
+        fetched: tokio::sync::Notify::new(),
         first: true.into(),
     });
     c.providers = Providers::default().with(provider.clone());
@@ -1057,9 +1061,9 @@ async fn a_slow_fetch_of_an_older_state_never_overwrites_a_newer_one() {
             })
             .await
     });
-    while provider.inner.fetches.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    // Awaited, not spun on: a loop of `yield_now` could starve the spawned task on a loaded
+    // machine (it hung once for minutes while CI shared both cores).
+    provider.fetched.notified().await;
     provider.inner.set(canceled.clone());
     let fast = processor
         .process_one(&EventMessage {
