@@ -486,11 +486,14 @@
     });
   };
 
+  /** Runs `work`, showing its error in `target`: a status line, or a section it fills. */
   async function section(target, work) {
     try {
       await work();
     } catch (e) {
-      fill(target, h("p", { class: "status error", role: "alert" }, e.message));
+      const el = $(target);
+      if (el && el.classList.contains("status")) say(el, e.message, "error");
+      else fill(target, h("p", { class: "status error", role: "alert" }, e.message));
     }
   }
 
