@@ -10,7 +10,8 @@ The flows (each step asserts what a person would see):
   second session (another browser) is revoked and its next page load is signed out -> log out;
   forgot password -> reset through the outbox -> log in; email-code sign-in; a non-admin sees no
   admin page; an admin (made with the dev server's POST /dev/admin) finds the user, grants credits,
-  disables and enables the account; the configured identity provider's button.
+  disables and enables the account; the configured identity provider's button; a name saved, the
+  password changed and the account deleted.
 Throughout: no console error, no page error, no Content-Security-Policy violation (recorded by a
 `securitypolicyviolation` listener). Every page is checked with axe-core (no serious or critical
 violation) and photographed at phone (390 x 844) and desktop (1280 x 800) width.
@@ -326,6 +327,38 @@ def main():
         ops.get_by_role("button", name="Enable").click()
         expect(ops.locator("#admin-user-facts")).to_contain_text("active")
         ctx3.close()
+
+        step("a name saved, the password changed, the account deleted")
+        bea_email = f"bea-{uuid.uuid4().hex[:10]}@example.com"
+        ctx4, bea = new_page("bea")
+        bea.goto(BASE + "/signup")
+        ready(bea)
+        bea.get_by_label("Email").fill(bea_email)
+        bea.get_by_label("Password (8 to 128 characters)").fill(PASSWORD)
+        bea.get_by_role("button", name="Create account").click()
+        bea.wait_for_url(BASE + "/account")
+        ready(bea)
+        bea.locator("#profile-name").fill("Bea Example")
+        bea.get_by_role("button", name="Save name").click()
+        expect(bea.locator("#account-status")).to_contain_text("Name saved")
+        bea.reload()
+        ready(bea)
+        expect(bea.locator("#profile-name")).to_have_value("Bea Example")
+        bea.get_by_label("Current password").fill(PASSWORD)
+        bea.get_by_label("New password (8 to 128 characters)").fill(NEW_PASSWORD)
+        bea.get_by_role("button", name="Change password").click()
+        expect(bea.locator("#account-status")).to_contain_text("Password changed")
+        bea.get_by_label("Your password (if you have one)").fill(NEW_PASSWORD)
+        bea.get_by_label("I understand this cannot be undone").check()
+        bea.get_by_role("button", name="Delete my account").click()
+        bea.wait_for_url(BASE + "/")
+        ready(bea)
+        expect(bea.locator("a[href='/signup']").first).to_be_visible()
+        outbox(bea_email, "deleted")  # waits for the notice
+        with urllib.request.urlopen(BASE + "/dev/mail?format=json", timeout=5) as r:
+            deleted = [m for m in json.loads(r.read()) if m["to"] == bea_email and "deleted" in m["subject"].lower()]
+        check(len(deleted) == 1, "the account-deleted notice was mailed once")
+        ctx4.close()
 
         ctx.close()
         browser.close()
