@@ -546,7 +546,9 @@ impl BillingStore for DynamoStore {
         write: &SubscriptionWrite,
         notices: &Notices,
     ) -> Result<(), StoreError> {
-        let mut notices = self.fresh_notices(notices).await?;
+        // Optimistic: most notices are new; one found stored fails the transaction, which is then
+        // tried again without it.
+        let mut notices = notices.clone();
         for round in 0..NOTICE_ROUNDS {
             let mut items = vec![TxItem {
                 item: TransactWriteItem::builder()
@@ -711,7 +713,7 @@ impl EventLedger for DynamoStore {
         at: i64,
     ) -> Result<(), StoreError> {
         let mut credits = effects.credits.as_ref();
-        let mut notices = self.fresh_notices(&effects.notices).await?;
+        let mut notices = effects.notices.clone();
         for round in 0..NOTICE_ROUNDS {
             let mut items = Vec::with_capacity(6);
             let mark = Update::builder()
