@@ -14,6 +14,7 @@ struct Rig {
     base: String,
     http: reqwest::Client,
     state: AppState,
+    outbound: std::sync::Arc<dyn tollgate::store::OutboundStore>,
 }
 
 async fn rig(backend: Backend) -> Option<Rig> {
@@ -28,6 +29,7 @@ async fn rig(backend: Backend) -> Option<Rig> {
         base: tollgate_tests::spawn_app(state.clone()).await,
         http: reqwest::Client::new(),
         state,
+        outbound: components.outbound_store.clone(),
     })
 }
 
@@ -207,6 +209,23 @@ async fn an_admin_finds_views_disables_and_grants_credits(backend: Backend) {
     assert_eq!(
         (status, granted["balance"].as_i64()),
         (StatusCode::OK, Some(250))
+    );
+    // The customer's app hears of it: one `credits.changed` of +250 for ada.
+    let changed: Vec<_> = rig
+        .outbound
+        .list_outbound(tollgate::domain::OutboundStatus::Pending, 100_000)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|e| {
+            e.user_id == ada.id && e.event_type == tollgate::domain::OutboundType::CreditsChanged
+        })
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(
+        changed[0].payload.contains(r#""amount":250"#),
+        "{}",
+        changed[0].payload
     );
     let (status, refused) = rig
         .call(

@@ -1867,9 +1867,19 @@ mod cases {
         let entry = CreditEntry::new(user, cause.to_owned(), kind, amount, at);
         CreditWrite {
             audit: tollgate::usage::credits::audit_of(&entry, 86_400),
+            notices: Notices {
+                mails: Vec::new(),
+                outbound: vec![tollgate::billing::notices::credits_changed(&entry, at)],
+            },
             entry,
             require_funds: kind == CreditKind::Spend,
         }
+    }
+
+    /// Whether the `credits.changed` event of `cause` is stored.
+    async fn credit_noticed<S: Stores>(s: &S, cause: &str) -> bool {
+        let id = tollgate::domain::outbound_id(&format!("credits.changed:{cause}"));
+        s.get_outbound(&id).await.expect("read").is_some()
     }
 
     /// A cause takes effect once; a spend the balance does not cover changes nothing; a refund
@@ -1890,17 +1900,20 @@ mod cases {
             CreditApplied::Duplicate { balance: 100 },
             "a cause takes effect once"
         );
+        assert!(
+            credit_noticed(s.as_ref(), &grant).await,
+            "its notice is written with it"
+        );
+        let overspend = unique("spend");
         assert_eq!(
-            s.apply_credits(&credit(
-                user,
-                &unique("spend"),
-                CreditKind::Spend,
-                -101,
-                t + 2
-            ))
-            .await
-            .expect("overspend"),
+            s.apply_credits(&credit(user, &overspend, CreditKind::Spend, -101, t + 2))
+                .await
+                .expect("overspend"),
             CreditApplied::Insufficient { balance: 100 }
+        );
+        assert!(
+            !credit_noticed(s.as_ref(), &overspend).await,
+            "a refused change writes no notice"
         );
         assert_eq!(
             s.apply_credits(&credit(

@@ -16,7 +16,7 @@
 //! | mail `plan_changed` | a write moves an existing subscription to another plan | `plan_changed:<provider>:<subscription>:<version>` |
 //! | event `subscription.updated` | a write that changes what the app sees (provider, id, plan, interval, status, period end, cancellation, trial end) | `subscription.updated:<provider>:<subscription>:<version>` |
 //! | event `entitlements.changed` | a write changes the plan whose entitlements the user holds | `entitlements.changed:<provider>:<subscription>:<version>` |
-//! | event `credits.changed` | a purchase's grant or a refund's claw-back | `credits.changed:<credit cause>` |
+//! | event `credits.changed` | a purchase's grant or a refund's claw-back (here); a plan's allowance or an operator's adjustment (`crate::usage::credits`) | `credits.changed:<credit cause>` |
 //!
 //! "The plan whose entitlements the user holds" is the subscription's plan while its status is
 //! `active`, `trialing` or `past_due`, else `free`. Access that ends by time alone (a grace
@@ -117,19 +117,7 @@ pub fn notices(change: &BillingChange<'_>, catalog: &Catalog) -> Notices {
         ));
     }
     if let Some(c) = change.credits {
-        n.outbound.push(OutboundEvent::new(
-            &format!("credits.changed:{}", c.cause),
-            OutboundType::CreditsChanged,
-            user,
-            json!({
-                "user_id": user,
-                "amount": c.amount,
-                "kind": c.kind,
-                "pack": c.pack,
-                "cause": c.cause,
-            }),
-            now,
-        ));
+        n.outbound.push(credits_changed(c, now));
     }
     if let Some(current) = change.written.or(change.previous) {
         if let Some(end) = current.trial_end.filter(|end| {
@@ -228,6 +216,26 @@ pub fn notices(change: &BillingChange<'_>, catalog: &Catalog) -> Notices {
         ));
     }
     n
+}
+
+/// The `credits.changed` event of a credit entry (cause `credits.changed:<entry cause>`):
+/// `{user_id, amount, kind, pack, cause}` — for a pack's grant, a refund's claw-back, a plan's
+/// allowance and an operator's adjustment (not for spends: a track is not an event worth a
+/// request to the app).
+pub fn credits_changed(entry: &CreditEntry, now: i64) -> OutboundEvent {
+    OutboundEvent::new(
+        &format!("credits.changed:{}", entry.cause),
+        OutboundType::CreditsChanged,
+        entry.user_id,
+        json!({
+            "user_id": entry.user_id,
+            "amount": entry.amount,
+            "kind": entry.kind,
+            "pack": entry.pack,
+            "cause": entry.cause,
+        }),
+        now,
+    )
 }
 
 /// Whether what the customer's app sees of a subscription changed (every refetch writes a new

@@ -751,6 +751,8 @@ impl EventLedger for DynamoStore {
                     entry: entry.clone(),
                     require_funds: false,
                     audit: audit.clone(),
+                    // The event's own notices carry its `credits.changed`.
+                    notices: Notices::default(),
                 };
                 items.extend(self.credit_items(&write, true)?);
             }
@@ -1074,6 +1076,7 @@ impl DynamoStore {
         )?);
         items.push(self.tx_put(&keys::credit_entry(&e.user_id, e.at, &e.cause), e, None)?);
         items.push(self.tx_put(&keys::audit(&w.audit.user_id, &w.audit.id), &w.audit, None)?);
+        items.extend(self.notice_items(&w.notices)?);
         Ok(items)
     }
 

@@ -555,6 +555,7 @@ fn apply_credit_write(
     }
     put(t, &keys::credit_entry(&e.user_id, e.at, &e.cause), e)?;
     put(t, &keys::audit(&w.audit.user_id, &w.audit.id), &w.audit)?;
+    put_notices(t, &w.notices)?;
     Ok(CreditApplied::Applied { balance: next })
 }
 
@@ -1362,6 +1363,8 @@ impl EventLedger for EmbeddedStore {
                     entry: entry.clone(),
                     require_funds: false,
                     audit: audit.clone(),
+                    // The event's own notices carry its `credits.changed`.
+                    notices: Notices::default(),
                 };
                 apply_credit_write(t, &write, true)?;
             }

@@ -741,6 +741,9 @@ pub struct CreditWrite {
     pub require_funds: bool,
     /// The audit record of the change.
     pub audit: AuditRecord,
+    /// What the change owes the customer's app (`credits.changed`), written with it when it
+    /// applies (never for a duplicate or a refused spend).
+    pub notices: Notices,
 }
 
 /// What [`CreditStore::apply_credits`] did.

@@ -2,9 +2,12 @@
 //! Purchases and refunds arrive through the webhook processor (`crate::webhooks`), which writes
 //! them with the event; spends are written by a track (`super::Usage::track`) in the same atomic
 //! write as the count. Every change is an entry named by a unique cause, so each takes effect
-//! once.
+//! once; an allowance and an operator's adjustment also write their `credits.changed` outbound
+//! event with it (`crate::billing::notices::credits_changed`).
 
 use super::Standing;
+use crate::billing::notices::credits_changed;
+use crate::domain::Notices;
 use crate::domain::{
     cause_allowance, AuditAction, AuditRecord, CreditEntry, CreditKind, RequestOrigin, UserId,
 };
@@ -72,14 +75,23 @@ impl Credits {
         }
     }
 
-    /// The write of `entry` with its audit record.
+    /// The write of `entry` with its audit record (and no outbound event: a track's spend).
     pub fn write(&self, entry: CreditEntry, require_funds: bool) -> CreditWrite {
         let audit = audit_of(&entry, self.audit_retention);
         CreditWrite {
             entry,
             require_funds,
             audit,
+            notices: Notices::default(),
         }
+    }
+
+    /// [`Credits::write`] with the entry's `credits.changed` event for the customer's app.
+    fn noticed(&self, entry: CreditEntry, require_funds: bool) -> CreditWrite {
+        let event = credits_changed(&entry, entry.at);
+        let mut write = self.write(entry, require_funds);
+        write.notices.outbound.push(event);
+        write
     }
 
     /// Grants the plan's allowance for the current period once (cause
@@ -106,7 +118,9 @@ impl Credits {
         let mut entry =
             CreditEntry::new(*user_id, cause, CreditKind::Allowance, amount, standing.now);
         entry.note = Some(format!("{} plan allowance", standing.access.plan));
-        self.store.apply_credits(&self.write(entry, false)).await?;
+        self.store
+            .apply_credits(&self.noticed(entry, false))
+            .await?;
         Ok(())
     }
 
@@ -150,7 +164,7 @@ impl Credits {
         require_funds: bool,
     ) -> Result<CreditApplied, StoreError> {
         self.store
-            .apply_credits(&self.write(entry, require_funds))
+            .apply_credits(&self.noticed(entry, require_funds))
             .await
     }
 }
