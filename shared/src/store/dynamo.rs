@@ -976,6 +976,43 @@ impl DynamoStore {
             .map_err(|e| transaction_error(e, &conflicts))
     }
 
+    /// Every item whose partition key starts with `prefix` and whose `status` is one of
+    /// `statuses`: a filtered Scan of the whole table, every page — for operators' listings
+    /// (`mail drain`, `outbound dead`), never a request's path.
+    async fn scan_partitions<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        statuses: &[AttributeValue],
+    ) -> Result<Vec<T>, StoreError> {
+        let names: Vec<String> = (0..statuses.len()).map(|i| format!(":s{i}")).collect();
+        let filter = format!("begins_with(PK, :prefix) AND #s IN ({})", names.join(", "));
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut req = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(&filter)
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":prefix", text(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            for (name, status) in names.iter().zip(statuses) {
+                req = req.expression_attribute_values(name, status.clone());
+            }
+            let out = req.send().await.map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                found.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
     /// The notices whose ids are not stored yet (each is one `GetItem`; a change owes a few).
     async fn fresh_notices(&self, notices: &Notices) -> Result<Notices, StoreError> {
         let mut fresh = Notices::default();
@@ -1930,31 +1967,12 @@ impl Outbox for DynamoStore {
     }
 
     async fn pending_mail(&self, limit: usize) -> Result<Vec<String>, StoreError> {
-        let mut found: Vec<OutboxMail> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(PK, :mail) AND (#s = :pending OR #s = :sending)")
-                .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":mail", text(keys::MAIL_PREFIX))
-                .expression_attribute_values(":pending", attr(MailStatus::Pending)?)
-                .expression_attribute_values(":sending", attr(MailStatus::Sending)?)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in out.items.unwrap_or_default() {
-                found.push(from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let mut found: Vec<OutboxMail> = self
+            .scan_partitions(
+                keys::MAIL_PREFIX,
+                &[attr(MailStatus::Pending)?, attr(MailStatus::Sending)?],
+            )
+            .await?;
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(found.into_iter().take(limit).map(|m| m.id).collect())
     }
@@ -2108,30 +2126,9 @@ impl OutboundStore for DynamoStore {
         status: OutboundStatus,
         limit: usize,
     ) -> Result<Vec<OutboundEvent>, StoreError> {
-        let mut found: Vec<OutboundEvent> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(PK, :hook) AND #s = :status")
-                .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":hook", text(keys::HOOK_PREFIX))
-                .expression_attribute_values(":status", attr(status)?)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in out.items.unwrap_or_default() {
-                found.push(from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let mut found: Vec<OutboundEvent> = self
+            .scan_partitions(keys::HOOK_PREFIX, &[attr(status)?])
+            .await?;
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         found.truncate(limit);
         Ok(found)
