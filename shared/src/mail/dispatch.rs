@@ -25,6 +25,7 @@ use crate::mailer::{Mailer, MailerError, OutgoingMail};
 use crate::store::{AccountStore, Change, MailClaim, MailOutcome, Outbox, StoreError, UserStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// What mails say and link to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,7 +157,18 @@ impl Dispatcher {
         let attempt = mail.attempts;
         let span =
             tracing::info_span!("mail", mail_id = %mail.id, kind = mail.kind.as_str(), attempt);
-        let _enter = span.enter();
+        // Instrumented, not entered: the guard of `span.enter()` must not live across an
+        // `.await` (the task may resume on another thread).
+        self.send_claimed(mail, attempt, now).instrument(span).await
+    }
+
+    /// Prepares, sends and finishes a claimed mail (inside its span).
+    async fn send_claimed(
+        &self,
+        mail: OutboxMail,
+        attempt: u32,
+        now: i64,
+    ) -> Result<Delivery, DispatchError> {
         let outgoing = match self.prepare(&mail, now).await {
             Ok(Prepared::Send(outgoing)) => outgoing,
             Ok(Prepared::Skip(why)) => {

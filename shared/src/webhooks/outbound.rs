@@ -18,6 +18,7 @@ use crate::error::Chain;
 use crate::hooks::{sign, Endpoint, HookRequest, HookSender};
 use crate::store::{OutboundClaim, OutboundOutcome, OutboundStore, StoreError};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// How one delivery attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +101,14 @@ impl OutboundDispatcher {
             OutboundClaim::Claimed(event) => event,
         };
         let span = tracing::info_span!("outbound", event_id = %event.id, event_type = event.event_type.as_str(), attempt = event.attempts);
-        let _enter = span.enter();
+        // Instrumented, not entered: the guard of `span.enter()` must not live across an
+        // `.await` (the task may resume on another thread).
+        self.attempt(event).instrument(span).await
+    }
+
+    /// Posts a claimed event to every endpoint still to reach and finishes the attempt
+    /// (inside its span).
+    async fn attempt(&self, event: OutboundEvent) -> Result<Attempt, StoreError> {
         let mut delivered_to = event.delivered_to.clone();
         let mut errors = Vec::new();
         for endpoint in self.endpoints.iter().filter(|e| e.wants(event.event_type)) {
