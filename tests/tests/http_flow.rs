@@ -423,6 +423,10 @@ async fn rejected_requests_change_nothing_stored() {
         http.post(format!("{base}/auth/refresh"))
             .header("content-type", "application/json")
             .body(vec![0xff, 0xfe, 0x00]),
+        // A body of whitespace only is not an absent body (Schemathesis sent `\t`).
+        http.post(format!("{base}/auth/refresh"))
+            .header("content-type", "application/json")
+            .body("\t"),
         http.get(format!("{base}/auth/me"))
             .header("authorization", "Bearer not-a-token"),
         http.get(format!("{base}/auth/me"))
@@ -436,7 +440,7 @@ async fn rejected_requests_change_nothing_stored() {
     }
     assert_eq!(
         statuses,
-        vec![400, 415, 409, 413, 400, 401, 401, 400, 401, 401]
+        vec![400, 415, 409, 413, 400, 401, 401, 400, 400, 401, 401]
     );
     assert_eq!(
         store.get_user(&id).await.expect("read"),

@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 pub struct JsonBody<T>(pub T);
 
 /// Like [`JsonBody`], but an empty body (no `Content-Length` or zero bytes) is `None` — for
-/// routes that also accept their input in a cookie.
+/// routes that also accept their input in a cookie. A body of whitespace only is not empty: it
+/// is not JSON, so it is refused (400 `malformed_json`, or 415 without the JSON content type).
 #[derive(Debug)]
 pub struct OptionalJsonBody<T>(pub Option<T>);
 
@@ -94,7 +95,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let json = is_json(req.headers());
         let (_, bytes) = read_body(req, state.config().max_body_bytes).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return Ok(OptionalJsonBody(None));
         }
         if !json {
