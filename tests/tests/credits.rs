@@ -1,7 +1,8 @@
 //! Issue #12's credits over HTTP, on both stores: a Stripe credit pack bought through a
 //! `mode=payment` checkout (wiremock Stripe), its Stripe-signed `checkout.session.completed`
-//! delivered three times and once more as another event of the same payment → granted once; a
-//! `charge.refunded` claws it back; a Whop one-time plan likewise; 50 concurrent spends of one
+//! delivered three times and once more as another event of the same payment → granted once;
+//! `charge.refunded` events of partial refunds claw back each part's share, and the whole grant
+//! once refunded in full (repeats and a late event of an earlier part take nothing); a Whop one-time plan likewise; 50 concurrent spends of one
 //! credit against a balance of 20 → exactly 20; the plan's monthly allowance granted once per
 //! period; the credits and audit trails.
 
@@ -354,32 +355,46 @@ async fn a_stripe_pack_is_granted_once_and_a_refund_claws_it_back(backend: Backe
     );
     assert_eq!(rig.credits(at).await["balance"], 994);
 
-    let mut refund: Value = serde_json::from_value(json!({
-        "id": unique("evt"),
-        "object": "event",
-        "type": "charge.refunded",
-        "created": NOV_15 + 60,
-        "data": {"object": {
-            "id": unique("ch"),
-            "object": "charge",
-            "customer": rig.customer,
-            "payment_intent": intent,
-            "amount_refunded": 1500,
-            "refunded": true,
-        }},
-    }))
-    .expect("event");
-    rig.stripe_event(&refund).await;
-    rig.drain().await;
-    refund["id"] = json!(unique("evt"));
-    rig.stripe_event(&refund).await;
-    rig.drain().await;
-    let credits = rig.credits(at).await;
+    // Refunded in parts: each `charge.refunded` carries the refunded total of the 15.00 payment,
+    // and takes back that share of the 1000 credits (rounded up) less what earlier parts took.
+    let charge = unique("ch");
+    let refunded = |total: i64| -> Value {
+        json!({
+            "id": unique("evt"),
+            "object": "event",
+            "type": "charge.refunded",
+            "created": NOV_15 + 60,
+            "data": {"object": {
+                "id": charge,
+                "object": "charge",
+                "customer": rig.customer,
+                "payment_intent": intent,
+                "amount": 1500,
+                "amount_refunded": total,
+                "refunded": total == 1500,
+            }},
+        })
+    };
+    let mut balances = Vec::new();
+    // 5.00 back; the same total again (another event); 10.00 back in all; a delayed event of
+    // the first part; everything back; the full refund once more.
+    for total in [500, 500, 1000, 500, 1500, 1500] {
+        rig.stripe_event(&refunded(total)).await;
+        rig.drain().await;
+        balances.push(rig.credits(at).await["balance"].as_i64().expect("balance"));
+    }
     assert_eq!(
-        credits["balance"], -6,
-        "the whole grant is taken back, once: {credits}"
+        balances,
+        [660, 660, 327, 327, -6, -6],
+        "a third (334, rounded up), then two thirds (333 more), then the rest (333): the whole \
+         grant taken back once, across parts, repeats and reordering"
     );
-    assert_eq!(Rig::entries(&credits, "refund").len(), 1);
+    let credits = rig.credits(at).await;
+    let refunds: Vec<i64> = Rig::entries(&credits, "refund")
+        .iter()
+        .map(|e| e["amount"].as_i64().expect("amount"))
+        .collect();
+    assert_eq!(refunds, [-333, -333, -334], "newest first: {credits}");
     let (status, body) = rig
         .post(
             at,

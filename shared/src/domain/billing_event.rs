@@ -101,15 +101,54 @@ pub enum BillingEvent {
         party: Party,
     },
     /// A payment was refunded (Stripe `charge.refunded`, Whop `refund.created`): the credits
-    /// it bought, if any, are taken back.
+    /// it bought, if any, are taken back — in proportion to the part refunded when the event
+    /// says how much ([`RefundShare`]), else all of them.
     Refund {
         /// The refunded payment (Stripe payment intent, Whop payment).
         payment_id: PaymentId,
+        /// How much of the payment has been refunded so far (`None`: the whole payment, or
+        /// not stated).
+        share: Option<RefundShare>,
         /// Who it is about.
         party: Party,
     },
     /// An event type Tollgate does not act on: recorded as `ignored`, never retried.
     Ignored,
+}
+
+/// How much of a payment has been refunded, as one refund event reports it: Stripe's charge
+/// carries `amount_refunded`, the total of every refund so far, beside `amount`
+/// (docs.stripe.com/api/charges/object). Both in minor currency units, `0 < refunded_minor <
+/// amount_minor` (a refund of the whole payment has no share: it takes back everything).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefundShare {
+    /// Refunded so far, all refunds of the payment together (minor units).
+    pub refunded_minor: i64,
+    /// The payment's amount (minor units).
+    pub amount_minor: i64,
+}
+
+impl RefundShare {
+    /// The share of `refunded_minor` out of `amount_minor`, or `None` (a full refund) when
+    /// nothing is left unrefunded or the amounts make no sense (not positive, or more refunded
+    /// than paid).
+    pub fn partial(refunded_minor: i64, amount_minor: i64) -> Option<Self> {
+        (refunded_minor > 0 && amount_minor > 0 && refunded_minor < amount_minor).then_some(Self {
+            refunded_minor,
+            amount_minor,
+        })
+    }
+
+    /// Credits of a grant of `granted` that this share takes back in total (not only this
+    /// refund's part): `ceil(granted × refunded / amount)`, so credits are never left for money
+    /// returned, and the refunds of a whole payment take back exactly the grant.
+    pub fn credits_of(self, granted: i64) -> i64 {
+        let granted = u128::try_from(granted).unwrap_or(0);
+        let refunded = u128::try_from(self.refunded_minor).unwrap_or(0);
+        let amount = u128::try_from(self.amount_minor).unwrap_or(1).max(1);
+        let taken = (granted * refunded).div_ceil(amount).min(granted);
+        i64::try_from(taken).unwrap_or(i64::MAX)
+    }
 }
 
 impl BillingEvent {
@@ -130,5 +169,43 @@ impl BillingEvent {
             | Self::Refund { party, .. } => Some(party),
             Self::Ignored => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefundShare;
+
+    #[test]
+    fn a_share_is_partial_only_when_something_is_left() {
+        assert!(RefundShare::partial(500, 1500).is_some());
+        assert_eq!(
+            RefundShare::partial(1500, 1500),
+            None,
+            "all of it: a full refund"
+        );
+        assert_eq!(
+            RefundShare::partial(2000, 1500),
+            None,
+            "more than paid: a full refund"
+        );
+        assert_eq!(RefundShare::partial(0, 1500), None);
+        assert_eq!(RefundShare::partial(500, 0), None);
+        assert_eq!(RefundShare::partial(-1, 1500), None);
+    }
+
+    #[test]
+    fn credits_taken_round_up_and_never_exceed_the_grant() {
+        let third = RefundShare::partial(500, 1500).expect("partial");
+        assert_eq!(third.credits_of(1000), 334, "333.3 rounds up");
+        assert_eq!(third.credits_of(999), 333, "exact");
+        let cent = RefundShare::partial(1, 1500).expect("partial");
+        assert_eq!(cent.credits_of(1000), 1, "any money back takes a credit");
+        let most = RefundShare::partial(1499, 1500).expect("partial");
+        assert_eq!(most.credits_of(1000), 1000);
+        assert_eq!(third.credits_of(0), 0);
+        assert_eq!(third.credits_of(-5), 0, "a negative grant takes nothing");
+        let huge = RefundShare::partial(i64::MAX - 1, i64::MAX).expect("partial");
+        assert_eq!(huge.credits_of(i64::MAX), i64::MAX - 1, "no overflow");
     }
 }

@@ -114,6 +114,11 @@ pub struct CreditEntry {
     /// A short, secret-free reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A refund's claw-back of a payment refunded in parts: how much of the payment had been
+    /// refunded when it was taken (minor units; every refund so far together). Absent for a
+    /// full refund and for every other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_minor: Option<i64>,
 }
 
 impl CreditEntry {
@@ -132,6 +137,7 @@ impl CreditEntry {
             payment_id: None,
             actor: None,
             note: None,
+            refunded_minor: None,
         }
     }
 }
@@ -141,9 +147,25 @@ pub fn cause_purchase(provider: Provider, payment: &PaymentId) -> String {
     format!("purchase:{provider}:{payment}")
 }
 
-/// The cause of a refund's claw-back: one per refunded payment.
+/// The cause of a refund's claw-back: one per refunded payment — its first (or only)
+/// claw-back; a payment refunded in parts has one more per later part ([`cause_refund_step`]).
 pub fn cause_refund(provider: Provider, payment: &PaymentId) -> String {
     format!("refund:{provider}:{payment}")
+}
+
+/// Most claw-backs one payment can have (a payment refunded in more parts keeps the credits of
+/// the parts after this many; Stripe allows many partial refunds, real ones are a handful).
+pub const MAX_REFUND_STEPS: u32 = 32;
+
+/// The cause of the `step`-th claw-back of one payment (1-based): step 1 is
+/// [`cause_refund`], later ones `refund:<provider>:<payment>#<step>`. The steps are written in
+/// order, so the claw-backs of a payment so far are steps 1, 2, … up to the first missing one.
+pub fn cause_refund_step(provider: Provider, payment: &PaymentId, step: u32) -> String {
+    if step <= 1 {
+        cause_refund(provider, payment)
+    } else {
+        format!("refund:{provider}:{payment}#{step}")
+    }
 }
 
 /// The cause of a plan's allowance for the period starting at `period_start`.
@@ -174,6 +196,8 @@ mod tests {
         let causes = [
             cause_purchase(Provider::Stripe, &pay),
             cause_refund(Provider::Stripe, &pay),
+            cause_refund_step(Provider::Stripe, &pay, 2),
+            cause_refund_step(Provider::Stripe, &pay, 3),
             cause_purchase(Provider::Whop, &pay),
             cause_allowance(&user, 1_700_000_000),
             cause_spend(&user, "k1"),
@@ -183,6 +207,12 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), causes.len());
         assert_eq!(causes[0], "purchase:stripe:pi_1");
+        assert_eq!(
+            cause_refund_step(Provider::Stripe, &pay, 1),
+            cause_refund(Provider::Stripe, &pay),
+            "a payment's first claw-back keeps the cause a full refund has"
+        );
+        assert_eq!(causes[2], "refund:stripe:pi_1#2");
     }
 
     #[test]

@@ -33,15 +33,15 @@ pub use api_key::{
     API_KEY_SECRET_BYTES, LAST_USED_RESOLUTION_SECONDS,
 };
 pub use audit::{AuditAction, AuditRecord, RequestOrigin, DEFAULT_AUDIT_RETENTION_SECONDS};
-pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts};
+pub use billing_event::{BillingEvent, Envelope, EventError, Party, PaymentFacts, RefundShare};
 pub use catalog::{
     Catalog, CatalogError, DisplayPrice, Entitlement, Interval, Plan, Proration, WhopPlan,
     FREE_PLAN,
 };
 pub use credentials::{is_common_password, DisplayName, Email, Password, ValidationError};
 pub use credits::{
-    cause_allowance, cause_purchase, cause_refund, cause_spend, spend_cost, CreditEntry,
-    CreditKind, CreditPack, CreditSpend, PackStripe,
+    cause_allowance, cause_purchase, cause_refund, cause_refund_step, cause_spend, spend_cost,
+    CreditEntry, CreditKind, CreditPack, CreditSpend, PackStripe, MAX_REFUND_STEPS,
 };
 pub use identity::{
     resolve, valid_provider_name, Identity, OAuthMode, OAuthState, ProviderIdentity,

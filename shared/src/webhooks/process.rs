@@ -8,10 +8,10 @@ use crate::billing::notices::{notices, BillingChange};
 use crate::billing::{apply_provider_state, Applied, Commit, Fetched};
 use crate::clock::Clock;
 use crate::domain::{
-    cause_purchase, cause_refund, AuditRecord, BillingEvent, Catalog, CreditEntry, CreditKind,
-    CustomerId, EventEffects, EventId, EventStatus, Notices, Party, Payment, PaymentFacts,
-    PaymentId, PaymentStatus, Provider, Subscription, SubscriptionId, SubscriptionWrite, UserId,
-    WebhookEvent,
+    cause_purchase, cause_refund, cause_refund_step, AuditRecord, BillingEvent, Catalog,
+    CreditEntry, CreditKind, CustomerId, EventEffects, EventId, EventStatus, Notices, Party,
+    Payment, PaymentFacts, PaymentId, PaymentStatus, Provider, RefundShare, Subscription,
+    SubscriptionId, SubscriptionWrite, UserId, WebhookEvent, MAX_REFUND_STEPS,
 };
 use crate::error::Chain;
 use crate::payments::{normalize_event, ProviderError, Providers};
@@ -296,8 +296,13 @@ impl Processor {
         cache: &mut FetchCache,
     ) -> Result<ProcessOutcome, ProcessError> {
         let provider = event.provider;
-        if let BillingEvent::Refund { payment_id, party } = meaning {
-            return self.refund(event, payment_id, party).await;
+        if let BillingEvent::Refund {
+            payment_id,
+            share,
+            party,
+        } = meaning
+        {
+            return self.refund(event, payment_id, *share, party).await;
         }
         let fetched = match meaning.subscription() {
             Some(id) => Some(self.fetch(provider, id, cache).await?),
@@ -394,15 +399,23 @@ impl Processor {
         Ok(Some((entry, audit)))
     }
 
-    /// A refund: takes back the credits its payment bought (the whole grant, even credits
-    /// already spent — the balance may go below zero), once. A refund that arrives before its
-    /// purchase leaves a zero entry under the refund's cause, so the purchase then grants
-    /// nothing. A refund of a payment that bought no credits, for no known user, changes
-    /// nothing.
+    /// A refund: takes back the credits its payment bought, once per part refunded. A refund
+    /// of the whole payment (no `share`) takes back the whole grant; a partial one takes back
+    /// `share.credits_of(grant)` in total (rounded up), less what earlier parts took — so
+    /// Stripe's `charge.refunded` for each partial refund, which carries the refunded total,
+    /// takes back exactly the grant once the whole payment is refunded, and a delayed event
+    /// with a smaller total takes nothing. Credits already spent are taken too (the balance may
+    /// go below zero). The claw-backs are steps under [`cause_refund_step`], written in order
+    /// (the processor handles one customer's events in order; a step written concurrently by
+    /// another worker is a duplicate cause and not applied twice). A refund that arrives before
+    /// its purchase leaves a zero entry under the first step's cause, so the purchase then
+    /// grants nothing. A refund of a payment that bought no credits, for no known user,
+    /// changes nothing.
     async fn refund(
         &self,
         event: &WebhookEvent,
         payment_id: &PaymentId,
+        share: Option<RefundShare>,
         party: &Party,
     ) -> Result<ProcessOutcome, ProcessError> {
         let provider = event.provider;
@@ -421,17 +434,32 @@ impl Processor {
                 Err(e) => return Err(e),
             },
         };
-        let credits = user_id.map(|user_id| {
+        let (step, taken) = self.refund_steps(provider, payment_id).await?;
+        let take = match &grant {
+            // Nothing granted yet: a zero first step forfeits the purchase.
+            None if step == 1 => Some(0),
+            None => None,
+            Some(g) => {
+                let target = share.map_or(g.amount.max(0), |s| s.credits_of(g.amount));
+                let more = target.saturating_sub(taken);
+                (more > 0 && step <= MAX_REFUND_STEPS).then_some(more)
+            }
+        };
+        if step > MAX_REFUND_STEPS {
+            tracing::warn!(payment = %payment_id, "a payment refunded in too many parts: no further claw-back");
+        }
+        let credits = user_id.zip(take).map(|(user_id, take)| {
             let mut entry = CreditEntry::new(
                 user_id,
-                cause_refund(provider, payment_id),
+                cause_refund_step(provider, payment_id, step),
                 CreditKind::Refund,
-                grant.as_ref().map_or(0, |g| -g.amount),
+                -take,
                 self.clock.now(),
             );
             entry.pack = grant.as_ref().and_then(|g| g.pack.clone());
             entry.provider = Some(provider);
             entry.payment_id = Some(payment_id.clone());
+            entry.refunded_minor = share.map(|s| s.refunded_minor);
             let audit = audit_of(&entry, self.audit_retention);
             (entry, audit)
         });
@@ -460,7 +488,12 @@ impl Processor {
             .await
         {
             Ok(()) => {
-                tracing::info!(event_type = %event.event_type, clawed_back = grant.is_some(), "refund applied");
+                tracing::info!(
+                    event_type = %event.event_type,
+                    clawed_back = effects.credits.as_ref().map_or(0, |(e, _)| -e.amount),
+                    step,
+                    "refund applied"
+                );
                 Ok(ProcessOutcome::Processed {
                     wrote_subscription: false,
                 })
@@ -470,6 +503,28 @@ impl Processor {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The claw-backs of a payment so far: the first step not yet written (1-based) and the
+    /// credits taken by the steps before it. Reads the steps in order, up to
+    /// [`MAX_REFUND_STEPS`] (a handful of reads for a payment refunded in parts, one otherwise).
+    async fn refund_steps(
+        &self,
+        provider: Provider,
+        payment_id: &PaymentId,
+    ) -> Result<(u32, i64), ProcessError> {
+        let mut taken = 0_i64;
+        for step in 1..=MAX_REFUND_STEPS {
+            match self
+                .credits
+                .credit_cause(&cause_refund_step(provider, payment_id, step))
+                .await?
+            {
+                Some(entry) => taken = taken.saturating_sub(entry.amount),
+                None => return Ok((step, taken)),
+            }
+        }
+        Ok((MAX_REFUND_STEPS + 1, taken))
     }
 
     async fn fetch(

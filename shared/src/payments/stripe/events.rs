@@ -4,7 +4,7 @@
 
 use crate::domain::{
     BillingEvent, CustomerId, Envelope, EventError, EventId, Party, PaymentFacts, PaymentStatus,
-    Provider, ProviderSubscription, SubscriptionId, SubscriptionStatus,
+    Provider, ProviderSubscription, RefundShare, SubscriptionId, SubscriptionStatus,
 };
 use crate::payments::json::{int, object, text};
 use serde_json::Value;
@@ -74,7 +74,8 @@ fn party(o: &Value, hint: Option<String>) -> Party {
 /// - `invoice.paid` / `.payment_succeeded` / `.payment_failed` → a payment of the invoice's
 ///   subscription (amount paid, or due when failed);
 /// - `charge.refunded` → a refund of the charge's payment intent (any refund, full or partial:
-///   docs.stripe.com/api/events/types#event_types-charge.refunded);
+///   docs.stripe.com/api/events/types#event_types-charge.refunded), with the share refunded so
+///   far when `amount_refunded` is below `amount` (a partial refund);
 /// - everything else → ignored.
 ///
 /// # Errors
@@ -152,6 +153,10 @@ pub fn normalize(body: &[u8]) -> Result<BillingEvent, EventError> {
         "charge.refunded" => match text(o, "/payment_intent").or_else(|| text(o, "/id")) {
             Some(id) => BillingEvent::Refund {
                 payment_id: id.into(),
+                share: match (int(o, "/amount_refunded"), int(o, "/amount")) {
+                    (Some(refunded), Some(amount)) => RefundShare::partial(refunded, amount),
+                    _ => None,
+                },
                 party: party(o, text(o, "/metadata/user_id")),
             },
             None => BillingEvent::Ignored,

@@ -49,7 +49,7 @@ fn party(d: &Value) -> Party {
 
 /// Maps a Whop event onto its meaning: `membership.*` → the membership changed;
 /// `payment.succeeded` / `payment.failed` → a payment of its membership (none for a one-time
-/// purchase, `billing_reason = "one_time"`); `refund.created` → a refund of its `payment.id`;
+/// purchase, `billing_reason = "one_time"`); `refund.created` → a refund of its `payment.id` (as a whole: no share);
 /// everything else → ignored. Whop amounts are decimal currency units; they become minor units (× 100, rounded).
 ///
 /// # Errors
@@ -94,9 +94,12 @@ pub fn normalize(body: &[u8]) -> Result<BillingEvent, EventError> {
             }
             None => BillingEvent::Ignored,
         },
+        // A refund's `amount` is its own, not the payment's refunded total (and the reconciler's
+        // listed payments carry only the total), so a Whop refund takes back the whole grant.
         "refund.created" => match text(d, "/payment/id") {
             Some(id) => BillingEvent::Refund {
                 payment_id: id.into(),
+                share: None,
                 party: party(d),
             },
             None => BillingEvent::Ignored,
