@@ -10,7 +10,9 @@
 //!   for.
 
 use crate::admin::{Admin, AdminParts};
-use crate::auth::{AccessVerifier, AccountStores, Auth, KeySet, KeySetError, Limiter};
+use crate::auth::{
+    AccessVerifier, AccountStores, Auth, KeyRing, KeySet, KeySetError, Keys, Limiter,
+};
 use crate::billing::{Billing, PlanAccess};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -210,9 +212,17 @@ impl AppState {
     /// # Panics
     /// Never; a part whose inputs `c` lacks (ingest without a queue) is left unbuilt.
     pub fn assemble(c: &Components, needs: Needs) -> Self {
-        let signer = (needs.keys == KeyAccess::Signing).then(|| c.keys.clone());
-        let verifier = (needs.keys != KeyAccess::None)
-            .then(|| AccessVerifier::new(c.keys.public().clone(), c.clock.clone()));
+        let ring = |keys| Arc::new(KeyRing::fixed(keys, c.clock.clone()));
+        let signer =
+            (needs.keys == KeyAccess::Signing).then(|| ring(Keys::signing(c.keys.clone())));
+        let verifier = match (&signer, needs.keys) {
+            (Some(signer), _) => Some(AccessVerifier::new(signer.clone(), c.clock.clone())),
+            (None, KeyAccess::Public) => Some(AccessVerifier::new(
+                ring(Keys::public(c.keys.public().clone())),
+                c.clock.clone(),
+            )),
+            (None, _) => None,
+        };
         let access = PlanAccess::new(
             c.billing_store.clone(),
             c.catalog.clone(),
@@ -759,7 +769,7 @@ pub use aws::{processor_from_env, reconciler_from_env, AwsStart};
 #[cfg(feature = "aws")]
 mod aws {
     use super::*;
-    use crate::auth::PublicKeys;
+    use crate::auth::{KeySecret, PublicKeys, SecretKeySource};
     use crate::clock::SystemClock;
     use crate::store::dynamo::DynamoStore;
 
@@ -925,8 +935,30 @@ mod aws {
             let (provider_keys, webhook_secrets) = (provider_keys?, webhook_secrets?);
             let identity_providers = identity_providers?;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let public = public.or_else(|| signing.as_ref().map(|k| k.public().clone()));
-            let verifier = public.map(|keys| AccessVerifier::new(keys, clock.clone()));
+            // Keys loaded again while warm (a rotation since the cold start), from the secret
+            // they came from: `auth::key_ring`.
+            let secrets: Arc<dyn crate::secrets::SecretSource> = Arc::new(start.secrets.clone());
+            let reloading = |keys, name: &str, kind| {
+                let source = SecretKeySource::new(
+                    secrets.clone(),
+                    name,
+                    kind,
+                    config.auth.issuer.clone(),
+                    config.auth.audience.clone(),
+                );
+                Arc::new(KeyRing::reloading(keys, Arc::new(source), clock.clone()))
+            };
+            let signing = signing.map(|set| {
+                reloading(
+                    Keys::signing(set),
+                    &config.jwt_keys_secret_id,
+                    KeySecret::Signing,
+                )
+            });
+            let ring = signing.clone().or_else(|| {
+                public.map(|p| reloading(Keys::public(p), &config.jwks_secret_id, KeySecret::Jwks))
+            });
+            let verifier = ring.map(|keys| AccessVerifier::new(keys, clock.clone()));
             let access = match (&store, &catalog) {
                 (Some(store), Some(catalog)) => Some(PlanAccess::new(
                     store.clone(),

@@ -247,6 +247,7 @@ async fn deleting_an_account_needs_a_recent_login_or_proof() {
         .verifier()
         .expect("keys")
         .verify(&tokens.access_token)
+        .await
         .expect("token");
     let billing = rig.state.billing().expect("billing");
     rig.clock.advance(301);
@@ -332,6 +333,7 @@ async fn profile_names_are_set_and_removed_and_resend_knows_a_verified_email() {
         .verifier()
         .expect("keys")
         .verify(&tokens.access_token)
+        .await
         .expect("token");
     let named = rig
         .auth()

@@ -466,6 +466,7 @@ async fn oidc_sign_in_creates_the_account_then_signs_it_in(r: Rig) {
             .verifier()
             .expect("verifier")
             .verify(body["access_token"].as_str().expect("token"))
+            .await
             .expect("a valid access token");
         assert_eq!(who.user_id.to_string(), user_id);
         let listed = r

@@ -237,6 +237,7 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
         .verifier()
         .expect("keys")
         .verify(&access)
+        .await
         .expect("valid")
         .claims
         .sub;
@@ -308,6 +309,7 @@ async fn stripe_library_signed_events_drive_the_paid_flow_and_bad_ones_store_not
         .verifier()
         .expect("keys")
         .verify(refreshed["access_token"].as_str().expect("access"))
+        .await
         .expect("valid")
         .claims;
     assert_eq!((claims.plan.as_str(), claims.tier), ("pro", 1));

@@ -426,6 +426,7 @@ async fn an_event_takes_effect_once_and_records_its_payment() {
         .verifier()
         .expect("keys")
         .verify(&tokens.access_token)
+        .await
         .expect("valid token");
     assert_eq!(who.claims.plan, "free");
     assert_eq!(

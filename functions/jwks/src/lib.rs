@@ -110,11 +110,9 @@ struct Discovery {
     ),
 )]
 async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok((
-        [(header::CACHE_CONTROL, CACHE)],
-        Json(state.verifier()?.keys().jwks()),
-    )
-        .into_response())
+    // Loaded again while warm, at most 5 minutes old (`auth::key_ring`), like the cache above.
+    let keys = state.verifier()?.keys().await;
+    Ok(([(header::CACHE_CONTROL, CACHE)], Json(keys.jwks())).into_response())
 }
 
 /// OpenID Connect discovery metadata: the issuer and where its keys are.

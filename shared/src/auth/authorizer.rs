@@ -95,7 +95,10 @@ impl Auth {
                 rate: None,
             }
         } else {
-            let who = verifier.verify(credential).map_err(Refusal::Credential)?;
+            let who = verifier
+                .verify(credential)
+                .await
+                .map_err(Refusal::Credential)?;
             self.current(&who).await.map_err(Refusal::Credential)?;
             Authorized {
                 user_id: who.user_id,

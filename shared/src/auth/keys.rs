@@ -7,10 +7,13 @@
 //! hold a private key.
 //!
 //! Rotation follows the usual JWKS practice (RFC 7517 §5; OpenID Connect Core §10.1.1): the new
-//! key signs at once, and the key it replaces stays published until every access token it signed
-//! has expired, so no valid token is refused. Nothing here logs or returns secret material: key
+//! key signs at once (the JWKS holding it is written first), and the key it replaces stays
+//! published until every access token it signed has expired, so no valid token is refused.
+//! Functions already running pick the new keys up without a restart (`super::key_ring`).
+//! Nothing here logs or returns secret material: key
 //! ids (RFC 7638 thumbprints) and secret *names* only.
 
+use super::key_ring::KEY_RELOAD_SECONDS;
 use super::tokens::{KeySet, KeySetError, SigningKeyFile, LEEWAY_SECONDS};
 use crate::secrets::{SecretError, SecretWriter};
 use secrecy::{ExposeSecret, SecretString};
@@ -94,7 +97,10 @@ pub async fn ensure_signing_keys(
                 .map_err(|e| keys_error(KeySetError::Json(e)))?;
             let before = file.keys.len();
             if rotate {
-                let retired_after = now - access_token_ttl - LEEWAY_SECONDS as i64;
+                // A warm function signs with a replaced key until it loads the keys again
+                // (at most `KEY_RELOAD_SECONDS` later), and its tokens live one lifetime more.
+                let retired_after =
+                    now - access_token_ttl - LEEWAY_SECONDS as i64 - KEY_RELOAD_SECONDS;
                 (
                     file.rotated(now, retired_after).map_err(keys_error)?,
                     "rotated",
@@ -106,10 +112,8 @@ pub async fn ensure_signing_keys(
         }
     };
     let set = KeySet::from_file(&file, "bootstrap", "bootstrap").map_err(keys_error)?;
-    if action != "kept" {
-        let json = serde_json::to_string(&file).map_err(|e| keys_error(KeySetError::Json(e)))?;
-        store.put_secret(name, &SecretString::from(json)).await?;
-    }
+    // The JWKS first: a function that loads the new signing key can only sign with it once
+    // every verifier that loads the keys again can find it.
     let jwks =
         serde_json::to_string(set.public().jwks()).map_err(|e| keys_error(KeySetError::Json(e)))?;
     let published_now = match store.get_secret(secrets.public).await {
@@ -121,6 +125,10 @@ pub async fn ensure_signing_keys(
         store
             .put_secret(secrets.public, &SecretString::from(jwks))
             .await?;
+    }
+    if action != "kept" {
+        let json = serde_json::to_string(&file).map_err(|e| keys_error(KeySetError::Json(e)))?;
+        store.put_secret(name, &SecretString::from(json)).await?;
     }
     let published: Vec<String> = set
         .public()
@@ -184,13 +192,19 @@ mod tests {
             rotated.published.contains(&first.signing_kid),
             "the old key stays published"
         );
-        // One token lifetime later the first key's tokens have expired: the next rotation drops it.
-        let again = ensure_signing_keys(&files, SECRETS, true, 3_000 + 906, 900)
+        // Just under one token lifetime (plus leeway and the warm reload interval) later, a
+        // warm function may still have signed with the first key recently: it stays.
+        let early = ensure_signing_keys(&files, SECRETS, true, 3_000 + 905 + 300, 900)
+            .await
+            .expect("rotate");
+        assert!(early.published.contains(&first.signing_kid));
+        // Past that, the first key's tokens have all expired: the next rotation drops it.
+        let again = ensure_signing_keys(&files, SECRETS, true, 3_000 + 906 + 300, 900)
             .await
             .expect("rotate");
         assert!(!again.published.contains(&first.signing_kid));
         assert!(again.published.contains(&rotated.signing_kid));
-        assert_eq!((again.published.len(), again.dropped), (2, 1));
+        assert_eq!((again.published.len(), again.dropped), (3, 1));
         let published = files.get_secret("jwks").await.expect("jwks");
         assert!(
             !published.expose_secret().contains(&first.signing_kid),

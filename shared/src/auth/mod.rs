@@ -1,6 +1,6 @@
 //! Accounts and sessions (use cases): password hashing ([`password`]), refresh tokens
 //! ([`refresh`]), access tokens and the key set ([`tokens`]), creating and rotating the keys
-//! ([`keys`]), the secrets sent by email ([`one_time`]), and the account use cases ([`Auth`]:
+//! ([`keys`]), keeping a warm function's keys current ([`key_ring`]), the secrets sent by email ([`one_time`]), and the account use cases ([`Auth`]:
 //! signup, login, refresh, logout and `me`; the account lifecycle; sign-in by email code and
 //! magic link; sign-in with identity providers) with access-token verification
 //! ([`AccessVerifier`]).
@@ -8,6 +8,7 @@
 mod account;
 mod api_keys;
 pub mod authorizer;
+pub mod key_ring;
 pub mod keys;
 pub mod limits;
 mod oauth;
@@ -20,6 +21,7 @@ pub mod tokens;
 
 pub use account::{Reauthentication, SessionView};
 pub use api_keys::{AnyCaller, Caller, CreatedKey, KeyPrincipal};
+pub use key_ring::{KeyRing, KeySecret, KeySource, Keys, SecretKeySource};
 pub use limits::{Counted, Limiter};
 pub use oauth::{state_hash, CallbackError, CallbackParams};
 pub use password::{PasswordHasher, Verification};

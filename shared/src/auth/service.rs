@@ -6,9 +6,10 @@
 //! Every change that owes a mail or an audit record writes it in the same atomic
 //! [`AccountStore::commit`] as the change itself.
 
+use super::key_ring::KeyRing;
 use super::password::{PasswordHasher, Verification};
 use super::refresh::RefreshToken;
-use super::tokens::{AccessClaims, KeySet, KeySetError, PublicKeys, TokenError};
+use super::tokens::{AccessClaims, KeySetError, PublicKeys, TokenError};
 use crate::billing::{BillingError, PlanAccess};
 use crate::clock::Clock;
 use crate::domain::{
@@ -225,11 +226,11 @@ pub struct AuthenticatedUser {
     pub claims: AccessClaims,
 }
 
-/// Verifies access tokens with the public keys and the clock: what every route behind a bearer
-/// token needs, and nothing that can issue a token.
+/// Verifies access tokens with the public keys of a [`KeyRing`] and the clock: what every route
+/// behind a bearer token needs, and nothing that can issue a token.
 #[derive(Clone)]
 pub struct AccessVerifier {
-    keys: Arc<PublicKeys>,
+    keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
 }
 
@@ -242,27 +243,33 @@ impl std::fmt::Debug for AccessVerifier {
 }
 
 impl AccessVerifier {
-    /// A verifier over `keys`.
-    pub fn new(keys: Arc<PublicKeys>, clock: Arc<dyn Clock>) -> Self {
+    /// A verifier over the public keys of `keys`.
+    pub fn new(keys: Arc<KeyRing>, clock: Arc<dyn Clock>) -> Self {
         Self { keys, clock }
     }
 
-    /// The public keys (the JWKS).
-    pub fn keys(&self) -> &PublicKeys {
-        &self.keys
+    /// The public keys (the JWKS) to publish now (loaded again when older than
+    /// [`super::key_ring::KEY_RELOAD_SECONDS`]).
+    pub async fn keys(&self) -> Arc<PublicKeys> {
+        self.keys.current().await.public
     }
 
     /// Verifies an access token (signature, `iss`, `aud`, `exp`, `nbf`) and reads its subject.
+    /// A token signed by a key the verifier does not hold yet (a rotation since the keys were
+    /// loaded) makes it load the keys again and try once more ([`KeyRing::after_unknown_key`]).
     ///
     /// # Errors
     /// [`AuthError::InvalidAccessToken`], also for `sub`/`sid` that are not Tollgate ids.
-    pub fn verify(&self, token: &str) -> Result<AuthenticatedUser, AuthError> {
-        let claims = self
-            .keys
-            .verify(token, self.clock.now())
-            .map_err(|e| match e {
-                TokenError::Expired | TokenError::Invalid => AuthError::InvalidAccessToken,
-            })?;
+    pub async fn verify(&self, token: &str) -> Result<AuthenticatedUser, AuthError> {
+        let now = self.clock.now();
+        let claims = match self.keys.current().await.public.verify(token, now) {
+            Err(TokenError::UnknownKey) => match self.keys.after_unknown_key().await {
+                Some(keys) => keys.public.verify(token, now),
+                None => Err(TokenError::UnknownKey),
+            },
+            checked => checked,
+        }
+        .map_err(|_| AuthError::InvalidAccessToken)?;
         let user_id = claims
             .sub
             .parse()
@@ -294,7 +301,7 @@ pub struct Auth {
     pub(super) users: Arc<dyn UserStore>,
     pub(super) sessions: Arc<dyn SessionStore>,
     pub(super) accounts: Arc<dyn AccountStore>,
-    signer: Option<Arc<KeySet>>,
+    signer: Option<Arc<KeyRing>>,
     pub(super) hasher: PasswordHasher,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: AuthSettings,
@@ -323,11 +330,12 @@ pub struct AccountStores {
 }
 
 impl Auth {
-    /// Wires the service. Without a `signer` it can check sessions (`me`) but not issue tokens
-    /// (signup, login and refresh answer [`AuthError::NoSigningKey`]).
+    /// Wires the service. Without a `signer` (or one whose keys hold no signing set) it can
+    /// check sessions (`me`) but not issue tokens (signup, login and refresh answer
+    /// [`AuthError::NoSigningKey`]). Tokens are signed with the ring's current signing set.
     pub fn new(
         stores: AccountStores,
-        signer: Option<Arc<KeySet>>,
+        signer: Option<Arc<KeyRing>>,
         clock: Arc<dyn Clock>,
         settings: AuthSettings,
         access: PlanAccess,
@@ -938,7 +946,12 @@ impl Auth {
         extra: Vec<Change>,
         detail: Option<&str>,
     ) -> Result<IssuedTokens, AuthError> {
-        if self.signer.is_none() {
+        if self
+            .signer
+            .as_ref()
+            .and_then(|r| r.held().signing)
+            .is_none()
+        {
             return Err(AuthError::NoSigningKey);
         }
         let now = self.clock.now();
@@ -970,7 +983,11 @@ impl Auth {
         refresh_token: String,
         now: i64,
     ) -> Result<IssuedTokens, AuthError> {
-        let signer = self.signer.as_ref().ok_or(AuthError::NoSigningKey)?;
+        let signer = match &self.signer {
+            Some(ring) => ring.current().await.signing,
+            None => None,
+        }
+        .ok_or(AuthError::NoSigningKey)?;
         let plan = self.plan_claims(&user.id).await?;
         let claims = AccessClaims {
             iss: self.settings.issuer.clone(),

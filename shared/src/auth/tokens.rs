@@ -157,9 +157,13 @@ pub enum KeySetError {
 /// Why an access token was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
-    /// Malformed, wrong algorithm, unknown `kid`, bad signature, wrong `iss`/`aud`, or not yet valid.
+    /// Malformed, wrong algorithm, bad signature, wrong `iss`/`aud`, or not yet valid.
     #[error("access token is invalid")]
     Invalid,
+    /// Signed by a key this set does not hold (its `kid` is unknown): invalid, or signed by a
+    /// key published after this set was loaded ([`super::KeyRing`] then loads the keys again).
+    #[error("access token is signed by an unknown key")]
+    UnknownKey,
     /// Past `exp`.
     #[error("access token has expired")]
     Expired,
@@ -224,7 +228,8 @@ impl PublicKeys {
     /// seconds) with [`LEEWAY_SECONDS`], and returns the claims.
     ///
     /// # Errors
-    /// [`TokenError::Expired`] past `exp`; [`TokenError::Invalid`] for anything else.
+    /// [`TokenError::Expired`] past `exp`; [`TokenError::UnknownKey`] for a `kid` not in the
+    /// set; [`TokenError::Invalid`] for anything else.
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::RS256 {
@@ -235,7 +240,7 @@ impl PublicKeys {
             .verifying
             .iter()
             .find(|k| k.kid == kid)
-            .ok_or(TokenError::Invalid)?;
+            .ok_or(TokenError::UnknownKey)?;
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &self.validation)
             .map(|data| data.claims)
             .map_err(|_| TokenError::Invalid)?;

@@ -144,12 +144,12 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 ///
 /// # Errors
 /// [`ApiError::MissingBearer`], or `invalid_token` when the token is invalid or expired.
-pub(crate) fn bearer_user(
+pub(crate) async fn bearer_user(
     headers: &HeaderMap,
     state: &AppState,
 ) -> Result<AuthenticatedUser, ApiError> {
     let token = bearer(headers)?;
-    Ok(state.verifier()?.verify(token)?)
+    Ok(state.verifier()?.verify(token).await?)
 }
 
 /// The subject of the request's `Authorization: Bearer <access token>`, verified with the public
@@ -165,7 +165,7 @@ impl FromRequestParts<AppState> for AuthenticatedUser {
     ) -> Result<Self, Self::Rejection> {
         let who = match parts.extensions.remove::<AuthenticatedUser>() {
             Some(who) => who,
-            None => bearer_user(&parts.headers, state)?,
+            None => bearer_user(&parts.headers, state).await?,
         };
         tracing::Span::current().record("user_id", tracing::field::display(&who.user_id));
         Ok(who)
@@ -207,7 +207,7 @@ async fn caller(parts: &Parts, state: &AppState, service: bool) -> Result<Caller
         }
         Caller::Key(Box::new(principal))
     } else {
-        Caller::Token(Box::new(state.verifier()?.verify(token)?))
+        Caller::Token(Box::new(state.verifier()?.verify(token).await?))
     };
     tracing::Span::current().record("user_id", tracing::field::display(&caller.user_id()));
     Ok(caller)

@@ -77,10 +77,10 @@ pub async fn per_ip(State(rule): State<&'static str>, req: Request, next: Next) 
 /// does not verify it again; a request without a valid bearer is not counted (the handler
 /// answers 401).
 pub async fn per_user(State(rule): State<&'static str>, mut req: Request, next: Next) -> Response {
-    let who = req
-        .extensions()
-        .get::<AppState>()
-        .and_then(|state| super::extract::bearer_user(req.headers(), state).ok());
+    let who = match req.extensions().get::<AppState>() {
+        Some(state) => super::extract::bearer_user(req.headers(), state).await.ok(),
+        None => None,
+    };
     let key = who.as_ref().map(|w| w.user_id.to_string());
     if let Some(who) = who {
         req.extensions_mut().insert::<AuthenticatedUser>(who);
