@@ -361,6 +361,80 @@ async fn api_keys_act_as_their_user_with_the_current_plan(backend: Backend) {
     );
 }
 
+/// The key maximum holds under concurrency: creations that each counted a free place race on
+/// the owner's version, so no more than `TOLLGATE_MAX_API_KEYS` (3 here) are ever live.
+async fn concurrent_key_creations_never_pass_the_maximum(backend: Backend) {
+    let Some(rig) = rig(backend, "off").await else {
+        return;
+    };
+    let (ada, tokens) = tollgate_tests::sign_up(&rig.state).await;
+    let at = tokens.access_token.as_str();
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let request = rig
+            .http
+            .post(format!("{}/auth/api-keys", rig.base))
+            .bearer_auth(at)
+            .json(&json!({"name": format!("racer {i}")}));
+        racers.spawn(async move { request.send().await.expect("request").status() });
+    }
+    let mut created = 0;
+    while let Some(status) = racers.join_next().await {
+        match status.expect("racer") {
+            StatusCode::CREATED => created += 1,
+            // The limit reached, or a write that kept losing the race (retryable).
+            StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let live = |rig: &Rig| {
+        let accounts = rig.accounts.clone();
+        let id = ada.id;
+        async move {
+            accounts
+                .list_api_keys(&id)
+                .await
+                .expect("list")
+                .iter()
+                .filter(|k| k.revoked_at.is_none())
+                .count()
+        }
+    };
+    assert!((1..=3).contains(&created), "{created} created");
+    assert_eq!(
+        live(&rig).await,
+        created,
+        "every answered key is stored, no other"
+    );
+    while live(&rig).await < 3 {
+        let r = rig
+            .post("/auth/api-keys", Some(at), json!({"name": "more"}))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let (status, _, body) = problem(
+        rig.post("/auth/api-keys", Some(at), json!({"name": "one too many"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("api_key_limit_reached"))
+    );
+    assert_eq!(live(&rig).await, 3);
+    let user = rig
+        .users
+        .get_user(&ada.id)
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(
+        (user.email, user.updated_at),
+        (ada.email.clone(), ada.updated_at),
+        "the guard moves only the owner's version"
+    );
+}
+
 async fn a_per_user_rule_answers_429_with_its_headers(backend: Backend) {
     let Some(rig) = rig(backend, "api_keys.user=2/86400").await else {
         return;
@@ -457,6 +531,7 @@ tollgate_tests::on_both_stores!(
     failed_logins_slow_the_account_from_any_ip_and_unknown_emails_alike,
     known_and_unknown_emails_make_the_same_store_reads,
     api_keys_act_as_their_user_with_the_current_plan,
+    concurrent_key_creations_never_pass_the_maximum,
     a_per_user_rule_answers_429_with_its_headers,
     the_dev_server_plays_the_authorizer_for_the_example_route,
 );

@@ -30,7 +30,7 @@ pub struct Reauthentication {
 }
 
 /// How many times an optimistic write is retried after a lost race on the user's version.
-const VERSION_RETRIES: usize = 3;
+pub(super) const VERSION_RETRIES: usize = 3;
 
 impl Auth {
     /// Verifies the email with a link token: sets `email_verified` (idempotent for an email
@@ -521,6 +521,6 @@ impl Auth {
 
 /// A conditional write kept losing to concurrent changes: answered as a retryable conflict
 /// (503 `unavailable`).
-fn lost_race() -> AuthError {
+pub(super) fn lost_race() -> AuthError {
     AuthError::Store(StoreError::Conflict(Conflict::StaleVersion))
 }

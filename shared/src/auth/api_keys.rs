@@ -44,11 +44,14 @@ fn invalid(field: &'static str, message: &str) -> AuthError {
 
 impl Auth {
     /// Creates an API key of `kind` for `owner` named `name`, expiring at `expires_at` (Unix
-    /// seconds) if given: the key and the `api_key_created` audit record in one write.
+    /// seconds) if given: the key, the `api_key_created` audit record and a compare-and-swap of
+    /// the owner's version in one write, so concurrent creations never pass `max_api_keys`.
     ///
     /// # Errors
     /// `Validation` (name empty or longer than 100 characters, expiry not in the future),
-    /// `ApiKeyLimitReached` (the owner has `max_api_keys` live keys), `Store`, `Internal`.
+    /// `ApiKeyLimitReached` (the owner has `max_api_keys` live keys), `InvalidAccessToken` (no
+    /// such owner), `Store` (also a write that kept losing to concurrent changes: retryable),
+    /// `Internal`.
     pub async fn create_api_key(
         &self,
         owner: &UserId,
@@ -65,45 +68,68 @@ impl Auth {
         if expires_at.is_some_and(|e| e <= now) {
             return Err(invalid("expires_at", "must be in the future"));
         }
-        let live = self
-            .accounts
-            .list_api_keys(owner)
-            .await?
-            .into_iter()
-            .filter(|k| k.check(&k.hash, now).is_ok())
-            .count();
-        if live >= self.settings.max_api_keys {
-            return Err(AuthError::ApiKeyLimitReached);
+        // The count is guarded by the owner's item: the key is written with the owner's version
+        // moved on (compare-and-swap), so of concurrent creations that each counted a free place
+        // only one commits per version; the others count again (and may find the limit reached).
+        for _ in 0..super::account::VERSION_RETRIES {
+            let user = self
+                .users
+                .get_user(owner)
+                .await?
+                .ok_or(AuthError::InvalidAccessToken)?;
+            let live = self
+                .accounts
+                .list_api_keys(owner)
+                .await?
+                .into_iter()
+                .filter(|k| k.check(&k.hash, now).is_ok())
+                .count();
+            if live >= self.settings.max_api_keys {
+                return Err(AuthError::ApiKeyLimitReached);
+            }
+            let id = key_id()?;
+            let secret = format!("{API_KEY_PREFIX}{id}_{}", random_b64(API_KEY_SECRET_BYTES)?);
+            let key = ApiKey {
+                key_id: id,
+                user_id: *owner,
+                kind,
+                name: name.to_owned(),
+                hash: hash_text(&secret),
+                created_at: now,
+                last_used_at: None,
+                expires_at,
+                revoked_at: None,
+            };
+            let audit = self
+                .audit(*owner, AuditAction::ApiKeyCreated, origin, now)
+                .map_audit(|r| {
+                    r.with_detail(format!(
+                        "{} ({})",
+                        key.prefix(),
+                        match kind {
+                            ApiKeyKind::User => "user",
+                            ApiKeyKind::Service => "service",
+                        }
+                    ))
+                });
+            // The same user, one version on (its profile and `updated_at` unchanged).
+            let mut guard = user.clone();
+            guard.version = user.version + 1;
+            let changes = [
+                Change::CreateApiKey(key.clone()),
+                Change::UpdateUser {
+                    user: guard,
+                    expected_version: user.version,
+                },
+                audit,
+            ];
+            match self.accounts.commit(&changes).await {
+                Ok(()) => return Ok(CreatedKey { key, secret }),
+                Err(StoreError::Conflict(Conflict::StaleVersion)) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let id = key_id()?;
-        let secret = format!("{API_KEY_PREFIX}{id}_{}", random_b64(API_KEY_SECRET_BYTES)?);
-        let key = ApiKey {
-            key_id: id,
-            user_id: *owner,
-            kind,
-            name: name.to_owned(),
-            hash: hash_text(&secret),
-            created_at: now,
-            last_used_at: None,
-            expires_at,
-            revoked_at: None,
-        };
-        let audit = self
-            .audit(*owner, AuditAction::ApiKeyCreated, origin, now)
-            .map_audit(|r| {
-                r.with_detail(format!(
-                    "{} ({})",
-                    key.prefix(),
-                    match kind {
-                        ApiKeyKind::User => "user",
-                        ApiKeyKind::Service => "service",
-                    }
-                ))
-            });
-        self.accounts
-            .commit(&[Change::CreateApiKey(key.clone()), audit])
-            .await?;
-        Ok(CreatedKey { key, secret })
+        Err(super::account::lost_race())
     }
 
     /// The caller's live keys (not revoked, not expired), oldest first.
