@@ -38,17 +38,28 @@ pub async fn start_with(data_dir: &std::path::Path, port: u16, env: &[(&str, &st
         .envs(env.iter().copied())
         .spawn()
         .expect("start dev-server");
-    let server = Server(child);
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+    let mut server = Server(child);
+    for _ in 0..200 {
+        if listening(port).await {
             return server;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("dev-server exited before listening on {port}: {status}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("dev-server did not listen on {port}");
+    panic!("dev-server did not listen on {port} within 10 s");
+}
+
+/// Whether something listens on loopback `port`. A connection to itself does not count: with
+/// nothing listening on a port of the ephemeral range, the kernel may hand the connecting
+/// socket that very port as its source and connect it to itself (TCP simultaneous open), which
+/// made a slow-starting server look ready.
+pub async fn listening(port: u16) -> bool {
+    match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(stream) => stream.local_addr().ok() != stream.peer_addr().ok(),
+        Err(_) => false,
+    }
 }
 
 /// Sends SIGTERM and asserts a graceful exit.
