@@ -109,6 +109,19 @@ impl Rig {
         .await
     }
 
+    /// One more key for the bearer `at` is refused: 409 `api_key_limit_reached`.
+    async fn assert_key_limit_reached(&self, at: &str) {
+        let (status, _, body) = problem(
+            self.post("/auth/api-keys", Some(at), json!({"name": "one too many"}))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::CONFLICT, Some("api_key_limit_reached"))
+        );
+    }
+
     async fn actions(&self, user: &User) -> Vec<AuditAction> {
         self.accounts
             .list_audit(&user.id, None, 100)
@@ -350,15 +363,7 @@ async fn api_keys_act_as_their_user_with_the_current_plan(backend: Backend) {
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let (status, _, body) = problem(
-        rig.post("/auth/api-keys", Some(at), json!({"name": "one too many"}))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("api_key_limit_reached"))
-    );
+    rig.assert_key_limit_reached(at).await;
 }
 
 /// The key maximum holds under concurrency: creations that each counted a free place race on
@@ -412,15 +417,7 @@ async fn concurrent_key_creations_never_pass_the_maximum(backend: Backend) {
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let (status, _, body) = problem(
-        rig.post("/auth/api-keys", Some(at), json!({"name": "one too many"}))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("api_key_limit_reached"))
-    );
+    rig.assert_key_limit_reached(at).await;
     assert_eq!(live(&rig).await, 3);
     let user = rig
         .users
